@@ -1,0 +1,36 @@
+# cellpilot: `make demo` runs a simulated campaign, `make test` runs the tests.
+# Both create .venv on a fresh machine. torch is pinned (constraints file) so no CUDA build is pulled.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export OMP_NUM_THREADS := 1
+export MKL_NUM_THREADS := 1
+
+.PHONY: demo test install bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c requirements/constraints.txt -e '.[test]'
+	@if $(PY) -m pip list 2>/dev/null | grep -qiE '^(nvidia-|triton)'; then echo "CUDA packages were installed" >&2; exit 1; fi
+	touch $(STAMP)
+
+demo: $(STAMP)
+	rm -rf runs/demo
+	$(VENV)/bin/cellpilot run examples/drug_combo.yaml --dry-run --workdir runs/demo
+	$(VENV)/bin/cellpilot report --workdir runs/demo --out runs/demo/report
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: $(STAMP)
+	$(PY) benchmarks/planner_efficiency.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) runs report

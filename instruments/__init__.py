@@ -1,0 +1,1 @@
+"""Instrument interfaces (lab units) and real drivers. Knows nothing of campaigns or planners."""

@@ -1,0 +1,103 @@
+"""The planner interface, its data types, and the registry of planners by name.
+
+A planner is pure: ``propose`` reads only its arguments. ``history`` is every measured
+experiment of the campaign (as the ledger holds it); ``pending`` are parameter sets already
+approved or running but not yet measured, which a batch must not duplicate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from planners.exceptions import DuplicatePlannerName, PlannerError
+from planners.space import Objective, OutcomeConstraint, Params, SearchSpace
+
+
+class Observation(BaseModel):
+    """One measured experiment: its parameters and the metrics the analyzer scored.
+
+    ``outcomes`` maps metric name to value; a metric that could not be measured is absent.
+    ``task`` names the campaign the observation came from when prior campaigns are used.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    params: Params
+    outcomes: dict[str, float]
+    task: str | None = None
+
+
+class Proposal(BaseModel):
+    """A suggested experiment with the model's view of it at proposal time.
+
+    ``predicted_mean`` / ``predicted_sd`` map metric name to the model's posterior mean and
+    standard deviation (raw metric units); empty for model-free planners.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    params: Params
+    predicted_mean: dict[str, float] = Field(default_factory=dict)
+    predicted_sd: dict[str, float] = Field(default_factory=dict)
+    acquisition_value: float | None = None
+    planner: str
+
+
+@runtime_checkable
+class Planner(Protocol):
+    """What the controller calls. Implementations are registered with :func:`register_planner`."""
+
+    name: str
+
+    def propose(
+        self,
+        space: SearchSpace,
+        objectives: Sequence[Objective],
+        history: Sequence[Observation],
+        pending: Sequence[Params],
+        n: int,
+        seed: int,
+        *,
+        outcome_constraints: Sequence[OutcomeConstraint] = (),
+    ) -> list[Proposal]:
+        """Return ``n`` proposals inside ``space`` (validated with ``space.validate_point``)."""
+        ...
+
+
+_REGISTRY: dict[str, Callable[..., Planner]] = {}
+
+
+def register_planner(name: str) -> Callable[[Callable[..., Planner]], Callable[..., Planner]]:
+    """Class decorator: make a planner available to campaign files under ``name``."""
+
+    def deco(factory: Callable[..., Planner]) -> Callable[..., Planner]:
+        if name in _REGISTRY:
+            raise DuplicatePlannerName(f"a planner named {name!r} is already registered")
+        _REGISTRY[name] = factory
+        return factory
+
+    return deco
+
+
+def _load_builtin() -> None:
+    # Import for the side effect of registration; planners register themselves.
+    import planners.baselines  # noqa: F401
+    import planners.bayesian  # noqa: F401
+
+
+def available_planners() -> list[str]:
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def get_planner(name: str, **settings: Any) -> Planner:
+    """Build the planner registered under ``name`` with its settings (from the campaign file)."""
+    _load_builtin()
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise PlannerError(f"unknown planner {name!r}; available: {sorted(_REGISTRY)}") from None
+    return factory(**settings)
