@@ -1,0 +1,217 @@
+"""Per-field measurements, tumour/normal classification and per-well metrics with field QC.
+
+Classification: a nucleus is marker-positive (tumour) when its background-corrected mean
+marker intensity exceeds a threshold fitted to the whole plate (Otsu over all its nuclei),
+accepted only if the two classes are well separated; otherwise a noise-based fallback is
+used and the plate says so. A configured value overrides both.
+
+Well metrics (``WELL_METRICS``): ``cell_count``, ``tumour_count`` and ``normal_count`` are
+mean nuclei **per field** (comparable between wells imaged with different field numbers);
+``total_*`` are the sums over the well's fields. Fields whose count departs from the rest of
+the well, or that hold oversized objects (bubbles, debris), are flagged and kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from skimage.filters import threshold_otsu
+
+from analyzers.exceptions import MissingChannel
+from analyzers.nuclei import estimate_background, noise_sigma, nucleus_features, segment_field
+from instruments.interfaces import Frame
+
+__all__ = [
+    "FieldMeasurement",
+    "MarkerThreshold",
+    "fit_marker_threshold",
+    "measure_field",
+    "well_metrics",
+]
+
+
+@dataclass(frozen=True)
+class FieldMeasurement:
+    """Nuclei of one field: per-nucleus arrays of length N plus field-level QC numbers."""
+
+    well: str
+    field: int
+    area_px: np.ndarray
+    nuclear_mean: np.ndarray
+    marker_mean: np.ndarray
+    marker_noise_sigma: float
+    n_large_objects: int
+    large_object_area_px: int
+
+    @property
+    def n_nuclei(self) -> int:
+        return int(self.area_px.size)
+
+
+def _plane(frame: Frame, channel: str) -> np.ndarray:
+    if channel not in frame.channels:
+        raise MissingChannel(channel, tuple(frame.channels))
+    return np.asarray(frame.image[frame.channels.index(channel)])
+
+
+def measure_field(
+    frame: Frame,
+    *,
+    nuclear_channel: str = "DAPI",
+    marker_channel: str = "GFP",
+    **segment_kwargs: float,
+) -> FieldMeasurement:
+    """Segment one frame's nuclear channel and measure each nucleus in both channels.
+
+    Raises:
+        MissingChannel: the frame lacks ``nuclear_channel`` or ``marker_channel``.
+    """
+    nuclear, marker = _plane(frame, nuclear_channel), _plane(frame, marker_channel)
+    block = int(segment_kwargs.get("background_block_px", 32))
+    seg = segment_field(nuclear, **segment_kwargs)  # type: ignore[arg-type]
+    marker_f = marker.astype(np.float32)
+    marker_f -= estimate_background(marker_f, block_px=block)
+    nuclear_f = nuclear.astype(np.float32) - seg.background
+    planes = {"n": nuclear_f, "m": marker_f}
+    feats = nucleus_features(seg.labels, planes, subtract_background=False)
+    marker_sigma = noise_sigma(marker_f)
+    return FieldMeasurement(
+        well=frame.well,
+        field=frame.field,
+        area_px=feats["area_px"],
+        nuclear_mean=feats["mean_n"],
+        marker_mean=feats["mean_m"],
+        marker_noise_sigma=marker_sigma,
+        n_large_objects=seg.n_large_objects,
+        large_object_area_px=seg.large_object_area_px,
+    )
+
+
+@dataclass(frozen=True)
+class MarkerThreshold:
+    """The plate's marker threshold and how it was chosen (``otsu``, ``fixed``, ``fallback``)."""
+
+    value: float
+    method: str
+    separation: float | None = None
+
+
+def fit_marker_threshold(
+    marker_means: np.ndarray,
+    noise_sigmas: Sequence[float],
+    *,
+    fixed: float | None = None,
+    min_separation: float = 2.0,
+    fallback_snr: float = 10.0,
+) -> MarkerThreshold:
+    """Threshold splitting marker-negative from marker-positive nuclei of a plate.
+
+    Args:
+        marker_means: background-corrected mean marker intensity of every nucleus on the plate.
+        noise_sigmas: per-field marker background noise SDs (for the fallback).
+        fixed: use this value as is.
+        min_separation: Otsu is accepted when the class means differ by at least this many
+            pooled within-class SDs (a two-population plate); below it the plate is unimodal.
+        fallback_snr: unimodal plates use ``fallback_snr`` × median field noise SD.
+    """
+    if fixed is not None:
+        return MarkerThreshold(float(fixed), "fixed")
+    fallback = fallback_snr * float(np.median(noise_sigmas)) if len(noise_sigmas) else 0.0
+    values = np.asarray(marker_means, dtype=np.float64)
+    if values.size < 4 or values.max() <= values.min():
+        return MarkerThreshold(fallback, "fallback")
+    thr = float(threshold_otsu(values))
+    low, high = values[values <= thr], values[values > thr]
+    pooled = np.sqrt((low.var() * low.size + high.var() * high.size) / values.size)
+    separation = float((high.mean() - low.mean()) / max(pooled, 1e-9))
+    if separation < min_separation:
+        return MarkerThreshold(fallback, "fallback", separation)
+    return MarkerThreshold(thr, "otsu", separation)
+
+
+def _field_flags(fields: Sequence[FieldMeasurement], tolerance: float) -> dict[int, str]:
+    """Field index → reason, for fields that look like artefacts."""
+    flags: dict[int, str] = {}
+    counts = np.array([f.n_nuclei for f in fields], dtype=np.float64)
+    for i, f in enumerate(fields):
+        if f.n_large_objects:
+            flags[i] = (
+                f"field {f.field}: {f.n_large_objects} oversized object(s), "
+                f"{f.large_object_area_px} px (debris or bubble?)"
+            )
+    if len(fields) >= 2:
+        for i, f in enumerate(fields):
+            rest = np.delete(counts, i)
+            ref = float(np.median(rest))
+            if ref > 0 and abs(counts[i] - ref) > tolerance * ref:
+                reason = (
+                    f"field {f.field}: {f.n_nuclei} nuclei vs {ref:g} in the well's other fields"
+                )
+                flags[i] = f"{flags[i]}; {reason}" if i in flags else reason
+    return flags
+
+
+def well_metrics(
+    fields: Sequence[FieldMeasurement],
+    threshold: float,
+    *,
+    field_count_tolerance: float = 0.5,
+    exclude_flagged_fields: bool = False,
+) -> tuple[dict[str, float], list[str], list[int]]:
+    """Metrics of one well from its fields.
+
+    Args:
+        fields: the well's field measurements (at least one).
+        threshold: marker threshold from :func:`fit_marker_threshold`.
+        field_count_tolerance: a field is flagged when its count differs from the median of
+            the well's other fields by more than this fraction of it.
+        exclude_flagged_fields: leave flagged fields out of the metrics (they stay flagged).
+
+    Returns:
+        ``(metrics, flags, flagged_field_indices)``; flags are human-readable reasons.
+    """
+    flagged = _field_flags(fields, field_count_tolerance)
+    used = [f for i, f in enumerate(fields) if not (exclude_flagged_fields and i in flagged)]
+    if not used:  # every field flagged: measure them all rather than nothing
+        used = list(fields)
+    area = np.concatenate([f.area_px for f in used])
+    nuclear = np.concatenate([f.nuclear_mean for f in used])
+    marker = np.concatenate([f.marker_mean for f in used])
+    tumour = marker > threshold
+    n_fields = len(used)
+    n, n_t = int(area.size), int(tumour.sum())
+    metrics = {
+        "n_fields": float(n_fields),
+        "cell_count": n / n_fields,
+        "tumour_count": n_t / n_fields,
+        "normal_count": (n - n_t) / n_fields,
+        "total_cells": float(n),
+        "total_tumour": float(n_t),
+        "total_normal": float(n - n_t),
+        "tumour_fraction": n_t / n if n else 0.0,
+        "mean_area_px": float(area.mean()) if n else 0.0,
+        "mean_nuclear_intensity": float(nuclear.mean()) if n else 0.0,
+        "mean_marker_intensity": float(marker.mean()) if n else 0.0,
+    }
+    return (
+        metrics,
+        [flagged[i] for i in sorted(flagged)],
+        [fields[i].field for i in sorted(flagged)],
+    )
+
+
+WELL_METRICS = (
+    "n_fields",
+    "cell_count",
+    "tumour_count",
+    "normal_count",
+    "total_cells",
+    "total_tumour",
+    "total_normal",
+    "tumour_fraction",
+    "mean_area_px",
+    "mean_nuclear_intensity",
+    "mean_marker_intensity",
+)
