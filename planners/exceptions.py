@@ -28,3 +28,21 @@ class PointOutsideSpace(PlannerError):
 
 class DuplicatePlannerName(PlannerError):
     """Two planners were registered under the same name."""
+
+
+class FeasibleRegionTooSmall(PlannerError):
+    """Sampling found too few points that satisfy the space's linear constraints.
+
+    Attributes:
+        accepted: how many feasible points were found.
+        tried: how many candidates were drawn.
+    """
+
+    def __init__(self, accepted: int, tried: int, needed: int) -> None:
+        self.accepted = accepted
+        self.tried = tried
+        super().__init__(
+            f"only {accepted} of {tried} sampled points satisfy the linear constraints "
+            f"({needed} needed); the feasible region is too small, loosen the constraints "
+            "or narrow the parameter bounds around it"
+        )
