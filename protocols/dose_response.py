@@ -208,6 +208,11 @@ class DoseResponseSettings(_Frozen):
             raise ValueError(
                 f"doses: {sorted(selectors & set(params))} used as dose and reagent_from"
             )
+        if self.addable_volume_ul < self.min_volume_ul:
+            raise ValueError(
+                f"final_volume_ul - seeded_volume_ul ({self.addable_volume_ul:g} uL) is below "
+                f"min_volume_ul ({self.min_volume_ul:g} uL): nothing could be pipetted"
+            )
         if self.vehicle in self.stocks:
             raise ValueError(f"vehicle {self.vehicle!r} must not be listed in stocks")
         if self.mix_cycles and self.mix_volume > min(self.max_volume_ul, self.final_volume_ul):
@@ -288,10 +293,10 @@ class DoseResponse:
         room = s.addable_volume_ul
         top_up = room - total
         if top_up < -VOLUME_EPS_UL or VOLUME_EPS_UL < top_up < s.min_volume_ul - VOLUME_EPS_UL:
-            reagent, _, _ = max(additions, key=lambda a: a[2])
+            reagent = max(additions, key=lambda a: a[2])[0] if additions else s.vehicle
             raise ImpossibleVolume(
                 reagent,
-                doses_um[reagent],
+                doses_um.get(reagent, 0.0),
                 f"{prefix}doses need {total:.3g} uL in total but {room:g} uL fit above the "
                 f"{s.seeded_volume_ul:g} uL of cells (and any vehicle top-up must be 0 or ≥ "
                 f"{s.min_volume_ul:g} uL); use more concentrated stocks",
@@ -374,10 +379,9 @@ class DoseResponse:
                 for r in self._reagents_of(space, d)
             )
         room = s.addable_volume_ul
-        if (
-            worst_total > room - s.min_volume_ul + VOLUME_EPS_UL
-            and abs(worst_total - room) > VOLUME_EPS_UL
-        ):
+        # Totals vary continuously up to the worst case, so any worst case above room − min
+        # passes through top-ups that are positive but below the handler's minimum.
+        if worst_total > room - s.min_volume_ul + VOLUME_EPS_UL:
             raise ImpossibleVolume(
                 "+".join(sorted({r for d in s.doses for r in self._reagents_of(space, d)})),
                 None,

@@ -402,6 +402,9 @@ def test_a_space_that_passes_check_space_always_compiles(
         ({"min_volume_ul": 5, "max_volume_ul": 2}, "max_volume_ul", "at least min_volume_ul"),
         ({"volume_ul": 3}, "volume_ul", "Extra inputs are not permitted"),
         ({"vehicle": "drug_a"}, "<root>", "vehicle 'drug_a' must not be listed in stocks"),
+        ({"seeded_volume_ul": 199.8}, "<root>", "nothing could be pipetted"),
+        ({"mix_volume_ul": 80.0}, "<root>", "mix_volume_ul exceeds max_volume_ul"),
+        ({"doses": ["a -> drug_a", "a -> drug_b"]}, "<root>", "parameters mapped twice"),
     ],
 )
 def test_invalid_settings_name_the_field(
