@@ -1,0 +1,328 @@
+"""Assay-level simulation: campaign search spaces on top of the virtual biology, without images.
+
+An :class:`Assay` maps a parameter set to the metrics an analyzer would report for it:
+
+- ``tumour_viability`` / ``normal_viability``: a line's cell count relative to the plate's
+  controls, ``(x - positive) / (negative - positive)`` (vehicle = 1, staurosporine = 0);
+- ``selectivity = normal_viability - tumour_viability``;
+- ``cell_count``: mean nuclei (both lines) per imaged field (256 x 256 px at 2.6 µm/px in a
+  96-well plate, see :data:`FIELD_FRACTION`).
+
+``expected`` is noise-free; ``sample`` simulates replicate wells and control wells with
+lognormal well noise, Poisson counting noise over ``fields_per_well`` fields and rare
+artefacts, and normalises to the simulated controls like a measurement. Both are fast
+(tens of µs), for planner benchmarks. ``optimum`` finds the best feasible expected value of
+the first objective by a dense grid plus Nelder-Mead refinement, cached per assay.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize
+
+from planners.space import (
+    CategoricalParameter,
+    ContinuousParameter,
+    Objective,
+    OutcomeConstraint,
+    Params,
+    SearchSpace,
+)
+from simulators.biology import CELL_LINES, REFERENCE_EXPOSURE_S, VirtualBiology
+
+#: fraction of a 96-well bottom (32.2 mm²) one default microscope field covers
+FIELD_FRACTION = (256 * 2.6e-3) ** 2 / 32.2
+METRICS: tuple[str, ...] = ("tumour_viability", "normal_viability", "selectivity", "cell_count")
+POSITIVE_CONTROL: dict[str, float] = {"staurosporine": 1.0}
+
+ConcentrationMap = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+class Assay:
+    """A simulated campaign target: search space, objectives, constraints and ground truth.
+
+    Args:
+        name: registry name (``"drug_combo"``).
+        space: the parameters a campaign varies.
+        objectives: metrics to optimise; the first is the one :meth:`optimum` reports.
+        outcome_constraints: bounds on metrics a good experiment must meet.
+        concentrations: maps parameters to final well concentrations (µM) by reagent; must
+            work with numpy arrays in place of the numeric values.
+        biology: ground truth (``VirtualBiology(seed=0)`` by default).
+        exposure_s: drug exposure before imaging (s).
+        seeding_lead_s: time between seeding and dosing (s).
+        seeded_cells: ``(tumour, normal)`` cells seeded per well.
+        n_controls: negative and positive control wells simulated per :meth:`sample`.
+        fields_per_well: fields the analyzer counts per well (sets counting noise).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        space: SearchSpace,
+        objectives: list[Objective],
+        outcome_constraints: list[OutcomeConstraint],
+        concentrations: ConcentrationMap,
+        *,
+        biology: VirtualBiology | None = None,
+        exposure_s: float = REFERENCE_EXPOSURE_S,
+        seeding_lead_s: float = 24 * 3600.0,
+        seeded_cells: tuple[float, float] = (2000.0, 2000.0),
+        n_controls: int = 4,
+        fields_per_well: int = 4,
+        description: str = "",
+    ) -> None:
+        self.name = name
+        self.space = space
+        self.objectives = list(objectives)
+        self.outcome_constraints = list(outcome_constraints)
+        self.concentrations = concentrations
+        self.biology = biology if biology is not None else VirtualBiology()
+        self.exposure_s = float(exposure_s)
+        self.seeding_lead_s = float(seeding_lead_s)
+        self.seeded_cells = seeded_cells
+        self.n_controls = int(n_controls)
+        self.fields_per_well = int(fields_per_well)
+        self.description = description
+        self._optimum: tuple[Params, float] | None = None
+        growth_s = self.exposure_s + self.seeding_lead_s
+        self._untreated = np.array(
+            [
+                s * self.biology.growth_factor(line, growth_s)
+                for line, s in zip(CELL_LINES, seeded_cells, strict=True)
+            ]
+        )
+        self._power = self.exposure_s / REFERENCE_EXPOSURE_S
+        self._pos_survival = np.array(
+            [
+                self.biology.surviving_fraction(POSITIVE_CONTROL, line) ** self._power
+                for line in CELL_LINES
+            ]
+        )
+
+    def __repr__(self) -> str:
+        return f"Assay({self.name!r}, parameters={self.space.names})"
+
+    # ----------------------------------------------------------------------- noise-free
+
+    def expected_survival(self, params: Mapping[str, Any]) -> tuple[float, float]:
+        """Noise-free ``(tumour, normal)`` count relative to vehicle (no control correction)."""
+        conc = self.concentrations(params)
+        b = self.biology
+        return (
+            b.surviving_fraction(conc, "tumour") ** self._power,
+            b.surviving_fraction(conc, "normal") ** self._power,
+        )
+
+    def _metrics(self, surv_t: Any, surv_n: Any) -> dict[str, Any]:
+        pos_t, pos_n = self._pos_survival
+        tv = (surv_t - pos_t) / (1.0 - pos_t)
+        nv = (surv_n - pos_n) / (1.0 - pos_n)
+        count = (surv_t * self._untreated[0] + surv_n * self._untreated[1]) * FIELD_FRACTION
+        return {
+            "tumour_viability": tv,
+            "normal_viability": nv,
+            "selectivity": nv - tv,
+            "cell_count": count,
+        }
+
+    def expected(self, params: Mapping[str, Any]) -> dict[str, float]:
+        """Noise-free metrics (the analyzer's well metrics, averaged) of one parameter set."""
+        surv_t, surv_n = self.expected_survival(params)
+        return {k: float(v) for k, v in self._metrics(surv_t, surv_n).items()}
+
+    def expected_array(self, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """:meth:`expected` with numpy arrays (broadcast together) for the numeric parameters."""
+        conc = self.concentrations(params)
+        b = self.biology
+        surv_t = b.surviving_fraction_array(conc, "tumour") ** self._power
+        surv_n = b.surviving_fraction_array(conc, "normal") ** self._power
+        return self._metrics(surv_t, surv_n)
+
+    # ---------------------------------------------------------------------------- noisy
+
+    def sample(
+        self, params: Mapping[str, Any], rng: np.random.Generator, replicates: int = 3
+    ) -> dict[str, float]:
+        """Metrics as measured: ``replicates`` noisy wells normalised to noisy control wells.
+
+        Returns:
+            replicate-averaged metrics; a rare failed well (bubble, debris, no cells) is
+            included, as it would be before outlier review.
+        """
+        surv_t, surv_n = self.expected_survival(params)
+        k = self.n_controls
+        m = replicates + 2 * k
+        surv = np.empty((m, 2))
+        surv[:replicates] = (surv_t, surv_n)
+        surv[replicates : replicates + k] = 1.0
+        surv[replicates + k :] = self._pos_survival
+        b = self.biology
+        z = rng.standard_normal((m, 3))
+        factor = np.exp(b.well_noise_sd * z[:, :1] + b.line_noise_sd * z[:, 1:])
+        failed = rng.random(m) < b.failure_rate
+        if failed.any():
+            factor[failed] *= rng.choice([0.01, 0.75, 1.3], size=(int(failed.sum()), 1))
+        fields = self.fields_per_well * FIELD_FRACTION
+        counted = rng.poisson(surv * self._untreated * factor * fields).astype(float)
+        neg = counted[replicates : replicates + k].mean(axis=0)
+        pos = counted[replicates + k :].mean(axis=0)
+        span = np.maximum(neg - pos, 1.0)
+        via = (counted[:replicates] - pos) / span
+        tv, nv = float(via[:, 0].mean()), float(via[:, 1].mean())
+        count = float(counted[:replicates].sum(axis=1).mean() / self.fields_per_well)
+        return {
+            "tumour_viability": tv,
+            "normal_viability": nv,
+            "selectivity": nv - tv,
+            "cell_count": count,
+        }
+
+    # -------------------------------------------------------------------------- optimum
+
+    def feasible(self, metrics: Mapping[str, float]) -> bool:
+        """True when every outcome constraint holds for ``metrics``."""
+        return all(c.satisfied(float(metrics[c.metric])) for c in self.outcome_constraints)
+
+    def optimum(self) -> tuple[Params, float]:
+        """Best feasible expected value of the first objective, and where it is (cached)."""
+        if self._optimum is None:
+            self._optimum = _find_optimum(self)
+        return self._optimum
+
+
+# ------------------------------------------------------------------------- optimisation
+
+
+def _encode(p: ContinuousParameter, x: np.ndarray | float) -> Any:
+    return np.log10(x) if p.log_scale else x
+
+
+def _decode(p: ContinuousParameter, u: np.ndarray | float) -> Any:
+    return 10.0**u if p.log_scale else u
+
+
+def _penalised(assay: Assay, metrics: Mapping[str, Any]) -> Any:
+    """``sign * objective`` minus a steep penalty for each violated outcome constraint."""
+    obj = assay.objectives[0]
+    value = obj.sign * np.asarray(metrics[obj.metric], dtype=float)
+    for c in assay.outcome_constraints:
+        m = np.asarray(metrics[c.metric], dtype=float)
+        gap = c.bound - m if c.op == ">=" else m - c.bound
+        value = value - 100.0 * np.maximum(gap, 0.0)
+    return value
+
+
+def _find_optimum(assay: Assay) -> tuple[Params, float]:
+    space = assay.space
+    cont = [p for p in space.parameters if isinstance(p, ContinuousParameter)]
+    cats = [p for p in space.parameters if isinstance(p, CategoricalParameter)]
+    if len(cont) + len(cats) != len(space.parameters):
+        raise NotImplementedError("optimum() supports continuous and categorical parameters only")
+    per_dim = max(5, min(161, int(round(2e5 ** (1 / max(len(cont), 1))))))
+    lows = np.array([_encode(p, p.low) for p in cont], dtype=float)
+    highs = np.array([_encode(p, p.high) for p in cont], dtype=float)
+    best: tuple[float, Params] = (-math.inf, {})
+    for levels in itertools.product(*[c.levels for c in cats]):
+        fixed = {c.name: lev for c, lev in zip(cats, levels, strict=True)}
+        axes = [np.linspace(lo, hi, per_dim) for lo, hi in zip(lows, highs, strict=True)]
+        mesh = np.meshgrid(*axes, indexing="ij")
+        grid = {p.name: _decode(p, m) for p, m in zip(cont, mesh, strict=True)}
+        score = np.asarray(_penalised(assay, assay.expected_array({**grid, **fixed})))
+        i = np.unravel_index(int(np.argmax(score)), score.shape)
+        u0 = np.array([m[i] for m in mesh])
+
+        def neg_score(u: np.ndarray, fixed: dict[str, str] = fixed) -> float:
+            u = np.clip(u, lows, highs)
+            point = {p.name: float(_decode(p, x)) for p, x in zip(cont, u, strict=True)}
+            return -float(_penalised(assay, assay.expected({**point, **fixed})))
+
+        res = minimize(neg_score, u0, method="Nelder-Mead", options={"xatol": 1e-5, "fatol": 1e-9})
+        u = np.clip(res.x if res.fun < neg_score(u0) else u0, lows, highs)
+        point: Params = {p.name: float(_decode(p, x)) for p, x in zip(cont, u, strict=True)}
+        point.update(fixed)
+        metrics = assay.expected(point)
+        if not assay.feasible(metrics):  # refinement crossed the bound: keep the grid point
+            point = {p.name: float(_decode(p, x)) for p, x in zip(cont, u0, strict=True)}
+            point.update(fixed)
+            metrics = assay.expected(point)
+        value = metrics[assay.objectives[0].metric]
+        if assay.feasible(metrics) and assay.objectives[0].sign * value > best[0]:
+            best = (assay.objectives[0].sign * value, point)
+    if not best[1]:
+        raise ValueError(f"assay {assay.name!r} has no feasible point on the search grid")
+    ordered = {name: best[1][name] for name in space.names}
+    return ordered, float(assay.objectives[0].sign * best[0])
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+def _log_um(name: str) -> ContinuousParameter:
+    return ContinuousParameter(name=name, low=0.01, high=10.0, log_scale=True, unit="uM")
+
+
+_SELECTIVITY = [Objective(metric="selectivity", direction="maximize")]
+_NORMAL_OK = [OutcomeConstraint(metric="normal_viability", op=">=", bound=0.6)]
+
+
+def _make_assays() -> dict[str, Assay]:
+    assays = [
+        Assay(
+            "drug_combo",
+            SearchSpace(parameters=[_log_um("drug_a_um"), _log_um("drug_b_um")]),
+            _SELECTIVITY,
+            _NORMAL_OK,
+            lambda p: {"drug_a": p["drug_a_um"], "drug_b": p["drug_b_um"]},
+            description="drug_a + drug_b (synergistic on the tumour line); interior optimum",
+        ),
+        Assay(
+            "drug_combo_partner",
+            SearchSpace(
+                parameters=[
+                    _log_um("drug_a_um"),
+                    CategoricalParameter(name="partner", levels=["drug_b", "drug_c", "drug_d"]),
+                    _log_um("partner_um"),
+                ]
+            ),
+            _SELECTIVITY,
+            _NORMAL_OK,
+            lambda p: {"drug_a": p["drug_a_um"], str(p["partner"]): p["partner_um"]},
+            description="drug_a with one partner drug chosen among drug_b, drug_c, drug_d",
+        ),
+        Assay(
+            "drug_trio",
+            SearchSpace(
+                parameters=[_log_um("drug_a_um"), _log_um("drug_b_um"), _log_um("drug_d_um")]
+            ),
+            _SELECTIVITY,
+            _NORMAL_OK,
+            lambda p: {
+                "drug_a": p["drug_a_um"],
+                "drug_b": p["drug_b_um"],
+                "drug_d": p["drug_d_um"],
+            },
+            description="three drugs, pairwise interactions",
+        ),
+    ]
+    return {a.name: a for a in assays}
+
+
+ASSAYS: dict[str, Assay] = _make_assays()
+
+
+def get_assay(name: str) -> Assay:
+    """The registered assay called ``name``.
+
+    Raises:
+        KeyError: no such assay (the message lists the known ones).
+    """
+    try:
+        return ASSAYS[name]
+    except KeyError:
+        raise KeyError(f"unknown assay {name!r}; known: {sorted(ASSAYS)}") from None

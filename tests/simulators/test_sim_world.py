@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from simulators.biology import VirtualBiology
+from simulators.clock import SimulatedClock
+from simulators.liquid_handler import SimulatedLiquidHandler
+from simulators.world import SimulatedLab, UnknownWellError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_plates_appear_pre_seeded():
+    lab = SimulatedLab(seeded_volume_ul=150.0)
+    assert lab.well_volume_ul("P1", "B03") == 150.0
+    assert lab.concentrations_um("P1", "b3") == {}
+    assert lab.canonical_well("P1", "b3") == "B03"
+    for bad in ("I01", "A13", "A00", "xx", ""):
+        with pytest.raises(UnknownWellError, match="has no well"):
+            lab.canonical_well("P1", bad)
+    assert lab.is_edge("P1", "A05") and not lab.is_edge("P1", "C05")
+
+
+def test_concentrations_follow_cv_mixing():
+    lab = SimulatedLab()
+    lab.aspirate_into_tip("drug_a@100uM", "drug_a", 100.0, 20.0)
+    lab.dispense_from_tip("P1", "C05", 10.0, now_s=5.0)
+    lab.aspirate_into_tip("vehicle", "vehicle", 0.0, 10.0)  # dilutes what is left in the tip
+    lab.dispense_from_tip("P1", "C05", 20.0, now_s=9.0)
+    state = lab.well_state("P1", "C05")
+    assert state.volume_ul == pytest.approx(180.0)
+    assert state.concentrations_um()["drug_a"] == pytest.approx(100.0 * 20.0 / 180.0)
+    assert state.dose_time_s == 5.0
+    assert lab.tip.volume_ul == 0.0
+    assert lab.reservoir_drawn_ul("drug_a@100uM") == 20.0
+
+
+def test_state_survives_reopen(tmp_path):
+    path = tmp_path / "lab.json"
+    lab = SimulatedLab(path)
+    lab.aspirate_into_tip("drug_b@50uM", "drug_b", 50.0, 30.0)
+    lab.dispense_from_tip("P1", "D04", 20.0, now_s=100.0)
+    again = SimulatedLab(path)
+    assert again.well_volume_ul("P1", "D04") == pytest.approx(170.0)
+    assert again.concentrations_um("P1", "D04")["drug_b"] == pytest.approx(1000.0 / 170.0)
+    assert again.tip.volume_ul == pytest.approx(10.0)
+    assert not list(tmp_path.glob("*.tmp"))
+    json.loads(path.read_text())
+
+
+def test_dispensed_volumes_survive_sigkill(tmp_path):
+    path = tmp_path / "lab.json"
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from simulators.clock import SimulatedClock
+        from simulators.liquid_handler import SimulatedLiquidHandler
+        from simulators.world import SimulatedLab
+        lab = SimulatedLab({str(path)!r})
+        lh = SimulatedLiquidHandler(lab, SimulatedClock())
+        lh.aspirate("drug_a@100uM", "drug_a", 100.0, 40.0)
+        lh.dispense("P7", "B02", 25.0)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True)
+    assert proc.returncode == -9, proc.stderr.decode()
+    lab = SimulatedLab(path)
+    lh = SimulatedLiquidHandler(lab, SimulatedClock())
+    assert lh.well_volume_ul("P7", "B02") == pytest.approx(175.0)
+    assert lab.tip.volume_ul == pytest.approx(15.0)
+
+
+def test_cells_follow_doses_and_time():
+    lab = SimulatedLab(biology=VirtualBiology(seed=4))
+    clock = SimulatedClock()
+    lh = SimulatedLiquidHandler(lab, clock)
+    lh.aspirate("stauro", "staurosporine", 20.0, 10.0)
+    lh.dispense("P1", "C03", 10.0)
+    lh.aspirate("vehicle", "vehicle", 0.0, 10.0)
+    lh.dispense("P1", "C04", 10.0)
+    early_ctrl = lab.cells_in_well("P1", "C04", clock.now())
+    clock.sleep(48 * 3600)
+    ctrl = lab.cells_in_well("P1", "C04", clock.now())
+    killed = lab.cells_in_well("P1", "C03", clock.now())
+    assert ctrl.tumour > 3 * early_ctrl.tumour
+    assert killed.tumour < 0.02 * ctrl.tumour and killed.normal < 0.02 * ctrl.normal
