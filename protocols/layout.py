@@ -9,6 +9,8 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from protocols.labware import get_plate_type
+
 
 class WellRole(str, Enum):
     SAMPLE = "sample"
@@ -50,3 +52,28 @@ class PlateLayout(BaseModel):
     def n_experiments(self) -> int:
         idx = {w.experiment for w in self.wells if w.experiment is not None}
         return len(idx)
+
+    def render(self) -> str:
+        """A text map of the plate for operators: ``e3`` = experiment 3, ``-`` = negative
+        control, ``+`` = positive control, ``.`` = empty.
+
+        Example (a 96-well plate, first rows)::
+
+               01  02  03 ...
+            A   .   .   . ...
+            B   .  e0   - ...
+        """
+        plate = get_plate_type(self.plate_type)
+        marks = {
+            WellRole.NEGATIVE_CONTROL: "-",
+            WellRole.POSITIVE_CONTROL: "+",
+        }
+        cells = {w.well: marks.get(w.role, f"e{w.experiment}") for w in self.wells}
+        width = max([3, *(len(c) + 1 for c in cells.values())])
+        lines = [" " + "".join(f"{c + 1:02d}".rjust(width) for c in range(plate.columns))]
+        for r in range(plate.rows):
+            row = "".join(
+                f"{cells.get(plate.well_name(r, c), '.'):>{width}}" for c in range(plate.columns)
+            )
+            lines.append(chr(ord("A") + r) + row)
+        return "\n".join(lines)
