@@ -1,0 +1,119 @@
+"""Building the instruments a campaign file names, by role and driver name.
+
+Simulation is not a flag inside the loop: ``--dry-run`` swaps every driver for ``simulated``,
+which implements the same interfaces on a persistent virtual lab (``<data_dir>/sim_lab.json``),
+so a killed dry-run resumes against the plate as it "physically" is.
+
+Drivers register with :func:`register_driver`; a duplicate (role, name) raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from controller.spec import CampaignSpec
+from instruments.interfaces import Clock, LiquidHandler, Microscope
+
+
+class InstrumentConfigError(Exception):
+    """An ``instruments:`` entry names an unknown driver or bad settings."""
+
+
+@dataclass
+class BuildContext:
+    spec: CampaignSpec
+    data_dir: Path
+    clock: Clock
+    shared: dict[str, Any] = field(default_factory=dict)  # e.g. the simulated lab
+
+
+Factory = Callable[[dict[str, Any], BuildContext], Any]
+_DRIVERS: dict[tuple[str, str], Factory] = {}
+ROLES = ("liquid_handler", "microscope")
+
+
+def register_driver(role: str, name: str) -> Callable[[Factory], Factory]:
+    def deco(factory: Factory) -> Factory:
+        if (role, name) in _DRIVERS:
+            raise InstrumentConfigError(f"a {role} driver named {name!r} is already registered")
+        _DRIVERS[(role, name)] = factory
+        return factory
+
+    return deco
+
+
+def available_drivers(role: str) -> list[str]:
+    return sorted(n for r, n in _DRIVERS if r == role)
+
+
+@dataclass
+class Instruments:
+    liquid_handler: LiquidHandler
+    microscope: Microscope
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def close(self) -> None:
+        for inst in (self.liquid_handler, self.microscope):
+            close = getattr(inst, "close", None)
+            if close is not None:
+                close()
+
+
+def build_instruments(
+    spec: CampaignSpec, *, dry_run: bool, data_dir: Path, clock: Clock
+) -> Instruments:
+    """Instantiate each role's driver (all ``simulated`` when ``dry_run``)."""
+    ctx = BuildContext(spec=spec, data_dir=Path(data_dir), clock=clock)
+    built: dict[str, Any] = {}
+    for role in ROLES:
+        ispec = getattr(spec.instruments, role)
+        name = "simulated" if dry_run else ispec.driver
+        settings = ispec.settings if ispec.driver == name else {}
+        try:
+            factory = _DRIVERS[(role, name)]
+        except KeyError:
+            raise InstrumentConfigError(
+                f"instruments.{role}.driver: unknown driver {name!r}; available: {available_drivers(role)}"
+            ) from None
+        built[role] = factory(settings, ctx)
+    return Instruments(built["liquid_handler"], built["microscope"], extras=ctx.shared)
+
+
+# -- simulated drivers -------------------------------------------------------------------------
+
+
+def _simulated_lab(ctx: BuildContext):
+    if "lab" not in ctx.shared:
+        from simulators.biology import VirtualBiology
+        from simulators.world import SimulatedLab
+
+        sim = ctx.spec.simulation
+        psettings = ctx.spec.protocol.settings
+        ctx.data_dir.mkdir(parents=True, exist_ok=True)
+        ctx.shared["lab"] = SimulatedLab(
+            ctx.data_dir / "sim_lab.json",
+            VirtualBiology(seed=sim.seed, failure_rate=sim.failed_well_rate),
+            plate_type=str(psettings.get("plate_type", "96")),
+            seeded_volume_ul=float(psettings.get("seeded_volume_ul", 150.0)),
+        )
+    return ctx.shared["lab"]
+
+
+@register_driver("liquid_handler", "simulated")
+def _sim_liquid_handler(settings: dict[str, Any], ctx: BuildContext) -> LiquidHandler:
+    from simulators.liquid_handler import SimulatedLiquidHandler
+
+    opts = {"reports_volumes": ctx.spec.simulation.reports_volumes, **settings}
+    return SimulatedLiquidHandler(_simulated_lab(ctx), ctx.clock, **opts)
+
+
+@register_driver("microscope", "simulated")
+def _sim_microscope(settings: dict[str, Any], ctx: BuildContext) -> Microscope:
+    from simulators.microscope import SimulatedMicroscope
+
+    size = ctx.spec.simulation.image_size_px
+    opts = {"image_size": (size, size), "seed": ctx.spec.simulation.seed, **settings}
+    return SimulatedMicroscope(_simulated_lab(ctx), ctx.clock, **opts)

@@ -1,0 +1,208 @@
+"""Ledger tables (SQLModel). The ledger is the single source of truth of a campaign.
+
+Schema changes go through Alembic migrations in ``controller/ledger/migrations``; never edit a
+released migration, add a new one (``alembic revision --autogenerate``).
+
+JSON columns are replaced, never mutated in place (SQLAlchemy would not notice).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import JSON, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class CampaignStatus(str, Enum):
+    CREATED = "created"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    ABORTED = "aborted"
+
+
+class RoundStatus(str, Enum):
+    """A round (one plate) moves ``proposed → approved → compiled → executing → analyzed``."""
+
+    PROPOSED = "proposed"
+    APPROVED = "approved"
+    COMPILED = "compiled"
+    EXECUTING = "executing"
+    ANALYZED = "analyzed"
+    FAILED = "failed"
+
+
+class ProposalStatus(str, Enum):
+    PROPOSED = "proposed"
+    APPROVED = "approved"
+    EDITED = "edited"
+    REJECTED = "rejected"
+
+
+class ExperimentStatus(str, Enum):
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    MEASURED = "measured"
+    FAILED = "failed"
+    QUARANTINED = "quarantined"
+
+
+class WellStatus(str, Enum):
+    PLANNED = "planned"
+    QUARANTINED = "quarantined"
+    MEASURED = "measured"
+
+
+class StepStatus(str, Enum):
+    """Journal states: ``pending → started → done`` or ``failed``; ``skipped`` for wells in quarantine."""
+
+    PENDING = "pending"
+    STARTED = "started"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class Campaign(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    spec: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    spec_hash: str
+    status: str = Field(default=CampaignStatus.CREATED.value, index=True)
+    dry_run: bool = False
+    clock_s: float = Field(default=0.0, description="campaign clock (simulated or wall seconds)")
+    started_clock_s: float = 0.0
+    pause_reason: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Round(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("campaign_id", "index"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaign.id", index=True)
+    index: int
+    plate_id: str
+    status: str = Field(default=RoundStatus.PROPOSED.value)
+    layout: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    z_prime: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    plate_ok: bool | None = None
+    started_clock_s: float | None = None
+    finished_clock_s: float | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Proposal(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaign.id", index=True)
+    round_id: int = Field(foreign_key="round.id", index=True)
+    position: int = Field(description="order within the round's batch")
+    params: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    predicted_mean: dict[str, float] = Field(default_factory=dict, sa_type=JSON)
+    predicted_sd: dict[str, float] = Field(default_factory=dict, sa_type=JSON)
+    acquisition_value: float | None = None
+    planner: str
+    status: str = Field(default=ProposalStatus.PROPOSED.value)
+    requeued_from_experiment_id: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Approval(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    proposal_id: int = Field(foreign_key="proposal.id", index=True)
+    decision: str = Field(description="approved | edited | rejected")
+    actor: str
+    reason: str | None = None
+    params: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Experiment(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaign.id", index=True)
+    round_id: int = Field(foreign_key="round.id", index=True)
+    proposal_id: int = Field(foreign_key="proposal.id")
+    position: int = Field(description="experiment index in the round's plate layout")
+    params: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    status: str = Field(default=ExperimentStatus.SCHEDULED.value, index=True)
+    outcomes: dict[str, float] = Field(default_factory=dict, sa_type=JSON)
+    outcome_details: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    n_valid_replicates: int = 0
+    requeued_from_id: int | None = None
+
+
+class Well(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("round_id", "well"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    round_id: int = Field(foreign_key="round.id", index=True)
+    plate_id: str
+    well: str
+    role: str
+    experiment_id: int | None = Field(default=None, foreign_key="experiment.id")
+    replicate: int = 0
+    status: str = Field(default=WellStatus.PLANNED.value)
+    quarantine_reason: str | None = None
+
+
+class Step(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("round_id", "seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    round_id: int = Field(foreign_key="round.id", index=True)
+    seq: int
+    kind: str
+    plate_id: str
+    wells: list[str] = Field(default_factory=list, sa_type=JSON)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    status: str = Field(default=StepStatus.PENDING.value, index=True)
+    result: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    attempts: int = 0
+    started_clock_s: float | None = None
+    finished_clock_s: float | None = None
+
+
+class RawData(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    round_id: int = Field(foreign_key="round.id", index=True)
+    plate_id: str
+    well: str
+    kind: str = "image"
+    path: str
+    sha256: str
+    size_bytes: int
+    meta: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Measurement(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaign.id", index=True)
+    round_id: int = Field(foreign_key="round.id", index=True)
+    well_id: int | None = Field(default=None, foreign_key="well.id")
+    experiment_id: int | None = Field(default=None, foreign_key="experiment.id")
+    metric: str
+    value: float | None = None
+    flags: list[str] = Field(default_factory=list, sa_type=JSON)
+
+
+class Event(SQLModel, table=True):
+    """Append-only log. Each event's ``hash`` covers its content and the previous event's hash."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int | None = Field(default=None, foreign_key="campaign.id", index=True)
+    kind: str = Field(index=True)
+    actor: str = "system"
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    clock_s: float | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    prev_hash: str
+    hash: str

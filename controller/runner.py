@@ -1,0 +1,402 @@
+"""The runner: the campaign's state machine, driven round by round from the ledger.
+
+Each round (one plate) moves through these states, each transition one ledger transaction::
+
+    (none) ──propose──▶ proposed ──approve──▶ approved ──compile──▶ compiled
+                                                                      │ execute (journaled steps)
+    analyzed ◀──analyze── executing ◀─────────────────────────────────┘
+
+Because every transition is committed before the next begins, a process killed at any point
+resumes where the ledger says it was (see :mod:`controller.engine` for the steps themselves).
+The campaign is ``running``, ``paused`` (a fault, a signal, an operator) or ``completed``.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, func
+from sqlmodel import Session, col, select
+
+from controller.analysis import analyze_round
+from controller.clocks import WallClock
+from controller.engine import Engine as StepEngine
+from controller.engine import PauseRequested, StepFailed, load_round_context
+from controller.events import EventBus, EventKind, append_event, bus as default_bus
+from controller.instrument_setup import Instruments, build_instruments
+from controller.ledger.db import DEFAULT_LEDGER_URL, open_ledger_engine
+from controller.ledger.models import (
+    Approval,
+    Campaign,
+    CampaignStatus,
+    Experiment,
+    ExperimentStatus,
+    Proposal,
+    ProposalStatus,
+    Round,
+    RoundStatus,
+    Step,
+    Well,
+    utcnow,
+)
+from controller.spec import CampaignSpec
+from planners import Observation, get_planner
+from planners.exceptions import PlannerError
+from protocols.base import get_protocol
+from protocols.exceptions import ProtocolError
+
+
+class CampaignError(Exception):
+    """The campaign cannot start or continue (bad combination of settings, changed file, ...)."""
+
+
+@dataclass
+class RunResult:
+    campaign: str
+    status: str
+    rounds: int
+    valid_experiments: int
+    pause_reason: str | None = None
+    best: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_ledger_url(spec: CampaignSpec | None, override: str | None) -> str:
+    if override:
+        return override
+    if spec is not None and spec.ledger.url:
+        return spec.ledger.url
+    return DEFAULT_LEDGER_URL
+
+
+class CampaignRunner:
+    """Runs (or resumes) one campaign until its budget is spent, it is paused, or it fails."""
+
+    def __init__(
+        self,
+        spec: CampaignSpec,
+        *,
+        dry_run: bool = False,
+        ledger_url: str | None = None,
+        data_dir: str | Path | None = None,
+        events: EventBus = default_bus,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.spec = spec
+        self.dry_run = dry_run
+        self.ledger_url = resolve_ledger_url(spec, ledger_url)
+        self.data_dir = Path(data_dir or spec.ledger.data_dir or Path("runs") / spec.name)
+        self.bus = events
+        self.stop = stop or threading.Event()
+        self.protocol = get_protocol(spec.protocol.name, spec.protocol.settings)
+        self.planner = get_planner(spec.planner.name, **spec.planner.settings)
+        self.db: Engine | None = None
+        self.instruments: Instruments | None = None
+        self.campaign_id: int | None = None
+
+    # -- checks before anything moves -----------------------------------------------------
+
+    def preflight(self) -> None:
+        """Refuse, before any robot moves, what cannot work."""
+        spec = self.spec
+        if spec.approval.mode != "auto":
+            raise CampaignError(
+                f"approval mode {spec.approval.mode!r} is not available yet; use 'auto'"
+            )
+        self.protocol.check_space(spec.space)
+        check = getattr(self.planner, "check", None)
+        if check is not None:
+            check(spec.space, spec.objectives, spec.outcome_constraints)
+        if self.capacity() < 1:
+            raise CampaignError("the plate holds no experiment with these protocol settings")
+
+    def capacity(self) -> int:
+        cap = self.protocol.capacity()
+        bs = self.spec.planner.batch_size
+        return cap if bs == "auto" else min(cap, bs)
+
+    # -- opening ---------------------------------------------------------------------------
+
+    def _open(self) -> Campaign:
+        self.db = open_ledger_engine(self.ledger_url)
+        spec = self.spec
+        with Session(self.db) as s:
+            camp = s.exec(select(Campaign).where(Campaign.name == spec.name)).first()
+            if camp is None:
+                camp = Campaign(name=spec.name, spec=spec.model_dump(mode="json"),
+                                spec_hash=spec.spec_hash(), dry_run=self.dry_run,
+                                status=CampaignStatus.RUNNING.value)
+                s.add(camp)
+                s.flush()
+                append_event(s, camp.id, EventKind.CAMPAIGN_CREATED,
+                             {"name": spec.name, "dry_run": self.dry_run, "spec_hash": camp.spec_hash})
+                kind = EventKind.CAMPAIGN_STARTED
+            else:
+                if camp.spec_hash != spec.spec_hash():
+                    raise CampaignError(
+                        f"campaign {spec.name!r} in the ledger was started from a different file "
+                        "(space, objectives, protocol or instruments changed); give the new "
+                        "campaign another name"
+                    )
+                if camp.dry_run != self.dry_run:
+                    mode = "a dry-run" if camp.dry_run else "on instruments"
+                    raise CampaignError(f"campaign {spec.name!r} was started {mode}; resume it the same way")
+                if camp.status == CampaignStatus.COMPLETED.value and not self._budget_left(s, camp):
+                    return camp
+                kind = EventKind.CAMPAIGN_RESUMED
+                camp.spec = spec.model_dump(mode="json")  # the budget may have been extended
+            camp.status = CampaignStatus.RUNNING.value
+            camp.pause_reason = None
+            camp.updated_at = utcnow()
+            s.add(camp)
+            append_event(s, camp.id, kind, {"ledger": self.ledger_url}, clock_s=camp.clock_s)
+            s.commit()
+            s.refresh(camp)
+            self.campaign_id = camp.id
+            return camp
+
+    def _make_clock(self, camp: Campaign):
+        if self.dry_run:
+            from simulators.clock import SimulatedClock
+
+            return SimulatedClock(start_s=camp.clock_s)
+        return WallClock(self.stop)
+
+    # -- budget ------------------------------------------------------------------------------
+
+    def _valid_experiments(self, s: Session, campaign_id: int) -> int:
+        return s.exec(select(func.count()).select_from(Experiment).where(
+            Experiment.campaign_id == campaign_id,
+            Experiment.status == ExperimentStatus.MEASURED.value)).one()
+
+    def _budget_left(self, s: Session, camp: Campaign) -> bool:
+        b = self.spec.budget
+        n_rounds = s.exec(select(func.count()).select_from(Round).where(Round.campaign_id == camp.id)).one()
+        if b.rounds is not None and n_rounds >= b.rounds:
+            return False
+        if b.experiments is not None and self._valid_experiments(s, camp.id) >= b.experiments:
+            return False
+        if b.deadline_h is not None and camp.clock_s - camp.started_clock_s >= b.deadline_h * 3600:
+            return False
+        return True
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        self.preflight()
+        camp = self._open()
+        if camp.status == CampaignStatus.COMPLETED.value:
+            return self._result()
+        clock = self._make_clock(camp)
+        if not self.dry_run:
+            with Session(self.db) as s:
+                c = s.get(Campaign, camp.id)
+                if c.started_clock_s == 0.0:
+                    c.started_clock_s = c.clock_s = clock.now()
+                    s.add(c)
+                    s.commit()
+        self.instruments = build_instruments(self.spec, dry_run=self.dry_run,
+                                             data_dir=self.data_dir, clock=clock)
+        engine = StepEngine(self.db, self.instruments.liquid_handler, self.instruments.microscope,
+                            clock, self.bus, self.stop)
+        try:
+            while True:
+                rnd = self._current_round()
+                if rnd is None:
+                    with Session(self.db) as s:
+                        if not self._budget_left(s, s.get(Campaign, self.campaign_id)):
+                            return self._complete()
+                    if self.stop.is_set():
+                        return self._pause("pause requested")
+                    rnd = self._propose_round()
+                if rnd.status == RoundStatus.PROPOSED.value:
+                    self._approve(rnd)
+                elif rnd.status == RoundStatus.APPROVED.value:
+                    self._compile(rnd)
+                elif rnd.status in (RoundStatus.COMPILED.value, RoundStatus.EXECUTING.value):
+                    self._set_round_status(rnd.id, RoundStatus.EXECUTING, started=clock.now())
+                    engine.run_round(load_round_context(self.db, rnd.id, self.data_dir))
+                    analyze_round(self.db, self.spec, rnd.id, clock.now(), self.bus)
+        except StepFailed as err:
+            return self._pause(str(err))
+        except PauseRequested as err:
+            return self._pause(str(err))
+        finally:
+            self.instruments.close()
+
+    def _current_round(self) -> Round | None:
+        with Session(self.db) as s:
+            return s.exec(select(Round).where(
+                Round.campaign_id == self.campaign_id,
+                col(Round.status).not_in([RoundStatus.ANALYZED.value, RoundStatus.FAILED.value]),
+            ).order_by(col(Round.index))).first()
+
+    def _set_round_status(self, round_id: int, status: RoundStatus, started: float | None = None) -> None:
+        with Session(self.db) as s:
+            r = s.get(Round, round_id)
+            if r.status != status.value:
+                r.status = status.value
+                if started is not None and r.started_clock_s is None:
+                    r.started_clock_s = started
+                s.add(r)
+                s.commit()
+
+    def _history(self, s: Session) -> tuple[list[Observation], list[Experiment]]:
+        exps = list(s.exec(select(Experiment).where(Experiment.campaign_id == self.campaign_id)))
+        history = [Observation(params=e.params, outcomes=e.outcomes)
+                   for e in exps if e.status == ExperimentStatus.MEASURED.value and e.outcomes]
+        return history, exps
+
+    def _propose_round(self) -> Round:
+        spec = self.spec
+        with Session(self.db) as s:
+            camp = s.get(Campaign, self.campaign_id)
+            index = s.exec(select(func.count()).select_from(Round).where(Round.campaign_id == camp.id)).one()
+            history, exps = self._history(s)
+            requeued_ids = set(s.exec(select(Proposal.requeued_from_experiment_id).where(
+                Proposal.campaign_id == camp.id, col(Proposal.requeued_from_experiment_id).is_not(None))))
+            requeue = [e for e in exps if e.status == ExperimentStatus.QUARANTINED.value and e.id not in requeued_ids]
+            n = self.capacity()
+            if spec.budget.experiments is not None:
+                n = min(n, spec.budget.experiments - self._valid_experiments(s, camp.id))
+            n = max(n, len(requeue))
+            pending = [e.params for e in exps if e.status in (ExperimentStatus.SCHEDULED.value, ExperimentStatus.RUNNING.value)]
+            pending += [e.params for e in requeue]
+            n_new = n - len(requeue)
+            try:
+                proposals = (self.planner.propose(spec.space, spec.objectives, history, pending, n_new,
+                                                  seed=spec.seed * 1000 + index,
+                                                  outcome_constraints=spec.outcome_constraints)
+                             if n_new > 0 else [])
+            except PlannerError as err:
+                raise CampaignError(f"planner {spec.planner.name!r}: {err}") from err
+            rnd = Round(campaign_id=camp.id, index=index, plate_id=f"{spec.name[:12]}-P{index + 1:03d}",
+                        status=RoundStatus.PROPOSED.value)
+            s.add(rnd)
+            s.flush()
+            rows = [Proposal(campaign_id=camp.id, round_id=rnd.id, position=i, params=e.params,
+                             planner="requeue", requeued_from_experiment_id=e.id)
+                    for i, e in enumerate(requeue)]
+            rows += [Proposal(campaign_id=camp.id, round_id=rnd.id, position=len(requeue) + i,
+                              params=p.params, predicted_mean=p.predicted_mean, predicted_sd=p.predicted_sd,
+                              acquisition_value=p.acquisition_value, planner=p.planner)
+                     for i, p in enumerate(proposals)]
+            for row in rows:
+                s.add(row)
+            s.flush()
+            for row in rows:
+                append_event(s, camp.id, EventKind.PROPOSAL_CREATED,
+                             {"proposal_id": row.id, "round": index, "params": row.params,
+                              "predicted_mean": row.predicted_mean, "predicted_sd": row.predicted_sd,
+                              "planner": row.planner}, clock_s=camp.clock_s)
+            for e in requeue:
+                append_event(s, camp.id, EventKind.EXPERIMENT_REQUEUED,
+                             {"experiment_id": e.id, "round": index}, clock_s=camp.clock_s)
+            append_event(s, camp.id, EventKind.ROUND_PROPOSED,
+                         {"round": index, "plate": rnd.plate_id, "n": len(rows)}, clock_s=camp.clock_s)
+            s.commit()
+            s.refresh(rnd)
+        self.bus.publish(EventKind.ROUND_PROPOSED, {"round": index, "plate": rnd.plate_id, "n": len(rows)})
+        return rnd
+
+    def _approve(self, rnd: Round) -> None:
+        """The approval gate. ``auto`` approves every proposal (other modes: see ApprovalSpec)."""
+        with Session(self.db) as s:
+            camp = s.get(Campaign, self.campaign_id)
+            props = list(s.exec(select(Proposal).where(Proposal.round_id == rnd.id).order_by(col(Proposal.position))))
+            for p in props:
+                if p.status != ProposalStatus.PROPOSED.value:
+                    continue
+                params = self.spec.space.validate_point(p.params)
+                p.status = ProposalStatus.APPROVED.value
+                s.add(p)
+                s.add(Approval(proposal_id=p.id, decision="approved", actor="auto", params=params))
+                requeued = None
+                if p.requeued_from_experiment_id is not None:
+                    requeued = p.requeued_from_experiment_id
+                s.add(Experiment(campaign_id=camp.id, round_id=rnd.id, proposal_id=p.id,
+                                 position=p.position, params=params, requeued_from_id=requeued))
+                append_event(s, camp.id, EventKind.PROPOSAL_APPROVED,
+                             {"proposal_id": p.id, "mode": "auto"}, actor="auto", clock_s=camp.clock_s)
+            r = s.get(Round, rnd.id)
+            r.status = RoundStatus.APPROVED.value
+            s.add(r)
+            s.commit()
+
+    def _compile(self, rnd: Round) -> None:
+        with Session(self.db) as s:
+            camp = s.get(Campaign, self.campaign_id)
+            exps = list(s.exec(select(Experiment).where(Experiment.round_id == rnd.id).order_by(col(Experiment.position))))
+            try:
+                compiled = self.protocol.compile([e.params for e in exps], plate_id=rnd.plate_id,
+                                                 seed=self.spec.seed * 1000 + rnd.index)
+            except ProtocolError as err:
+                raise CampaignError(f"round {rnd.index} cannot be compiled: {err}") from err
+            by_pos = {e.position: e for e in exps}
+            for w in compiled.layout.wells:
+                exp = by_pos.get(w.experiment) if w.experiment is not None else None
+                s.add(Well(round_id=rnd.id, plate_id=rnd.plate_id, well=w.well, role=w.role.value,
+                           experiment_id=exp.id if exp else None, replicate=w.replicate))
+            for seq, st in enumerate(compiled.steps):
+                s.add(Step(round_id=rnd.id, seq=seq, kind=st.type, plate_id=st.plate,
+                           wells=list(st.wells), payload=st.model_dump(mode="json")))
+            for e in exps:
+                e.status = ExperimentStatus.RUNNING.value
+                s.add(e)
+            r = s.get(Round, rnd.id)
+            r.layout = compiled.layout.model_dump(mode="json")
+            r.status = RoundStatus.COMPILED.value
+            s.add(r)
+            append_event(s, camp.id, EventKind.ROUND_COMPILED,
+                         {"round": rnd.index, "plate": rnd.plate_id, "wells": len(compiled.layout.wells),
+                          "steps": len(compiled.steps)}, clock_s=camp.clock_s)
+            s.commit()
+        self.bus.publish(EventKind.ROUND_COMPILED, {"round": rnd.index, "steps": len(compiled.steps),
+                                                    "plate": rnd.plate_id})
+
+    # -- endings -----------------------------------------------------------------------------
+
+    def _finish(self, status: CampaignStatus, kind: EventKind, reason: str | None) -> RunResult:
+        with Session(self.db) as s:
+            camp = s.get(Campaign, self.campaign_id)
+            camp.status = status.value
+            camp.pause_reason = reason
+            camp.updated_at = utcnow()
+            s.add(camp)
+            append_event(s, camp.id, kind, {"reason": reason} if reason else {}, clock_s=camp.clock_s)
+            s.commit()
+        self.bus.publish(kind, {"reason": reason})
+        return self._result()
+
+    def _pause(self, reason: str) -> RunResult:
+        return self._finish(CampaignStatus.PAUSED, EventKind.CAMPAIGN_PAUSED, reason)
+
+    def _complete(self) -> RunResult:
+        return self._finish(CampaignStatus.COMPLETED, EventKind.CAMPAIGN_COMPLETED, None)
+
+    def _result(self) -> RunResult:
+        with Session(self.db) as s:
+            camp = s.get(Campaign, self.campaign_id) if self.campaign_id else s.exec(
+                select(Campaign).where(Campaign.name == self.spec.name)).one()
+            n_rounds = s.exec(select(func.count()).select_from(Round).where(Round.campaign_id == camp.id)).one()
+            history, _ = self._history(s)
+        best: dict[str, Any] = {}
+        obj = self.spec.objectives[0]
+        scored = [h for h in history if obj.metric in h.outcomes]
+        if scored:
+            b = max(scored, key=lambda h: obj.sign * h.outcomes[obj.metric])
+            best = {"params": b.params, "outcomes": b.outcomes}
+        return RunResult(camp.name, camp.status, n_rounds, len(history), camp.pause_reason, best)
+
+
+def steps_summary(db: Engine, round_id: int) -> dict[str, int]:
+    with Session(db) as s:
+        rows = s.exec(select(Step.status, func.count()).where(Step.round_id == round_id).group_by(Step.status))
+        return {status: n for status, n in rows}
+
+
+def wells_of(db: Engine, round_id: int) -> list[Well]:
+    with Session(db) as s:
+        return list(s.exec(select(Well).where(Well.round_id == round_id)))

@@ -1,0 +1,210 @@
+"""Campaign files: YAML validated by pydantic models, with errors that name the field.
+
+A campaign file says what to optimise (search space, objectives, constraints), how to plan
+(planner and batch size), what to do in the lab (protocol, instruments), how much (budget), who
+approves (approval), and where to record it (ledger). ``cellpilot schema`` exports the JSON
+Schema so editors can complete campaign files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from planners.space import Objective, OutcomeConstraint, SearchSpace
+
+
+class CampaignFileError(Exception):
+    """A campaign file cannot be used. ``str(err)`` is a one-paragraph message for the user."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"campaign file {source} is invalid: " + "; ".join(problems) + ".")
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PlannerSpec(_Spec):
+    name: str = Field(default="bayesian", description="registered planner: bayesian, sobol, random")
+    batch_size: int | Literal["auto"] = Field(
+        default="auto", description="experiments per round; 'auto' fills the plate"
+    )
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="planner options, e.g. {profile: fast}"
+    )
+
+
+class ProtocolSpec(_Spec):
+    name: str = Field(default="dose_response", description="registered protocol")
+    settings: dict[str, Any] = Field(default_factory=dict, description="the protocol's settings")
+
+
+class AnalyzerSpec(_Spec):
+    name: str = Field(default="nuclei_coculture", description="registered analyzer")
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class BudgetSpec(_Spec):
+    rounds: int | None = Field(default=None, ge=1, description="plates to run")
+    experiments: int | None = Field(default=None, ge=1, description="valid experiments to measure")
+    deadline_h: float | None = Field(
+        default=None, gt=0, description="campaign clock hours after start; no new round after it"
+    )
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> BudgetSpec:
+        if self.rounds is None and self.experiments is None and self.deadline_h is None:
+            raise ValueError("give at least one of rounds, experiments, deadline_h")
+        return self
+
+
+class ApprovalPolicySpec(_Spec):
+    """A standing approval an operator signs before leaving (used by ``mode: policy``)."""
+
+    parameter_bounds: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    max_plates: int | None = Field(default=None, ge=1)
+    max_reagent_ul: dict[str, float] = Field(default_factory=dict)
+    outside: Literal["wait", "clip", "reject"] = "wait"
+    signed_by: str | None = None
+
+
+class ApprovalSpec(_Spec):
+    mode: Literal["auto", "manual", "policy"] = "auto"
+    policy: ApprovalPolicySpec | None = None
+    timeout_h: float | None = Field(default=None, gt=0)
+    on_timeout: Literal["pause", "skip_round", "fallback_best"] = "pause"
+
+
+class InstrumentSpec(_Spec):
+    driver: str = Field(default="simulated", description="simulated | cavro | pylabrobot | mmcore")
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class InstrumentsSpec(_Spec):
+    liquid_handler: InstrumentSpec = Field(default_factory=InstrumentSpec)
+    microscope: InstrumentSpec = Field(default_factory=InstrumentSpec)
+
+
+class SimulationSpec(_Spec):
+    """The virtual lab used by simulated instruments (dry-runs)."""
+
+    assay: str | None = Field(default=None, description="ground-truth assay for the report's baselines")
+    seed: int = 0
+    reports_volumes: bool = Field(
+        default=True, description="False: the simulated handler cannot measure wells (no LLD)"
+    )
+    failed_well_rate: float = Field(default=0.01, ge=0, le=0.5)
+    image_size_px: int = Field(default=192, ge=64, le=2048)
+
+
+class LedgerSpec(_Spec):
+    url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default sqlite:///runs/cellpilot.db"
+    )
+    data_dir: str | None = Field(default=None, description="raw data folder; default runs/<name>")
+
+
+class CampaignSpec(_Spec):
+    """A whole campaign file."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="unique campaign name")
+    description: str = ""
+    seed: int = 0
+    space: SearchSpace
+    objectives: list[Objective] = Field(min_length=1)
+    outcome_constraints: list[OutcomeConstraint] = Field(default_factory=list)
+    planner: PlannerSpec = Field(default_factory=PlannerSpec)
+    protocol: ProtocolSpec = Field(default_factory=ProtocolSpec)
+    analyzer: AnalyzerSpec = Field(default_factory=AnalyzerSpec)
+    budget: BudgetSpec
+    approval: ApprovalSpec = Field(default_factory=ApprovalSpec)
+    instruments: InstrumentsSpec = Field(default_factory=InstrumentsSpec)
+    simulation: SimulationSpec = Field(default_factory=SimulationSpec)
+    ledger: LedgerSpec = Field(default_factory=LedgerSpec)
+
+    @model_validator(mode="after")
+    def _metrics_unique(self) -> CampaignSpec:
+        metrics = [o.metric for o in self.objectives]
+        if len(set(metrics)) != len(metrics):
+            raise ValueError("objectives name the same metric twice")
+        return self
+
+    def spec_hash(self) -> str:
+        """Hash of what defines the experiment (not the budget, which may be extended)."""
+        d = self.model_dump(mode="json", exclude={"budget", "ledger", "description"})
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("continuous", "integer", "categorical", "function-after", "function-before"):
+            continue  # discriminator tags and validator wrappers
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def format_validation_error(err: ValidationError) -> list[str]:
+    problems = []
+    for e in err.errors():
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling)"
+        elif e["type"] == "missing":
+            msg = "is required"
+        problems.append(f"{_loc(tuple(e['loc']))}: {msg}")
+    return problems
+
+
+def parse_campaign(data: Any, source: str = "<data>") -> CampaignSpec:
+    """Validate already-loaded campaign data; raise :class:`CampaignFileError`."""
+    if not isinstance(data, dict):
+        raise CampaignFileError(source, ["the file must be a YAML mapping of fields"])
+    try:
+        return CampaignSpec.model_validate(data)
+    except ValidationError as err:
+        raise CampaignFileError(source, format_validation_error(err)) from None
+
+
+def load_campaign(path: str | Path) -> CampaignSpec:
+    """Read and validate a campaign YAML file."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise CampaignFileError(str(p), [f"cannot be read ({e.strerror})"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise CampaignFileError(str(p), [f"is not valid YAML{where}: {getattr(e, 'problem', e)}"]) from None
+    return parse_campaign(data, str(p))
+
+
+def campaign_json_schema() -> dict[str, Any]:
+    """JSON Schema of campaign files, with the registered protocols' settings filled in."""
+    schema = CampaignSpec.model_json_schema()
+    try:
+        from protocols.base import protocol_settings_schemas
+
+        settings = protocol_settings_schemas()
+    except ImportError:  # pragma: no cover - protocols always present in a full install
+        settings = {}
+    if settings:
+        schema.setdefault("$defs", {})["ProtocolSpec"]["properties"]["settings"] = {
+            "description": "settings of the named protocol",
+            "anyOf": list(settings.values()),
+        }
+    return schema
