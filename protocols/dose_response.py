@@ -31,7 +31,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from planners.space import (
     CategoricalParameter,
-    ContinuousParameter,
     IntegerParameter,
     Params,
     SearchSpace,
@@ -48,6 +47,7 @@ from protocols.base import (
 from protocols.exceptions import (
     ImpossibleVolume,
     MissingParameter,
+    MixedPlateParameter,
     PlateFull,
     UnknownReagent,
     UnmappedParameter,
@@ -150,6 +150,11 @@ class DoseResponseSettings(_Frozen):
         description="mix volume; default min(max_volume_ul, final_volume_ul / 2)",
     )
     incubation_h: float = Field(default=48.0, ge=0, description="incubation before imaging, hours")
+    incubation_parameter: str | None = Field(
+        default=None,
+        description="campaign parameter (hours) that sets the incubation per plate, overriding "
+        "incubation_h; every experiment of a plate must share its value",
+    )
     temperature_c: float = Field(default=37.0, description="incubator temperature, °C")
     co2_percent: float = Field(default=5.0, ge=0, le=100, description="incubator CO2, %")
     imaging: ImagingSettings = Field(default_factory=ImagingSettings)
@@ -203,6 +208,8 @@ class DoseResponseSettings(_Frozen):
         dup = sorted({p for p in params if params.count(p) > 1})
         if dup:
             raise ValueError(f"doses: parameters mapped twice: {dup}")
+        if self.incubation_parameter in params:
+            raise ValueError(f"{self.incubation_parameter!r} is both a dose and the incubation")
         selectors = {d.reagent_from for d in self.doses if d.reagent_from}
         if selectors & set(params):
             raise ValueError(
@@ -308,12 +315,12 @@ class DoseResponse:
 
         Doses of one reagent reached through two mappings add up.
         """
-        known = {d.parameter for d in self.settings.doses} | {
-            d.reagent_from for d in self.settings.doses if d.reagent_from
-        }
+        known = set(self.parameter_names())
         for name in params:
             if name not in known:
-                raise UnmappedParameter(name, "no entry in the protocol's doses uses it")
+                raise UnmappedParameter(
+                    name, "no entry in the protocol's doses (nor incubation_parameter) uses it"
+                )
         doses: dict[str, float] = {}
         for d in self.settings.doses:
             if d.parameter not in params:
@@ -333,6 +340,41 @@ class DoseResponse:
                 ) from None
             doses[reagent] = doses.get(reagent, 0.0) + dose
         return doses
+
+    def parameter_names(self) -> list[str]:
+        """Every campaign parameter this protocol reads (doses, reagent choices, plate-level)."""
+        s = self.settings
+        names = [d.parameter for d in s.doses] + [d.reagent_from for d in s.doses if d.reagent_from]
+        return names + self.plate_parameters()
+
+    def plate_parameters(self) -> list[str]:
+        """Parameters shared by the whole plate: a batch must give them one value per plate."""
+        name = self.settings.incubation_parameter
+        return [name] if name else []
+
+    def incubation_h(self, experiments: Sequence[Params]) -> float:
+        """The plate's incubation time, hours (from the plate-level parameter if configured).
+
+        Raises:
+            MissingParameter, MixedPlateParameter, UnmappedParameter.
+        """
+        name = self.settings.incubation_parameter
+        if name is None or not experiments:
+            return self.settings.incubation_h
+        values = set()
+        for i, e in enumerate(experiments):
+            if name not in e:
+                raise MissingParameter(name, i)
+            try:
+                values.add(float(e[name]))
+            except (TypeError, ValueError):
+                raise UnmappedParameter(name, f"{e[name]!r} is not a time in hours") from None
+        if len(values) > 1:
+            raise MixedPlateParameter(name, values)
+        hours = values.pop()
+        if not (math.isfinite(hours) and hours >= 0):
+            raise UnmappedParameter(name, f"incubation of {hours:g} h is impossible")
+        return hours
 
     # -- plate capacity and search space -----------------------------------------------------
 
@@ -365,12 +407,17 @@ class DoseResponse:
                 len(self.plate.usable_wells(s.exclude_edges)),
                 "not even one experiment fits",
             )
-        used = {d.parameter for d in s.doses} | {d.reagent_from for d in s.doses if d.reagent_from}
+        used = set(self.parameter_names())
         for name in space.names:
             if name not in used:
                 raise UnmappedParameter(
-                    name, "in the search space but no entry in the protocol's doses uses it"
+                    name,
+                    "in the search space but no entry in the protocol's doses (nor incubation_parameter) uses it",
                 )
+        for name in self.plate_parameters():
+            low, _, _ = self._dose_range(space, name, unit=("h", None), what="an incubation time")
+            if low < 0:
+                raise UnmappedParameter(name, "allows negative incubation times")
         worst_total = 0.0
         for d in s.doses:
             low, high, integer = self._dose_range(space, d.parameter)
@@ -390,19 +437,23 @@ class DoseResponse:
                 "use more concentrated stocks",
             )
 
-    def _dose_range(self, space: SearchSpace, name: str) -> tuple[float, float, bool]:
+    def _dose_range(
+        self,
+        space: SearchSpace,
+        name: str,
+        unit: tuple[str | None, ...] = (None, "uM", "µM", "um"),
+        what: str = "a dose",
+    ) -> tuple[float, float, bool]:
         try:
             p = space.parameter(name)
         except KeyError:
             raise UnmappedParameter(
-                name, "the protocol doses it but the search space lacks it"
+                name, "the protocol uses it but the search space lacks it"
             ) from None
         if isinstance(p, CategoricalParameter):
-            raise UnmappedParameter(
-                name, "a dose must be a numeric parameter (uM), not categorical"
-            )
-        if isinstance(p, ContinuousParameter) and p.unit not in (None, "uM", "µM", "um"):
-            raise UnmappedParameter(name, f"a dose must be in uM, not {p.unit!r}")
+            raise UnmappedParameter(name, f"{what} must be a numeric parameter, not categorical")
+        if p.unit not in unit:
+            raise UnmappedParameter(name, f"{what} must be in {unit[0] or unit[1]}, not {p.unit!r}")
         return float(p.low), float(p.high), isinstance(p, IntegerParameter)
 
     def _reagents_of(self, space: SearchSpace, d: DoseMapping) -> list[str]:
@@ -458,9 +509,11 @@ class DoseResponse:
         ``final_volume_ul``, Mix; then one Incubate; then one Acquire per used well.
 
         Raises:
-            PlateFull, ImpossibleVolume, UnknownReagent, UnmappedParameter, MissingParameter.
+            PlateFull, ImpossibleVolume, UnknownReagent, UnmappedParameter, MissingParameter,
+            MixedPlateParameter.
         """
         experiments = [dict(e) for e in experiments]
+        incubation_h = self.incubation_h(experiments)
         plans = [
             self.plan_additions(self.resolve_doses(e, i), context=f"experiment {i}")
             for i, e in enumerate(experiments)
@@ -481,7 +534,7 @@ class DoseResponse:
         steps.append(
             Incubate(
                 plate=plate_id,
-                duration_s=s.incubation_h * 3600.0,
+                duration_s=incubation_h * 3600.0,
                 temperature_c=s.temperature_c,
                 co2_percent=s.co2_percent,
             )

@@ -141,3 +141,21 @@ class MissingParameter(ProtocolError):
         self.parameter = parameter
         self.experiment = experiment
         super().__init__(f"experiment {experiment} has no value for parameter {parameter!r}")
+
+
+class MixedPlateParameter(ProtocolError):
+    """Experiments on one plate disagree on a parameter the whole plate shares (e.g. the
+    incubation time): batch proposals must give every experiment of a plate the same value.
+
+    Attributes:
+        parameter: the plate-level parameter.
+        values: the distinct values found, sorted.
+    """
+
+    def __init__(self, parameter: str, values: Iterable[float]) -> None:
+        self.parameter = parameter
+        self.values = sorted(values)
+        super().__init__(
+            f"plate-level parameter {parameter!r} differs between experiments of one plate: "
+            f"{self.values}"
+        )

@@ -19,6 +19,7 @@ from protocols.exceptions import (
     ImpossibleVolume,
     InvalidSettings,
     MissingParameter,
+    MixedPlateParameter,
     PlateFull,
     UnknownReagent,
     UnmappedParameter,
@@ -331,7 +332,7 @@ def test_check_space_refuses_mapping_missing_from_space() -> None:
     s = SearchSpace.model_validate(
         {"parameters": [{"type": "continuous", "name": "drug_a_um", "low": 0.1, "high": 10}]}
     )
-    with pytest.raises(UnmappedParameter, match="'partner_um': the protocol doses it but"):
+    with pytest.raises(UnmappedParameter, match="'partner_um': the protocol uses it but"):
         proto().check_space(s)
 
 
@@ -479,3 +480,66 @@ def test_compiled_plate_round_trips() -> None:
     again = CompiledPlate.model_validate_json(c.model_dump_json())
     assert again == c
     assert again.experiments[1]["partner"] == "drug_c"
+
+
+# -- plate-level parameters ---------------------------------------------------------------------
+
+
+def _timed_space(low: float = 24, unit: str | None = "h") -> SearchSpace:
+    params = [p.model_dump() for p in combo_space().parameters]
+    params.append({"type": "continuous", "name": "time_h", "low": low, "high": 72, "unit": unit})
+    return SearchSpace.model_validate({"parameters": params})
+
+
+def test_incubation_parameter_sets_the_plate_incubation() -> None:
+    p = proto(incubation_parameter="time_h")
+    assert p.plate_parameters() == ["time_h"]
+    assert "time_h" in p.parameter_names()
+    p.check_space(_timed_space())
+    c = p.compile([{**exp(), "time_h": 24.0}, {**exp(a=2.0), "time_h": 24.0}], "P1", seed=0)
+    inc = [s for s in c.steps if isinstance(s, Incubate)]
+    assert len(inc) == 1 and inc[0].duration_s == 24 * 3600
+    assert_wells_match_intent(p, c)
+
+
+def test_incubation_parameter_must_be_shared_by_the_plate() -> None:
+    p = proto(incubation_parameter="time_h")
+    with pytest.raises(MixedPlateParameter, match="'time_h' differs .*\\[24.0, 48.0\\]") as e:
+        p.compile([{**exp(), "time_h": 24.0}, {**exp(), "time_h": 48.0}], "P1", seed=0)
+    assert e.value.parameter == "time_h"
+    with pytest.raises(MissingParameter, match="experiment 0 has no value for parameter 'time_h'"):
+        p.compile([exp()], "P1", seed=0)
+
+
+def test_check_space_incubation_parameter() -> None:
+    p = proto(incubation_parameter="time_h")
+    with pytest.raises(UnmappedParameter, match="'time_h': the protocol uses it"):
+        p.check_space(combo_space())
+    with pytest.raises(UnmappedParameter, match="an incubation time must be in h, not 'uM'"):
+        p.check_space(_timed_space(unit="uM"))
+    with pytest.raises(UnmappedParameter, match="allows negative incubation times"):
+        p.check_space(_timed_space(low=-1))
+    with pytest.raises(UnmappedParameter, match="'time_h': in the search space but no entry"):
+        proto().check_space(_timed_space())
+
+
+CAMPAIGN_SECTION = """
+plate_type: "96"
+replicates: 3
+negative_controls: 6
+positive_controls: 6
+positive_control: {reagent: staurosporine, concentration_um: 1.0}
+doses:
+  - drug_a_um -> drug_a
+  - {parameter: partner_um, reagent_from: partner}
+stocks: {drug_a: [10, 100, 1000], drug_b: [100, 1000, 10000], drug_c: [100, 1000, 10000], staurosporine: [100]}
+imaging: {channels: [DAPI], fields_per_well: 2}
+"""
+
+
+def test_yaml_campaign_section_builds_the_protocol(space: SearchSpace) -> None:
+    p = get_protocol("dose_response", yaml.safe_load(CAMPAIGN_SECTION))
+    p.check_space(space)
+    c = p.compile([exp()], "P0001", seed=0)
+    acq = [s for s in c.steps if isinstance(s, Acquire)]
+    assert acq[0].channels == ["DAPI"] and acq[0].fields == 2
