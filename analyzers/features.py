@@ -1,8 +1,8 @@
 """Per-field measurements, tumour/normal classification and per-well metrics with field QC.
 
 Classification: a nucleus is marker-positive (tumour) when its background-corrected mean
-marker intensity exceeds a threshold fitted to the whole plate (Otsu over all its nuclei),
-accepted only if the two classes are well separated; otherwise a noise-based fallback is
+marker intensity exceeds a threshold fitted to the whole plate (a two-class Otsu split of all
+its nuclei, see :func:`fit_marker_threshold`), accepted only if the two classes are well separated; otherwise a noise-based fallback is
 used and the plate says so. A configured value overrides both.
 
 Well metrics (``WELL_METRICS``): ``cell_count``, ``tumour_count`` and ``normal_count`` are
@@ -103,7 +103,7 @@ def fit_marker_threshold(
     noise_sigmas: Sequence[float],
     *,
     fixed: float | None = None,
-    min_separation: float = 2.0,
+    min_separation: float = 4.0,
     fallback_snr: float = 10.0,
 ) -> MarkerThreshold:
     """Threshold splitting marker-negative from marker-positive nuclei of a plate.
@@ -112,8 +112,10 @@ def fit_marker_threshold(
         marker_means: background-corrected mean marker intensity of every nucleus on the plate.
         noise_sigmas: per-field marker background noise SDs (for the fallback).
         fixed: use this value as is.
-        min_separation: Otsu is accepted when the class means differ by at least this many
-            pooled within-class SDs (a two-population plate); below it the plate is unimodal.
+        min_separation: Otsu splits the intensities in two; the split is accepted when the class means differ by at least this many pooled within-class
+            SDs (a two-population plate; splitting one Gaussian gives ~2.7), else the plate
+            is taken as unimodal. The threshold is then the midpoint of the two classes' means
+            in square-root space (Otsu's own cut sits at the edge of one class).
         fallback_snr: unimodal plates use ``fallback_snr`` × median field noise SD.
     """
     if fixed is not None:
@@ -122,17 +124,26 @@ def fit_marker_threshold(
     values = np.asarray(marker_means, dtype=np.float64)
     if values.size < 4 or values.max() <= values.min():
         return MarkerThreshold(fallback, "fallback")
-    thr = float(threshold_otsu(values))
-    low, high = values[values <= thr], values[values > thr]
+    split = float(threshold_otsu(values))
+    low, high = values[values <= split], values[values > split]
     pooled = np.sqrt((low.var() * low.size + high.var() * high.size) / values.size)
     separation = float((high.mean() - low.mean()) / max(pooled, 1e-9))
     if separation < min_separation:
         return MarkerThreshold(fallback, "fallback", separation)
-    return MarkerThreshold(thr, "otsu", separation)
+    # Otsu's cut sits at the edge of one class: take the midpoint of the class means in
+    # square-root space instead (compresses the bright class's wide spread)
+    mid = 0.5 * (np.sqrt(np.clip(low, 0, None)).mean() + np.sqrt(high.clip(0, None)).mean())
+    return MarkerThreshold(float(mid**2), "otsu", separation)
 
 
 def _field_flags(fields: Sequence[FieldMeasurement], tolerance: float) -> dict[int, str]:
-    """Field index → reason, for fields that look like artefacts."""
+    """Field index → reason, for fields that look like artefacts.
+
+    A field is flagged when it holds oversized objects, or when its count differs from the
+    median of the well's other fields by more than ``tolerance`` of that median. With only
+    two fields only the emptier one can be flagged: bubbles, debris and focus failures hide
+    nuclei far more often than they add them.
+    """
     flags: dict[int, str] = {}
     counts = np.array([f.n_nuclei for f in fields], dtype=np.float64)
     for i, f in enumerate(fields):
@@ -145,6 +156,8 @@ def _field_flags(fields: Sequence[FieldMeasurement], tolerance: float) -> dict[i
         for i, f in enumerate(fields):
             rest = np.delete(counts, i)
             ref = float(np.median(rest))
+            if len(fields) == 2 and counts[i] >= ref:
+                continue  # two fields: blame the emptier one (artefacts hide nuclei)
             if ref > 0 and abs(counts[i] - ref) > tolerance * ref:
                 reason = (
                     f"field {f.field}: {f.n_nuclei} nuclei vs {ref:g} in the well's other fields"

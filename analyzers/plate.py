@@ -16,7 +16,7 @@ Registered as the ``"nuclei_coculture"`` analyzer. Steps:
    control only partly kills, and say so in the campaign file;
 6. experiment scores from replicate wells (:mod:`analyzers.scoring`).
 
-The analyzer never reads ``Frame.metadata`` (a simulator's ground truth lives there).
+The analyzer never reads the frames' metadata dict (a simulator's ground truth lives there).
 """
 
 from __future__ import annotations
@@ -54,7 +54,9 @@ class AnalysisSettings(BaseModel):
     marker_threshold: float | None = Field(
         default=None, description="fixed marker threshold (counts); None fits it per plate"
     )
-    marker_min_separation: float = Field(default=2.0, gt=0)
+    marker_min_separation: float = Field(
+        default=4.0, gt=0, description="class-mean gap in pooled SDs for a two-population plate"
+    )
     marker_fallback_snr: float = Field(default=10.0, gt=0)
     field_count_tolerance: float = Field(
         default=0.5, gt=0, description="flag a field off its well's median count by this fraction"
