@@ -140,6 +140,24 @@ class SyringePump:
         self._initialized = True
         self._needs_reinit_reason = None
         self._position_inc = int(self.session.query("?"))
+        self._read_speeds()
+
+    def resume(self) -> None:
+        """Adopt a pump initialised earlier (e.g. by another process) without homing it.
+
+        Reads ``Q``, the position and the speeds. A pending re-init error keeps the pump
+        locked; a pump that was never initialised answers moves with NotInitialized.
+        """
+        reply = self.session._exchange("Q", idempotent=True)
+        if reply.error_code in (1, 6, 7, 9, 10):
+            self._needs_reinit_reason = f"pump reports error code {reply.error_code}"
+            return
+        self._position_inc = int(self.session.query("?"))
+        self._read_speeds()
+        self._initialized = True
+        self._needs_reinit_reason = None
+
+    def _read_speeds(self) -> None:
         self.speeds = SpeedSettings(
             start_hz=int(self.session.query("?1")),
             top_hz=int(self.session.query("?2")),

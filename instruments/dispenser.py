@@ -1,0 +1,164 @@
+"""A :class:`~instruments.interfaces.LiquidHandler` built from syringe pumps.
+
+Physical model (an assumption, stated so a lab can check it against its rig):
+
+* Each reagent has its own line from a reservoir to one valve port of a pump
+  (``reagents = {"drug_a": (pump_address, input_port)}``); several reagents may share a pump
+  through a distribution valve.
+* Each pump's output port feeds a primed dispensing line ending in a fixed nozzle; the line's
+  dead volume is filled before the run, so every µL the plunger pushes reaches the well.
+* A plate positioner moves the plate so the addressed well sits under the nozzle (or moves a
+  waste trough under it). :class:`FixedNozzlePositioner` only records the targets, for rigs
+  where positioning is done by another device or by hand; a motorised stage implements the
+  same two-method protocol.
+* Pumps cannot see wells, so :meth:`PumpDispenser.well_volume_ul` answers None and crash
+  recovery quarantines uncertain wells. A fixed nozzle cannot pipette up and down, so
+  :meth:`PumpDispenser.mix` refuses unless ``mix_policy="skip"``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from instruments.exceptions import LiquidHandlingError
+from instruments.pumps.pump import SyringePump, ValvePort
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class PlatePositioner(Protocol):
+    """Brings a well (or the waste trough) under the dispensing nozzle."""
+
+    def move_to_well(self, plate: str, well: str) -> None: ...
+
+    def move_to_waste(self) -> None: ...
+
+
+@dataclass
+class FixedNozzlePositioner:
+    """Records positioning requests; for rigs where the plate is positioned externally."""
+
+    history: list[tuple[str, str]] = field(default_factory=list)
+
+    def move_to_well(self, plate: str, well: str) -> None:
+        self.history.append((plate, well))
+
+    def move_to_waste(self) -> None:
+        self.history.append(("waste", ""))
+
+    @property
+    def current(self) -> tuple[str, str] | None:
+        return self.history[-1] if self.history else None
+
+
+class PumpDispenser:
+    """Reagent lines on syringe-pump valves, dispensing through a fixed nozzle.
+
+    Args:
+        pumps: the pumps by driver address (1-15).
+        reagents: reagent name -> (pump address, valve port of its reservoir line).
+        output_port: the valve port of the dispensing line (same on every pump).
+        positioner: brings wells under the nozzle; defaults to a recording positioner.
+        mix_policy: "refuse" (raise LiquidHandlingError) or "skip" (log and do nothing).
+    """
+
+    def __init__(
+        self,
+        pumps: Mapping[int, SyringePump],
+        reagents: Mapping[str, tuple[int, ValvePort]],
+        *,
+        output_port: ValvePort = "output",
+        positioner: PlatePositioner | None = None,
+        mix_policy: Literal["refuse", "skip"] = "refuse",
+    ):
+        for name, (address, _port) in reagents.items():
+            if address not in pumps:
+                raise ValueError(f"reagent {name!r} is on pump {address}, which is not configured")
+        self.pumps = dict(pumps)
+        self.reagents = dict(reagents)
+        self.output_port = output_port
+        self.positioner: PlatePositioner = positioner or FixedNozzlePositioner()
+        self.mix_policy = mix_policy
+        self._active: int | None = None
+        self._held: dict[int, tuple[str, float]] = {}
+
+    def initialize(self) -> None:
+        """Initialise every pump (homes plungers and valves)."""
+        for pump in self.pumps.values():
+            pump.initialize()
+
+    def aspirate(
+        self, source: str, reagent: str, stock_concentration_um: float, volume_ul: float
+    ) -> None:
+        """Draw ``volume_ul`` of ``reagent`` from its line into its pump's syringe."""
+        if reagent not in self.reagents:
+            raise LiquidHandlingError(f"no reagent line configured for {reagent!r}")
+        address, port = self.reagents[reagent]
+        held = self._held.get(address)
+        if held is not None and held[0] != reagent and held[1] > 0:
+            raise LiquidHandlingError(
+                f"pump {address} still holds {held[1]:g} µL of {held[0]!r}; discard it first"
+            )
+        pump = self.pumps[address]
+        pump.aspirate(volume_ul, port=port)
+        self._held[address] = (reagent, pump.position_ul)
+        self._active = address
+        log.debug(
+            "aspirated %g µL %s (%s, %g µM)", volume_ul, reagent, source, stock_concentration_um
+        )
+
+    def dispense(self, plate: str, well: str, volume_ul: float) -> None:
+        """Move ``well`` under the nozzle and push ``volume_ul`` from the active syringe."""
+        address = self._active
+        if address is None or address not in self._held:
+            raise LiquidHandlingError("nothing aspirated to dispense")
+        reagent, held = self._held[address]
+        pump = self.pumps[address]
+        if volume_ul > held + pump.ul_per_increment / 2:
+            raise LiquidHandlingError(
+                f"cannot dispense {volume_ul:g} µL into {plate}:{well}: "
+                f"pump {address} holds {held:g} µL of {reagent!r}"
+            )
+        self.positioner.move_to_well(plate, well)
+        pump.dispense(volume_ul, port=self.output_port)
+        self._held[address] = (reagent, pump.position_ul)
+
+    def mix(self, plate: str, well: str, volume_ul: float, cycles: int) -> None:
+        """A fixed nozzle cannot mix a well: refuse, or skip when configured to."""
+        if self.mix_policy == "skip":
+            log.warning("mix of %s:%s skipped: a pump dispenser cannot mix", plate, well)
+            return
+        raise LiquidHandlingError(f"a fixed-nozzle pump dispenser cannot mix {plate}:{well}")
+
+    def discard_tip(self) -> None:
+        """Empty every syringe that holds liquid into the waste trough."""
+        for address, pump in self.pumps.items():
+            volume = pump.position_ul
+            if volume > 0:
+                self.positioner.move_to_waste()
+                pump.dispense(volume, port=self.output_port)
+            self._held.pop(address, None)
+        self._active = None
+
+    def well_volume_ul(self, plate: str, well: str) -> float | None:
+        """Always None: pumps cannot measure wells, so uncertain wells are quarantined."""
+        return None
+
+    def identify(self) -> dict[str, Any]:
+        """Each pump's identity, the reagent lines and the dispensing model."""
+        return {
+            "kind": "pump_dispenser",
+            "pumps": {address: pump.identify() for address, pump in self.pumps.items()},
+            "reagents": {name: list(line) for name, line in self.reagents.items()},
+            "output_port": self.output_port,
+            "measures_wells": False,
+        }
+
+    def close(self) -> None:
+        """Close every pump's port."""
+        for pump in self.pumps.values():
+            pump.close()
