@@ -155,6 +155,20 @@ class PumpEmulator:
         self._thread = threading.Thread(target=self._serve, name="pump-emulator", daemon=True)
         self._thread.start()
 
+    def driver_options(self) -> dict[str, float]:
+        """:class:`~instruments.pumps.backend.PumpSession` settings matched to this emulator.
+
+        It answers in well under a millisecond, so timeouts and delays shrink from the real
+        pump's 100 ms scale; predicted move times are scaled by ``time_scale``.
+        """
+        return {
+            "reply_timeout_s": 0.03,
+            "retry_delay_s": 0.005,
+            "poll_interval_s": 0.002,
+            "deadline_margin_s": 0.3,
+            "time_scale": self.time_scale,
+        }
+
     # -- fault injection ----------------------------------------------------------------
     def pump(self, address: int) -> PumpState:
         """The state of the pump at a driver address."""

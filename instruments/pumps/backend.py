@@ -110,13 +110,14 @@ class PumpSession:
             PumpFirmwareError subclass: the answer carried an error code.
             PumpCommunicationError: no valid answer after the allowed retries.
         """
-        reply = self._exchange(command, idempotent=idempotent)
+        reply = self.exchange(command, idempotent=idempotent)
         code = reply.error_code
         if code and not (init and code in _STALE_ON_INIT):
             raise error_for_code(code, raw=reply.raw, address=self.address)
         return reply
 
-    def _exchange(self, command: str, *, idempotent: bool) -> Reply:
+    def exchange(self, command: str, *, idempotent: bool) -> Reply:
+        """One block and its decoded answer, with retries; error codes are NOT raised."""
         sequence = self._next_sequence()
         attempts = 1 + (self.max_retries if (self.protocol == "oem" or idempotent) else 0)
         problem = "no answer"
@@ -193,7 +194,7 @@ class PumpSession:
     def terminate(self) -> None:
         """Send ``T`` (stop plunger moves, loops, delays); errors are logged, not raised."""
         try:
-            self._exchange("T", idempotent=True)
+            self.exchange("T", idempotent=True)
         except PumpCommunicationError as exc:
             log.warning("pump %s: T not acknowledged: %s", self.address, exc)
 

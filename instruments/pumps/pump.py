@@ -18,6 +18,7 @@ from typing import Any
 from instruments.pumps.backend import PumpSession
 from instruments.pumps.codec import Protocol, single_address
 from instruments.pumps.errors import (
+    PumpCommunicationError,
     PumpError,
     PumpVolumeError,
     ReinitRequired,
@@ -124,6 +125,12 @@ class SyringePump:
     def _run(self, command: str, predicted_s: float, *, init: bool = False) -> None:
         try:
             self.session.execute(command, predicted_s, init=init)
+        except PumpCommunicationError:
+            self._needs_reinit_reason = (
+                "the link failed during a command, so the plunger position is unknown "
+                "(resume() re-reads it)"
+            )
+            raise
         except PumpError as exc:
             if exc.requires_reinit:
                 self._initialized = False
@@ -148,7 +155,7 @@ class SyringePump:
         Reads ``Q``, the position and the speeds. A pending re-init error keeps the pump
         locked; a pump that was never initialised answers moves with NotInitialized.
         """
-        reply = self.session._exchange("Q", idempotent=True)
+        reply = self.session.exchange("Q", idempotent=True)
         if reply.error_code in (1, 6, 7, 9, 10):
             self._needs_reinit_reason = f"pump reports error code {reply.error_code}"
             return
@@ -252,7 +259,7 @@ class SyringePump:
 
     def status(self) -> dict[str, Any]:
         """Ready flag, error code and position from ``Q`` and ``?`` (never raises on codes)."""
-        reply = self.session._exchange("Q", idempotent=True)
+        reply = self.session.exchange("Q", idempotent=True)
         return {
             "address": self.address,
             "ready": reply.ready,

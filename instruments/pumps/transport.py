@@ -48,6 +48,8 @@ class _ExchangeLog:
     def record(self, direction: str, data: bytes | None) -> None:
         entry: dict[str, Any] = {"t": time.time(), "dir": direction}
         entry["hex"] = data.hex() if data is not None else None
+        if data is not None:
+            entry["text"] = data.decode("latin-1").encode("unicode_escape").decode("ascii")
         self._file.write(json.dumps(entry) + "\n")
         self._file.flush()
 

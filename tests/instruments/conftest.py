@@ -10,15 +10,6 @@ from simulators.pump_emulator import PumpEmulator
 
 TIME_SCALE = 0.001
 
-#: driver settings matched to an emulator that answers in well under a millisecond.
-FAST = {
-    "reply_timeout_s": 0.03,
-    "retry_delay_s": 0.005,
-    "poll_interval_s": 0.002,
-    "deadline_margin_s": 0.3,
-    "time_scale": TIME_SCALE,
-}
-
 
 @pytest.fixture
 def emulator() -> Iterator[PumpEmulator]:

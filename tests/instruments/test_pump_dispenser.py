@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from conftest import FAST
 
 from instruments.dispenser import FixedNozzlePositioner, PumpDispenser
 from instruments.exceptions import LiquidHandlingError
@@ -15,8 +14,12 @@ from instruments.pumps import SyringePump, open_transport
 def dispenser(emulator):
     bus = open_transport(emulator.port)
     pumps = {
-        1: SyringePump(address=1, syringe_volume_ul=500, transport=bus, **FAST),
-        2: SyringePump(address=2, syringe_volume_ul=250, transport=bus, **FAST),
+        1: SyringePump(
+            address=1, syringe_volume_ul=500, transport=bus, **emulator.driver_options()
+        ),
+        2: SyringePump(
+            address=2, syringe_volume_ul=250, transport=bus, **emulator.driver_options()
+        ),
     }
     d = PumpDispenser(
         pumps,

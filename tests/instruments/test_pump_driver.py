@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import FAST, TIME_SCALE
 
 from instruments.exceptions import DeviceCommunicationError, LiquidHandlingError
 from instruments.pumps import (
@@ -26,7 +25,7 @@ from simulators.pump_emulator import PumpEmulator
 
 
 def _pump(emu: PumpEmulator, **kw) -> SyringePump:
-    options = {**FAST, **kw}
+    options = {**emu.driver_options(), **kw}
     return SyringePump(emu.port, **options)
 
 
@@ -68,8 +67,12 @@ def test_speed_identify_and_status(emulator) -> None:
 
 def test_two_pumps_share_one_bus(emulator) -> None:
     bus = open_transport(emulator.port)
-    left = SyringePump(address=1, syringe_volume_ul=1000, transport=bus, **FAST)
-    right = SyringePump(address=2, syringe_volume_ul=250, transport=bus, **FAST)
+    left = SyringePump(
+        address=1, syringe_volume_ul=1000, transport=bus, **emulator.driver_options()
+    )
+    right = SyringePump(
+        address=2, syringe_volume_ul=250, transport=bus, **emulator.driver_options()
+    )
     left.initialize()
     right.initialize()
     left.aspirate(300, port=2)
@@ -95,12 +98,12 @@ def test_over_tcp_socket_url(tcp_emulator) -> None:
 
 
 def test_xlp6000_and_psd4_tables() -> None:
-    with PumpEmulator((1,), model="xlp6000", time_scale=TIME_SCALE) as emu:
+    with PumpEmulator((1,), model="xlp6000", time_scale=0.001) as emu:
         with _pump(emu, model="xlp6000", syringe_volume_ul=1000) as pump:
             pump.initialize()
             pump.aspirate(500, port="input")
             assert emu.pump(1).position == 3000
-    with PumpEmulator((16,), model="psd4", time_scale=TIME_SCALE) as emu:
+    with PumpEmulator((16,), model="psd4", time_scale=0.001) as emu:
         with _pump(emu, model="psd4", address=16, syringe_volume_ul=1250) as pump:
             pump.initialize()
             pump.aspirate(125)
@@ -162,8 +165,9 @@ def test_stuck_pump_times_out_within_the_predicted_deadline(emulator) -> None:
     with _pump(emulator, syringe_volume_ul=1000) as pump:
         pump.initialize()
         emulator.inject_stuck(1)
-        predicted = move_time_s(1500, SpeedSettings(), dispense=False) * TIME_SCALE
-        deadline = predicted * 1.2 + FAST["deadline_margin_s"]
+        options = emulator.driver_options()
+        predicted = move_time_s(1500, SpeedSettings(), dispense=False) * options["time_scale"]
+        deadline = predicted * 1.2 + options["deadline_margin_s"]
         started = time.monotonic()
         with pytest.raises(PumpTimeout) as info:
             pump.aspirate(500)
@@ -178,7 +182,7 @@ def test_stuck_pump_times_out_within_the_predicted_deadline(emulator) -> None:
 def test_overflow_when_not_polling(emulator) -> None:
     with _pump(emulator) as pump:
         pump.initialize()
-    session = PumpSession(open_transport(emulator.port), "1", **FAST)
+    session = PumpSession(open_transport(emulator.port), "1", **emulator.driver_options())
     emulator.time_scale = 1.0
     session.send("A3000R")
     with pytest.raises(CommandOverflow) as info:
@@ -217,14 +221,28 @@ def test_replay_of_a_logged_session(emulator, tmp_path) -> None:
         pump.dispense(50, port="output")
         recorded = (pump.position_ul, pump.identify())
     replay = ReplayTransport(log)
-    with SyringePump(transport=replay, **FAST) as pump:
+    with SyringePump(transport=replay, **emulator.driver_options()) as pump:
         pump.initialize()
         pump.aspirate(200, port="input")
         pump.dispense(50, port="output")
         assert (pump.position_ul, pump.identify()) == recorded
     assert replay.exhausted
     replay = ReplayTransport(log)
-    with SyringePump(transport=replay, **FAST) as pump:
+    with SyringePump(transport=replay, **emulator.driver_options()) as pump:
         pump.initialize()
         with pytest.raises(DeviceCommunicationError, match="log has"):
             pump.aspirate(201, port="input")
+
+
+def test_lost_link_during_a_move_locks_the_pump_until_resume(emulator) -> None:
+    with _pump(emulator, max_retries=2) as pump:
+        pump.initialize()
+        emulator.drop_next_replies(3)
+        with pytest.raises(DeviceCommunicationError, match="after 3 attempt"):
+            pump.aspirate(100)
+        with pytest.raises(ReinitRequired, match="position is unknown"):
+            pump.aspirate(100)
+        pump.resume()
+        assert pump.position_ul == pytest.approx(100)  # it had moved once, never twice
+        pump.dispense(100)
+        assert emulator.pump(1).plunger_moves == 2 and emulator.pump(1).position == 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import FAST, TIME_SCALE
 
 from instruments.pumps import SyringePump
 from simulators.pump_emulator import FaultConfig, PumpEmulator
@@ -17,8 +16,8 @@ VOLUME_UL = 40.0
 @pytest.mark.parametrize("seed", [1, 2])
 def test_96_cycles_with_dropped_and_garbled_answers(seed) -> None:
     faults = FaultConfig(drop_reply=0.05, garble_reply=0.05, seed=seed)
-    with PumpEmulator((1,), time_scale=TIME_SCALE, faults=faults) as emu:
-        pump = SyringePump(emu.port, address=1, syringe_volume_ul=500, **FAST)
+    with PumpEmulator((1,), time_scale=0.001, faults=faults) as emu:
+        pump = SyringePump(emu.port, address=1, syringe_volume_ul=500, **emu.driver_options())
         started = time.monotonic()
         pump.initialize()
         for _ in range(CYCLES):
