@@ -113,8 +113,9 @@ def fit_marker_threshold(
         noise_sigmas: per-field marker background noise SDs (for the fallback).
         fixed: use this value as is.
         min_separation: Otsu splits the intensities in two; the split is accepted when the class means differ by at least this many pooled within-class
-            SDs (a two-population plate; splitting one Gaussian gives ~2.7), else the plate
-            is taken as unimodal. The threshold is then the midpoint of the two classes' means
+            SDs (a two-population plate; splitting one Gaussian gives ~2.7) or when the
+            fallback threshold lies between the two class means; else the plate is taken as
+            unimodal. The threshold is then the midpoint of the two classes' means
             in square-root space (Otsu's own cut sits at the edge of one class).
         fallback_snr: unimodal plates use ``fallback_snr`` × median field noise SD.
     """
@@ -128,7 +129,8 @@ def fit_marker_threshold(
     low, high = values[values <= split], values[values > split]
     pooled = np.sqrt((low.var() * low.size + high.var() * high.size) / values.size)
     separation = float((high.mean() - low.mean()) / max(pooled, 1e-9))
-    if separation < min_separation:
+    noise_agrees = low.mean() < fallback < high.mean()  # the noise rule also sees two classes
+    if separation < min_separation and not noise_agrees:
         return MarkerThreshold(fallback, "fallback", separation)
     # Otsu's cut sits at the edge of one class: take the midpoint of the class means in
     # square-root space instead (compresses the bright class's wide spread)

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from analyzers.exceptions import MissingControls, MissingImages
 from analyzers.features import FieldMeasurement, fit_marker_threshold, measure_field, well_metrics
+from analyzers.nuclei import segmentation_params
 from analyzers.registry import register_analyzer
 from analyzers.scoring import SCORE_METRICS, ExperimentScore, score_experiments
 from instruments.interfaces import Frame
@@ -39,18 +40,26 @@ ANALYZER_NAME = "nuclei_coculture"
 
 
 class AnalysisSettings(BaseModel):
-    """Settings of the nuclei co-culture analyzer (all have working defaults)."""
+    """Settings of the nuclei co-culture analyzer (all have working defaults).
+
+    Segmentation sizes in pixels default to values scaled from ``nucleus_diameter_um`` and
+    each frame's ``pixel_size_um`` (:func:`analyzers.nuclei.segmentation_params`); set a
+    ``*_px`` field to override it.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     nuclear_channel: str = "DAPI"
     marker_channel: str = Field(default="GFP", description="tumour marker channel")
-    min_area_px: int = Field(default=20, ge=1, description="smaller objects are dropped")
-    max_area_px: int = Field(default=600, ge=1, description="larger objects: artefacts, flagged")
-    smooth_sigma_px: float = Field(default=1.0, ge=0)
-    background_block_px: int = Field(default=32, ge=8, description="several nuclei wide")
+    nucleus_diameter_um: float = Field(
+        default=10.0, gt=0, description="typical nucleus diameter; scales the *_px defaults"
+    )
+    min_area_px: int | None = Field(default=None, ge=1, description="smaller objects dropped")
+    max_area_px: int | None = Field(default=None, ge=1, description="larger: artefacts, flagged")
+    smooth_sigma_px: float | None = Field(default=None, ge=0)
+    background_block_px: int | None = Field(default=None, ge=8, description="several nuclei")
     min_snr: float = Field(default=5.0, gt=0, description="threshold floor in noise SDs")
-    min_peak_distance_px: int = Field(default=2, ge=1, description="watershed seed spacing")
+    min_peak_distance_px: int | None = Field(default=None, ge=1, description="seed spacing")
     marker_threshold: float | None = Field(
         default=None, description="fixed marker threshold (counts); None fits it per plate"
     )
@@ -120,18 +129,17 @@ def z_prime(positive: Sequence[float], negative: Sequence[float]) -> float | Non
 def _measure_plate(
     frames_by_well: Mapping[str, Sequence[Frame]], wells: Sequence[str], s: AnalysisSettings
 ) -> dict[str, list[FieldMeasurement]]:
-    seg = {
-        "min_area_px": s.min_area_px,
-        "max_area_px": s.max_area_px,
-        "smooth_sigma_px": s.smooth_sigma_px,
-        "background_block_px": s.background_block_px,
-        "min_snr": s.min_snr,
-        "min_peak_distance_px": s.min_peak_distance_px,
-    }
+    def params(frame: Frame) -> dict[str, float]:
+        p = segmentation_params(s.nucleus_diameter_um / frame.pixel_size_um)
+        for key in p:
+            if getattr(s, key) is not None:
+                p[key] = getattr(s, key)
+        return {**p, "min_snr": s.min_snr}
+
     return {
         w: [
             measure_field(
-                f, nuclear_channel=s.nuclear_channel, marker_channel=s.marker_channel, **seg
+                f, nuclear_channel=s.nuclear_channel, marker_channel=s.marker_channel, **params(f)
             )
             for f in frames_by_well[w]
         ]

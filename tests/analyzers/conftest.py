@@ -135,7 +135,7 @@ def make_frame(image: np.ndarray, well: str, field: int = 0, plate: str = "P1") 
         plate=plate,
         well=well,
         field=field,
-        pixel_size_um=0.65,
+        pixel_size_um=1.0,  # nuclei 8-14 px = 8-14 µm
         position_um=(0.0, 0.0),
         timestamp_s=0.0,
     )
