@@ -163,15 +163,13 @@ def find_reply(buffer: bytes, protocol: Protocol) -> tuple[int, int] | None:
     """
     start_byte = STX if protocol == "oem" else DT_START
     start = buffer.find(bytes([start_byte]))
-    while start >= 0:
-        etx = buffer.find(bytes([ETX]), start + 1)
-        if etx < 0:
-            return None
-        end = etx + (2 if protocol == "oem" else 3)
-        if end > len(buffer):
-            return None
-        return start, end
-    return None
+    if start < 0:
+        return None
+    etx = buffer.find(bytes([ETX]), start + 1)
+    if etx < 0:
+        return None
+    end = etx + (2 if protocol == "oem" else 3)
+    return (start, end) if end <= len(buffer) else None
 
 
 def decode_reply(frame: bytes, protocol: Protocol) -> Reply:
