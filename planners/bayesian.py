@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from botorch.acquisition import PosteriorMean
 from botorch.acquisition.logei import qLogNoisyExpectedImprovement
-from botorch.acquisition.objective import GenericMCObjective
+from botorch.acquisition.objective import GenericMCObjective, ScalarizedPosteriorTransform
 from botorch.models import ModelListGP
 from botorch.models.model import Model
 from botorch.optim import optimize_acqf
@@ -34,13 +34,17 @@ from planners.space import Objective, OutcomeConstraint, Params, SearchSpace
 
 #: Optimiser settings per profile. ``fast`` targets < 2 s for q=8 at ~60 observations on one
 #: thread; ``thorough`` spends roughly 10x more on the acquisition optimisation.
-PROFILES: dict[str, dict[str, int]] = {
+#: With categorical parameters, ``optimize_acqf_mixed_alternating`` runs; its default
+#: "continuous_relaxation" start-point search was half its time (q=8, 60 observations, one
+#: outcome constraint: 2.7 s CPU vs 1.6 s with "random" starts, same batch acquisition value).
+PROFILES: dict[str, dict[str, Any]] = {
     "fast": {
         "num_restarts": 4,
         "raw_samples": 128,
         "maxiter": 60,
         "mc_samples": 64,
-        "maxiter_alternating": 4,
+        "maxiter_alternating": 2,
+        "mixed_initialization": "random",
     },
     "thorough": {
         "num_restarts": 12,
@@ -48,6 +52,7 @@ PROFILES: dict[str, dict[str, int]] = {
         "maxiter": 200,
         "mc_samples": 256,
         "maxiter_alternating": 16,
+        "mixed_initialization": "continuous_relaxation",
     },
 }
 
@@ -76,7 +81,14 @@ def _check_space(encoder: SpaceEncoder) -> None:
 
 
 class _Surrogate:
-    """The fitted models of one round: the objective (maximised sign) and constrained metrics."""
+    """The fitted model of one round; outputs are ``metrics``: the objective (times its sign,
+    so it is maximised) first, then each constrained metric (raw units).
+
+    When every constrained metric was measured wherever the objective was (the usual case),
+    one multi-output ``SingleTaskGP`` models them all (independent GPs batched together,
+    which qLogNEI evaluates about 3x faster than a ``ModelListGP``); otherwise each metric
+    gets its own GP on its own observations, in a ``ModelListGP``.
+    """
 
     def __init__(
         self,
@@ -88,37 +100,38 @@ class _Surrogate:
         self.objective = objective
         data = metric_data(encoder, history, objective.metric)
         self.X_baseline = data.X
-        self.models: dict[str, Model] = {
-            objective.metric: fit_gp(encoder, data.X, objective.sign * data.Y)
-        }
+        self.metrics = [objective.metric]
         self.constraints: list[OutcomeConstraint] = []
+        per_metric = {objective.metric: data}
         for c in outcome_constraints:
-            cdata = metric_data(encoder, history, c.metric)
+            cdata = per_metric.get(c.metric) or metric_data(encoder, history, c.metric)
             if cdata.X.shape[0] < 3:
                 continue  # too little data to model; the constraint is ignored this round
-            if c.metric not in self.models:
-                self.models[c.metric] = fit_gp(encoder, cdata.X, cdata.Y)
+            per_metric[c.metric] = cdata
+            if c.metric not in self.metrics:
+                self.metrics.append(c.metric)
             self.constraints.append(c)
-
-    @property
-    def metrics(self) -> list[str]:
-        return list(self.models)
-
-    def model(self) -> Model:
-        """One model whose outputs are ``self.metrics`` in order."""
-        models = list(self.models.values())
-        return models[0] if len(models) == 1 else ModelListGP(*models)
+        Ys = [per_metric[m].Y for m in self.metrics]
+        Ys[0] = objective.sign * Ys[0]
+        if all(torch.equal(per_metric[m].X, data.X) for m in self.metrics):
+            self.model: Model = fit_gp(encoder, data.X, torch.cat(Ys, dim=-1))
+        else:
+            self.model = ModelListGP(
+                *(
+                    fit_gp(encoder, per_metric[m].X, y)
+                    for m, y in zip(self.metrics, Ys, strict=True)
+                )
+            )
 
     def mc_objective_and_constraints(
         self,
     ) -> tuple[GenericMCObjective | None, list[Callable[[Tensor], Tensor]] | None]:
         """Objective on output 0 and BoTorch constraints (feasible where ``<= 0``)."""
-        if len(self.models) == 1:
+        if len(self.metrics) == 1:
             return None, None
-        index = {m: i for i, m in enumerate(self.metrics)}
         cons: list[Callable[[Tensor], Tensor]] = []
         for c in self.constraints:
-            i = index[c.metric]
+            i = self.metrics.index(c.metric)
             # output 0 is the objective times its sign; undo that for a constraint on it
             sg = self.objective.sign if i == 0 else 1.0
             if c.op == ">=":
@@ -127,16 +140,28 @@ class _Surrogate:
                 cons.append(lambda Z, i=i, b=c.bound, sg=sg: sg * Z[..., i] - b)
         return GenericMCObjective(lambda Z, X: Z[..., 0]), cons
 
+    def objective_transform(self) -> ScalarizedPosteriorTransform | None:
+        """Selects output 0 (the signed objective) of a multi-output model."""
+        if len(self.metrics) == 1:
+            return None
+        weights = torch.zeros(len(self.metrics), dtype=self.X_baseline.dtype)
+        weights[0] = 1.0
+        return ScalarizedPosteriorTransform(weights=weights)
+
     def predictions(self, X: Tensor) -> list[tuple[dict[str, float], dict[str, float]]]:
         """Per row of ``X``: (mean, sd) per metric in raw units and the metric's own sign."""
-        out: list[tuple[dict[str, float], dict[str, float]]] = [({}, {}) for _ in range(len(X))]
-        for metric, model in self.models.items():
-            mean, sd = predict(model, X)
-            sign = self.objective.sign if metric == self.objective.metric else 1.0
-            for k in range(len(X)):
-                out[k][0][metric] = float(sign * mean[k])
-                out[k][1][metric] = float(sd[k])
-        return out
+        mean, sd = predict(self.model, X)
+        signs = [self.objective.sign] + [1.0] * (len(self.metrics) - 1)
+        return [
+            (
+                {
+                    m: float(g * mean[k, j])
+                    for j, (m, g) in enumerate(zip(self.metrics, signs, strict=True))
+                },
+                {m: float(sd[k, j]) for j, m in enumerate(self.metrics)},
+            )
+            for k in range(X.shape[0])
+        ]
 
 
 @register_planner(_NAME)
@@ -147,14 +172,15 @@ class BayesianPlanner:
         profile: ``"fast"`` (a batch in about a second or two) or ``"thorough"``.
         n_initial: observations (with the objective measured) before the model is used;
             default ``max(8, 2 * number of parameters)``.
-        num_restarts, raw_samples, maxiter, mc_samples, maxiter_alternating: override the
-            profile's optimiser settings.
+        num_restarts, raw_samples, maxiter, mc_samples, maxiter_alternating,
+            mixed_initialization: override the profile's optimiser settings (see
+            :data:`PROFILES`).
     """
 
     name = _NAME
 
     def __init__(
-        self, profile: str = "fast", n_initial: int | None = None, **overrides: int
+        self, profile: str = "fast", n_initial: int | None = None, **overrides: Any
     ) -> None:
         if profile not in PROFILES:
             raise PlannerError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
@@ -166,7 +192,7 @@ class BayesianPlanner:
             )
         self.profile = profile
         self.n_initial = n_initial
-        self.settings: dict[str, int] = {**PROFILES[profile], **overrides}
+        self.settings: dict[str, Any] = {**PROFILES[profile], **overrides}
 
     def initial_design_size(self, space: SearchSpace) -> int:
         return self.n_initial if self.n_initial is not None else max(8, 2 * len(space.parameters))
@@ -261,7 +287,7 @@ class BayesianPlanner:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return qLogNoisyExpectedImprovement(
-                model=surrogate.model(),
+                model=surrogate.model,
                 X_baseline=surrogate.X_baseline,
                 sampler=sampler,
                 objective=mc_objective,
@@ -294,6 +320,7 @@ class BayesianPlanner:
                     discrete_dims=encoder.int_values() or None,
                     options={
                         "maxiter_alternating": s["maxiter_alternating"],
+                        "initialization_strategy": s["mixed_initialization"],
                         "maxiter_continuous": max(4, s["maxiter"] // 8),
                     },
                 )
@@ -379,7 +406,7 @@ class BayesianPlanner:
         return (-violation, surrogate.objective.sign * mean[surrogate.objective.metric])
 
     def _posterior_mean_argmax(self, encoder: SpaceEncoder, surrogate: _Surrogate) -> Tensor:
-        acqf = PosteriorMean(surrogate.models[surrogate.objective.metric])
+        acqf = PosteriorMean(surrogate.model, posterior_transform=surrogate.objective_transform())
         kwargs: dict[str, Any] = {
             "acq_function": acqf,
             "bounds": encoder.bounds,

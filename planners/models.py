@@ -74,7 +74,9 @@ def metric_data(encoder: SpaceEncoder, history: Sequence[Observation], metric: s
 
 
 def fit_gp(encoder: SpaceEncoder, X: Tensor, Y: Tensor) -> Model:
-    """Fit a GP to ``X`` (``n x d`` encoded) and ``Y`` (``n x 1``) by maximising the marginal likelihood.
+    """Fit a GP to ``X`` (``n x d`` encoded) and ``Y`` (``n x m``; ``m`` independent outputs).
+
+    Hyperparameters maximise the marginal likelihood.
 
     Raises nothing on a failed fit: BoTorch's ``fit_gpytorch_mll`` retries and otherwise
     leaves the prior hyperparameters, which still give a usable (if vague) model.
@@ -86,7 +88,7 @@ def fit_gp(encoder: SpaceEncoder, X: Tensor, Y: Tensor) -> Model:
             levels = {i: len(v) for i, v in encoder.cat_values().items()}
             transform = CodesToOneHot(encoder.dim, levels)
         model: Model = SingleTaskGP(
-            X, Y, outcome_transform=Standardize(m=1), input_transform=transform
+            X, Y, outcome_transform=Standardize(m=Y.shape[-1]), input_transform=transform
         )
         mll = ExactMarginalLogLikelihood(model.likelihood, model)
         fit_gpytorch_mll(mll)
@@ -95,10 +97,10 @@ def fit_gp(encoder: SpaceEncoder, X: Tensor, Y: Tensor) -> Model:
 
 
 def predict(model: Model, X: Tensor) -> tuple[Tensor, Tensor]:
-    """Posterior mean and sd of the latent function at ``X`` (``n x d``): two ``n`` tensors."""
+    """Posterior mean and sd of the latent functions at ``X`` (``n x d``): two ``n x m`` tensors."""
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         post = model.posterior(X)
-        mean = post.mean.reshape(-1)
-        sd = post.variance.clamp_min(0.0).sqrt().reshape(-1)
+        mean = post.mean.reshape(X.shape[0], -1)
+        sd = post.variance.clamp_min(0.0).sqrt().reshape(X.shape[0], -1)
     return mean, sd
