@@ -164,6 +164,43 @@ def _debris(shape: tuple[int, int], diameter_px: float, rng: np.random.Generator
     return out
 
 
+def _nuclei(
+    n_tumour: int,
+    n_normal: int,
+    shape: tuple[int, int],
+    diameter_px: float,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """Per-nucleus arrays (length ``n_tumour + n_normal``, tumour first): ``pos`` ``(n, 2)``,
+    ``semi_a``, ``semi_b``, ``angle``, ``dna`` and ``gfp`` brightness factors, ``is_tumour``."""
+    n = n_tumour + n_normal
+    is_tumour = np.zeros(n, dtype=bool)
+    is_tumour[:n_tumour] = True
+    pos = _place_nuclei(n, shape, diameter_px, rng)
+    radius = 0.5 * diameter_px * rng.lognormal(0.0, 0.12, n) * np.where(is_tumour, 1.15, 1.0)
+    return {
+        "pos": pos,
+        "semi_a": radius * rng.uniform(1.0, 1.3, n),
+        "semi_b": radius * rng.uniform(0.75, 1.0, n),
+        "angle": rng.uniform(0, np.pi, n),
+        "dna": rng.lognormal(0.0, 0.15, n),  # Hoechst content varies with cell-cycle phase
+        "gfp": rng.lognormal(0.0, 0.3, n),
+        "is_tumour": is_tumour,
+    }
+
+
+def _camera(signal: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Shot and read noise, offset and 16-bit conversion of a float32 photo-electron stack
+    (modified in place); returns uint16 of the same shape."""
+    noise = _standard_normal(signal.size, rng).reshape(signal.shape)
+    sd = np.sqrt(signal + np.float32(_READ_NOISE_E**2))
+    sd *= noise
+    signal += sd
+    signal += np.float32(_OFFSET_ADU + 0.5)  # + 0.5: astype truncates, so this rounds
+    np.clip(signal, 0, 65535, out=signal)
+    return signal.astype(np.uint16)
+
+
 def render_field(
     n_tumour: int,
     n_normal: int,
@@ -205,32 +242,23 @@ def render_field(
         raise ImagingError(f"unknown channels {bad}; the simulated microscope has {list(CHANNELS)}")
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     shape = (int(image_size[0]), int(image_size[1]))
-    n = int(n_tumour) + int(n_normal)
-    is_tumour = np.zeros(n, dtype=bool)
-    is_tumour[: int(n_tumour)] = True
     diameter_px = nucleus_diameter_um / pixel_size_um
-    pos = _place_nuclei(n, shape, diameter_px, rng)
-    radius = 0.5 * diameter_px * rng.lognormal(0.0, 0.12, n) * np.where(is_tumour, 1.15, 1.0)
-    semi_a = radius * rng.uniform(1.0, 1.3, n)
-    semi_b = radius * rng.uniform(0.75, 1.0, n)
-    angle = rng.uniform(0, np.pi, n)
-    dna = rng.lognormal(0.0, 0.15, n)  # Hoechst content varies with cell-cycle phase
-    gfp = rng.lognormal(0.0, 0.3, n)
-
+    nuc = _nuclei(int(n_tumour), int(n_normal), shape, diameter_px, rng)
     dim = ring = None
     if artefact == "bubble":
         dim, ring = _bubble(shape, rng)
-        visible = dim[pos[:, 0].astype(int), pos[:, 1].astype(int)] >= 1.0
-        pos, semi_a, semi_b, angle = pos[visible], semi_a[visible], semi_b[visible], angle[visible]
-        is_tumour, dna, gfp = is_tumour[visible], dna[visible], gfp[visible]
+        visible = dim[nuc["pos"][:, 0].astype(int), nuc["pos"][:, 1].astype(int)] >= 1.0
+        nuc = {k: v[visible] for k, v in nuc.items()}
     debris = _debris(shape, diameter_px, rng) if artefact == "debris" else None
-
+    is_tumour = nuc["is_tumour"]
     weights = []
     for ch in channels:
         peak = np.where(is_tumour, _PEAK_E[ch]["tumour"], _PEAK_E[ch]["normal"])
-        weights.append(peak * (dna if ch == "DAPI" else gfp))
+        weights.append(peak * (nuc["dna"] if ch == "DAPI" else nuc["gfp"]))
     edge_px = math.sqrt(1.0 + (2.5 * blur_sigma_px) ** 2)
-    planes = _stamp_ellipses(pos, semi_a, semi_b, angle, weights, shape, edge_px)
+    planes = _stamp_ellipses(
+        nuc["pos"], nuc["semi_a"], nuc["semi_b"], nuc["angle"], weights, shape, edge_px
+    )
     signal = np.empty((len(planes), *shape), dtype=np.float32)
     illumination = _illumination(shape) * np.float32(exposure_ms / 20.0)
     for i, ch in enumerate(channels):
@@ -240,17 +268,11 @@ def render_field(
         if dim is not None and ring is not None:
             plane = plane * dim + 3.0 * _BACKGROUND_E[ch] * ring
         np.multiply(plane, illumination, out=signal[i], casting="same_kind")
-    noise = _standard_normal(signal.size, rng).reshape(signal.shape)
-    sd = np.sqrt(signal + np.float32(_READ_NOISE_E**2))
-    sd *= noise
-    signal += sd
-    signal += np.float32(_OFFSET_ADU + 0.5)  # + 0.5: astype truncates, so this rounds
-    np.clip(signal, 0, 65535, out=signal)
-    image = signal.astype(np.uint16)
+    image = _camera(signal, rng)
     truth = {
         "n_tumour": int(is_tumour.sum()),
         "n_normal": int((~is_tumour).sum()),
-        "centroids_yx": np.round(pos, 2).tolist(),
+        "centroids_yx": np.round(nuc["pos"], 2).tolist(),
         "is_tumour": is_tumour.tolist(),
         "artefact": artefact,
     }

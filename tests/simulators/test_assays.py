@@ -87,3 +87,37 @@ def test_assay_evaluation_is_fast():
         assay.sample(p, rng)
     # ~1e4/s is the target; the bound is loose so slow CI machines do not flake
     assert time.perf_counter() - t0 < 2.0
+
+
+def test_assay_agrees_with_the_simulated_plate():
+    """Viability from wells dosed on the simulated lab matches ``Assay.expected``."""
+    from simulators.clock import SimulatedClock
+    from simulators.liquid_handler import SimulatedLiquidHandler
+    from simulators.world import SimulatedLab
+
+    assay = get_assay("drug_combo")
+    lab = SimulatedLab(biology=assay.biology)
+    clock = SimulatedClock()
+    lh = SimulatedLiquidHandler(lab, clock)
+    inner = [f"{r}{c:02d}" for r in "BCDEFG" for c in range(2, 12)]  # 60 wells
+    groups = {"sample": inner[:24], "neg": inner[24:48], "pos": inner[48:]}
+    doses = {
+        "sample": [("drug_a", 20.0, 10.0), ("drug_b", 10.0, 10.0), ("vehicle", 0.0, 30.0)],
+        "neg": [("vehicle", 0.0, 50.0)],
+        "pos": [("staurosporine", 20.0, 10.0), ("vehicle", 0.0, 40.0)],
+    }
+    for group, wells in groups.items():
+        for well in wells:
+            for reagent, stock, volume in doses[group]:
+                lh.aspirate(reagent, reagent, stock, volume)
+                lh.dispense("P1", well, volume)
+    clock.sleep(assay.exposure_s)
+    counts = {
+        g: np.array([lab.cells_in_well("P1", w, clock.now())[:2] for w in wells], dtype=float)
+        for g, wells in groups.items()
+    }
+    med = {g: np.median(c, axis=0) for g, c in counts.items()}
+    viability = (med["sample"] - med["pos"]) / (med["neg"] - med["pos"])
+    expected = assay.expected({"drug_a_um": 1.0, "drug_b_um": 0.5})
+    assert viability[0] == pytest.approx(expected["tumour_viability"], abs=0.05)
+    assert viability[1] == pytest.approx(expected["normal_viability"], abs=0.05)
