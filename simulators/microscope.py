@@ -76,13 +76,18 @@ def _illumination(shape: tuple[int, int], falloff: float = 0.35) -> np.ndarray:
 
 
 def _place_nuclei(
-    n: int, shape: tuple[int, int], diameter_px: float, rng: np.random.Generator
+    n: int,
+    shape: tuple[int, int],
+    diameter_px: float,
+    rng: np.random.Generator,
+    touching_fraction: float = 0.2,
 ) -> np.ndarray:
-    """Nucleus centres ``(n, 2)`` as ``(y, x)``; ~20 % sit next to another (touching pairs)."""
+    """Nucleus centres ``(n, 2)`` as ``(y, x)``; a ``touching_fraction`` of them sit next to
+    another, 0.8-1.15 diameters apart (touching or slightly overlapping pairs)."""
     h, w = shape
     pos = rng.random((n, 2)) * np.array([h, w], dtype=float)
     if n > 1:
-        paired = np.flatnonzero(rng.random(n) < 0.2)
+        paired = np.flatnonzero(rng.random(n) < touching_fraction)
         paired = paired[paired > 0]
         if paired.size:
             partner = (rng.random(paired.size) * paired).astype(int)  # an earlier nucleus
@@ -170,13 +175,14 @@ def _nuclei(
     shape: tuple[int, int],
     diameter_px: float,
     rng: np.random.Generator,
+    touching_fraction: float = 0.2,
 ) -> dict[str, np.ndarray]:
     """Per-nucleus arrays (length ``n_tumour + n_normal``, tumour first): ``pos`` ``(n, 2)``,
     ``semi_a``, ``semi_b``, ``angle``, ``dna`` and ``gfp`` brightness factors, ``is_tumour``."""
     n = n_tumour + n_normal
     is_tumour = np.zeros(n, dtype=bool)
     is_tumour[:n_tumour] = True
-    pos = _place_nuclei(n, shape, diameter_px, rng)
+    pos = _place_nuclei(n, shape, diameter_px, rng, touching_fraction)
     radius = 0.5 * diameter_px * rng.lognormal(0.0, 0.12, n) * np.where(is_tumour, 1.15, 1.0)
     return {
         "pos": pos,
@@ -213,6 +219,7 @@ def render_field(
     artefact: str | None = None,
     nucleus_diameter_um: float = 11.0,
     blur_sigma_px: float = 0.7,
+    touching_fraction: float = 0.2,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Render one field with ``n_tumour`` GFP-positive and ``n_normal`` GFP-negative nuclei.
 
@@ -228,6 +235,8 @@ def render_field(
         nucleus_diameter_um: mean nucleus diameter (tumour nuclei are 15 % larger).
         blur_sigma_px: blur of the optics (pixels, a Gaussian's sigma); sets the width of
             the nuclei's soft edges.
+        touching_fraction: share of nuclei placed touching another (0.8-1.15 diameters
+            apart); at 2.6 µm/px a segmenter merges many of these pairs.
 
     Returns:
         ``(image, truth)``: image ``(C, Y, X)`` uint16; truth a JSON-friendly dict with
@@ -243,7 +252,7 @@ def render_field(
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     shape = (int(image_size[0]), int(image_size[1]))
     diameter_px = nucleus_diameter_um / pixel_size_um
-    nuc = _nuclei(int(n_tumour), int(n_normal), shape, diameter_px, rng)
+    nuc = _nuclei(int(n_tumour), int(n_normal), shape, diameter_px, rng, touching_fraction)
     dim = ring = None
     if artefact == "bubble":
         dim, ring = _bubble(shape, rng)
@@ -290,6 +299,8 @@ class SimulatedMicroscope:
         pixel_size_um: µm per pixel at the sample (default: 0.65 µm x 4 binning).
         seconds_per_field: stage move and autofocus time per field (s).
         seed: seeds the field rendering (with plate, well, field and time).
+        nucleus_diameter_um: mean nucleus diameter (µm).
+        touching_fraction: share of nuclei rendered touching another.
     """
 
     def __init__(
@@ -302,6 +313,7 @@ class SimulatedMicroscope:
         seconds_per_field: float = 0.5,
         seed: int = 0,
         nucleus_diameter_um: float = 11.0,
+        touching_fraction: float = 0.2,
     ) -> None:
         self.lab = lab
         self.clock = clock
@@ -310,6 +322,7 @@ class SimulatedMicroscope:
         self.seconds_per_field = float(seconds_per_field)
         self.seed = int(seed)
         self.nucleus_diameter_um = float(nucleus_diameter_um)
+        self.touching_fraction = float(touching_fraction)
         self.frames_acquired = 0
 
     @property
@@ -372,6 +385,7 @@ class SimulatedMicroscope:
                 int(n_t), int(n_n), channels=list(channels), image_size=self.image_size,
                 pixel_size_um=self.pixel_size_um, exposure_ms=exposure_ms, rng=rng,
                 artefact=artefact, nucleus_diameter_um=self.nucleus_diameter_um,
+                touching_fraction=self.touching_fraction,
             )  # fmt: skip
             truth.update(
                 well_tumour=cells.tumour, well_normal=cells.normal, well_artefact=cells.artefact
