@@ -44,6 +44,8 @@ class FieldMeasurement:
     marker_noise_sigma: float
     n_large_objects: int
     large_object_area_px: int
+    largest_gap_px: float = 0.0
+    field_area_px: int = 0
 
     @property
     def n_nuclei(self) -> int:
@@ -86,6 +88,8 @@ def measure_field(
         marker_noise_sigma=marker_sigma,
         n_large_objects=seg.n_large_objects,
         large_object_area_px=seg.large_object_area_px,
+        largest_gap_px=seg.largest_gap_px,
+        field_area_px=int(nuclear.size),
     )
 
 
@@ -138,11 +142,19 @@ def fit_marker_threshold(
     return MarkerThreshold(float(mid**2), "otsu", separation)
 
 
-def _field_flags(fields: Sequence[FieldMeasurement], tolerance: float) -> dict[int, str]:
+def _field_flags(
+    fields: Sequence[FieldMeasurement],
+    tolerance: float,
+    empty_region_factor: float = 5.5,
+    min_count_for_gap: float = 20.0,
+) -> dict[int, str]:
     """Field index → reason, for fields that look like artefacts.
 
-    A field is flagged when it holds oversized objects, or when its count differs from the
-    median of the well's other fields by more than ``tolerance`` of that median. With only
+    A field is flagged when it holds oversized objects; when its largest nucleus-free disc
+    is more than ``empty_region_factor`` times the mean free radius
+    ``sqrt(field area / (π · median field count))`` (random placement stays below ~4.7 in
+    tests; checked only when the well has ``min_count_for_gap`` nuclei per field); or when its
+    count differs from the median of the well's other fields by more than ``tolerance`` of that median. With only
     two fields only the emptier one can be flagged: bubbles, debris and focus failures hide
     nuclei far more often than they add them.
     """
@@ -154,6 +166,17 @@ def _field_flags(fields: Sequence[FieldMeasurement], tolerance: float) -> dict[i
                 f"field {f.field}: {f.n_large_objects} oversized object(s), "
                 f"{f.large_object_area_px} px (debris or bubble?)"
             )
+    ref_count = float(np.median(counts))
+    for i, f in enumerate(fields):
+        if ref_count < min_count_for_gap or not f.field_area_px:
+            break
+        spacing = np.sqrt(f.field_area_px / (np.pi * ref_count))  # mean free radius
+        if f.largest_gap_px > empty_region_factor * spacing:
+            reason = (
+                f"field {f.field}: empty region of radius {f.largest_gap_px:.0f} px, "
+                f"{f.largest_gap_px / spacing:.1f}x the nucleus spacing (bubble?)"
+            )
+            flags[i] = f"{flags[i]}; {reason}" if i in flags else reason
     if len(fields) >= 2:
         for i, f in enumerate(fields):
             rest = np.delete(counts, i)
