@@ -36,14 +36,13 @@ def _take_feasible(
     while len(kept) < n:
         if tried >= _MAX_DRAWS:
             raise FeasibleRegionTooSmall(seen_feasible, tried, skip + n)
-        points = encoder.decode(encoder.unit_to_encoded(draw(_CHUNK)))
+        X = encoder.unit_to_encoded(draw(_CHUNK))
         tried += _CHUNK
-        for pt, ok in zip(points, encoder.feasible(points), strict=True):
-            if not ok:
-                continue
-            seen_feasible += 1
-            if seen_feasible > skip and len(kept) < n:
-                kept.append(encoder.space.validate_point(pt))
+        X = X[torch.from_numpy(encoder.feasible_mask(X))]
+        first = max(0, skip - seen_feasible)
+        seen_feasible += X.shape[0]
+        for pt in encoder.decode(X[first : first + n - len(kept)]):
+            kept.append(encoder.space.validate_point(pt))
     return kept
 
 

@@ -29,6 +29,7 @@ from planners.base import Observation, Proposal, register_planner
 from planners.baselines import sobol_points
 from planners.encoding import SpaceEncoder
 from planners.exceptions import PlannerError, UnsupportedPlanningFeature
+from planners.initial_conditions import rejection_ic_generator
 from planners.models import fit_gp, metric_data, predict
 from planners.space import Objective, OutcomeConstraint, Params, SearchSpace
 
@@ -260,7 +261,7 @@ class BayesianPlanner:
         surrogate = _Surrogate(encoder, objective, history, outcome_constraints)
         X_pending = encoder.encode(pending) if pending else None
         acqf = self._acquisition(surrogate, X_pending, seed)
-        X = self._optimise(acqf, encoder, n)
+        X = self._optimise(acqf, encoder, n, seed)
         params = self._repair(encoder, X, pending, n, seed, len(history))
         X_final = encoder.encode(params)
         with torch.no_grad(), warnings.catch_warnings():
@@ -298,7 +299,7 @@ class BayesianPlanner:
             )
 
     def _optimise(
-        self, acqf: qLogNoisyExpectedImprovement, encoder: SpaceEncoder, n: int
+        self, acqf: qLogNoisyExpectedImprovement, encoder: SpaceEncoder, n: int, seed: int
     ) -> Tensor:
         """Optimise the acquisition for a batch of ``n``: returns ``n x d`` encoded candidates."""
         s = self.settings
@@ -325,6 +326,8 @@ class BayesianPlanner:
                     },
                 )
             else:
+                if ineq:
+                    kwargs["ic_generator"] = rejection_ic_generator(seed)
                 X, _ = optimize_acqf(
                     **kwargs, sequential=True, options={"maxiter": s["maxiter"], "batch_limit": 32}
                 )

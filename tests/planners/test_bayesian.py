@@ -244,3 +244,37 @@ def test_bayesian_beats_random_on_a_smooth_function() -> None:
     rnd = statistics.median(_best_true("random", s, 6, 4, 4) for s in seeds)
     # 18 experiments: regret (0 is optimal) must be well below random search's.
     assert -bo < 0.5 * -rnd, (bo, rnd)
+
+
+def test_integer_parameters_in_linear_constraints_stay_feasible_after_rounding() -> None:
+    space = SearchSpace(
+        parameters=[
+            IntegerParameter(name="n_a", low=0, high=9),
+            IntegerParameter(name="n_b", low=0, high=9),
+            ContinuousParameter(name="x", low=0, high=1),
+        ],
+        linear_constraints=[LinearConstraint(coefficients={"n_a": 1, "n_b": 1}, op="<=", rhs=9.5)],
+    )
+
+    def f(p: Params) -> float:
+        return 0.1 * (int(p["n_a"]) + int(p["n_b"])) - (float(p["x"]) - 0.5) ** 2
+
+    hist = _history(space, f, 10)
+    props = get_planner("bayesian", n_initial=6, **TINY).propose(space, OBJ, hist, [], 6, seed=1)
+    assert len(props) == 6
+    _valid(space, props)
+
+
+def test_constraint_metric_measured_on_fewer_experiments_uses_separate_models() -> None:
+    space = SearchSpace(parameters=[ContinuousParameter(name="x", low=0, high=1)])
+    hist = []
+    for k, p in enumerate(get_planner("sobol").propose(space, OBJ, [], [], 10, seed=0)):
+        x = float(p.params["x"])
+        outcomes = {"y": x} if k % 3 == 0 else {"y": x, "viability": 1 - x}
+        hist.append(Observation(params=p.params, outcomes=outcomes))
+    cons = [OutcomeConstraint.model_validate("viability >= 0.6")]
+    planner = BayesianPlanner(n_initial=6, **TINY)
+    props = planner.propose(space, OBJ, hist, [], 2, seed=0, outcome_constraints=cons)
+    assert all(float(p.params["x"]) < 0.5 for p in props)
+    best = planner.recommend(space, OBJ, hist, outcome_constraints=cons)
+    assert best.predicted_mean["viability"] >= 0.5

@@ -8,6 +8,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from planner_strategies import spaces
 
 from planners.encoding import SpaceEncoder
 from planners.space import (
@@ -17,30 +18,6 @@ from planners.space import (
     LinearConstraint,
     SearchSpace,
 )
-
-
-@st.composite
-def parameters(draw: st.DrawFn, name: str) -> object:
-    kind = draw(st.sampled_from(["continuous", "log", "integer", "categorical"]))
-    if kind == "categorical":
-        n = draw(st.integers(2, 6))
-        return CategoricalParameter(name=name, levels=[f"L{i}" for i in range(n)])
-    if kind == "integer":
-        low = draw(st.integers(-50, 50))
-        return IntegerParameter(name=name, low=low, high=low + draw(st.integers(1, 100)))
-    if kind == "log":
-        low = 10 ** draw(st.floats(-6, 2))
-        return ContinuousParameter(
-            name=name, low=low, high=low * 10 ** draw(st.floats(0.1, 5)), log_scale=True
-        )
-    low = draw(st.floats(-1e3, 1e3))
-    return ContinuousParameter(name=name, low=low, high=low + draw(st.floats(1e-3, 1e3)))
-
-
-@st.composite
-def spaces(draw: st.DrawFn) -> SearchSpace:
-    n = draw(st.integers(1, 5))
-    return SearchSpace(parameters=[draw(parameters(f"p{i}")) for i in range(n)])
 
 
 def _close(a: object, b: object, p: object) -> bool:
@@ -144,3 +121,22 @@ def test_log_constraints_are_flagged() -> None:
     assert enc.has_log_constraints
     with pytest.raises(ValueError, match="log-scaled"):
         enc.inequality_constraints()
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    rows=st.lists(st.lists(st.floats(0, 1), min_size=3, max_size=3), min_size=1, max_size=20),
+    rhs=st.floats(0, 20),
+)
+def test_vectorised_feasibility_matches_decoded_points(rows: list[list[float]], rhs: float) -> None:
+    space = SearchSpace(
+        parameters=[
+            ContinuousParameter(name="a", low=0.1, high=10, log_scale=True),
+            IntegerParameter(name="k", low=0, high=10),
+            CategoricalParameter(name="m", levels=["p", "q"]),
+        ],
+        linear_constraints=[LinearConstraint(coefficients={"a": 1.0, "k": 1.0}, op="<=", rhs=rhs)],
+    )
+    enc = SpaceEncoder(space)
+    X = enc.unit_to_encoded(torch.tensor(rows, dtype=torch.double))
+    assert enc.feasible_mask(X).tolist() == enc.feasible(enc.decode(X))
