@@ -120,6 +120,8 @@ class SimulatedLab:
             False writes a full snapshot after every mutation.
         snapshot_every: mutations between snapshots in journal mode.
         fsync: also ``os.fsync`` each write (survives power loss, not just process death).
+        read_only: load the state but never write it (for inspecting a lab another process
+            is running; a mutation raises ``RuntimeError``).
     """
 
     def __init__(
@@ -134,6 +136,7 @@ class SimulatedLab:
         journal: bool = True,
         snapshot_every: int = 2000,
         fsync: bool = False,
+        read_only: bool = False,
     ) -> None:
         if plate_type not in PLATE_TYPES:
             raise ValueError(f"unknown plate type {plate_type!r}; known: {sorted(PLATE_TYPES)}")
@@ -151,9 +154,11 @@ class SimulatedLab:
         self.fsync = fsync
         self._seq = 0
         self._since_snapshot = 0
+        self.read_only = read_only
         if self.state_path is not None:
             self._load()
-            self.save()  # compact: snapshot and empty journal
+            if not read_only:
+                self.save()  # compact: snapshot and empty journal
 
     # ----------------------------------------------------------------------- plates and wells
 
@@ -347,6 +352,8 @@ class SimulatedLab:
 
     def _mutate(self, op: dict[str, Any]) -> None:
         """Apply one mutation and make it durable before returning."""
+        if self.read_only:
+            raise RuntimeError(f"simulated lab {self.state_path} was opened read-only")
         self._apply(op)
         self._seq += 1
         if self.state_path is None:
@@ -364,7 +371,7 @@ class SimulatedLab:
 
     def save(self) -> None:
         """Snapshot the state atomically (temp file, then ``os.replace``); empty the journal."""
-        if self.state_path is None:
+        if self.state_path is None or self.read_only:
             return
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(

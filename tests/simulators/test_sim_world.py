@@ -131,3 +131,15 @@ def test_journal_entries_already_in_the_snapshot_are_not_replayed(tmp_path):
     reopened = SimulatedLab(path)
     assert reopened.well_volume_ul("P1", "B02") == pytest.approx(160.0)
     assert reopened.tip.volume_ul == pytest.approx(10.0)
+
+
+def test_read_only_lab_sees_the_state_and_writes_nothing(tmp_path):
+    path = tmp_path / "lab.json"
+    lab = SimulatedLab(path)
+    _fill(lab)
+    journal_before = Path(f"{path}.journal").read_text()
+    viewer = SimulatedLab(path, read_only=True)
+    assert viewer.well_volume_ul("P1", "B03") == pytest.approx(160.0)
+    assert Path(f"{path}.journal").read_text() == journal_before
+    with pytest.raises(RuntimeError, match="read-only"):
+        viewer.discard_tip()
