@@ -82,7 +82,10 @@ def segmentation_params(nucleus_diameter_px: float) -> dict[str, float]:
     ``A = π d² / 4``: ``min_area_px = max(3, 0.2 A)``, ``max_area_px = 8 A``,
     ``smooth_sigma_px = clip(0.1 d, 0.5, 3)``, ``background_block_px = max(16, 3 d)``,
     ``min_peak_distance_px = max(1, 0.2 d)``, ``merge_area_px = 0.4 A``. At d = 10 px:
-    16, 628, 1.0, 30, 2, 31.
+    16, 628, 1.0, 30, 2, 31. Below d = 6 px the watershed is seeded from Laplacian-of-Gaussian
+    blob centres (``log_sigma_px = 0.3 d``): the distance transform of a 4-px nucleus has too
+    few levels to split touching pairs (measured on the simulator: 0.88 → 0.97 of the true
+    count at 300 nuclei per field).
     """
     d = float(nucleus_diameter_px)
     area = np.pi * d * d / 4.0
@@ -93,6 +96,7 @@ def segmentation_params(nucleus_diameter_px: float) -> dict[str, float]:
         "background_block_px": max(16, round(3.0 * d)),
         "min_peak_distance_px": max(1, round(0.2 * d)),
         "merge_area_px": round(0.4 * area),
+        "log_sigma_px": 0.3 * d if d < 6.0 else 0.0,
     }
 
 
@@ -130,6 +134,7 @@ def segment_field(
     min_snr: float = 5.0,
     min_peak_distance_px: int = 2,
     merge_area_px: int = 0,
+    log_sigma_px: float = 0.0,
 ) -> FieldSegmentation:
     """Segment nuclei in a ``(Y, X)`` nuclear-stain image; see the module docstring.
 
@@ -145,6 +150,8 @@ def segment_field(
         merge_area_px: watershed pieces smaller than this that touch another piece are
             merged into the neighbour they share most boundary with (over-split nuclei);
             0 disables.
+        log_sigma_px: > 0 seeds the watershed from Laplacian-of-Gaussian blob centres at
+            this scale instead of the distance transform (for nuclei under ~6 px).
     """
     img = np.asarray(dapi, dtype=np.float32)
     background = estimate_background(img, block_px=background_block_px)
@@ -157,7 +164,7 @@ def segment_field(
     if large.any():  # a bright blob (debris) drags Otsu up: threshold again without it
         thr = _threshold(smooth, min_snr * sigma, ~ndi.binary_dilation(large, iterations=3))
         mask = ndi.binary_fill_holes(smooth > thr)
-    labels = _split_touching(mask, min_peak_distance_px)
+    labels = _split_touching(mask, min_peak_distance_px, residual, log_sigma_px)
     if merge_area_px > 0:
         labels = _merge_fragments(labels, merge_area_px)
     labels, n_large, large_area = _filter_sizes(labels, min_area_px, max_area_px)
@@ -191,11 +198,19 @@ def segment_nuclei(
     return segment_field(dapi, min_area_px=min_area_px, max_area_px=max_area_px, **kwargs).labels  # type: ignore[arg-type]
 
 
-def _split_touching(mask: np.ndarray, min_peak_distance_px: int) -> np.ndarray:
-    """Watershed on the (lightly smoothed) distance transform from its local maxima."""
+def _split_touching(
+    mask: np.ndarray, min_peak_distance_px: int, residual: np.ndarray, log_sigma_px: float
+) -> np.ndarray:
+    """Watershed from local maxima of the (lightly smoothed) distance transform or, when
+    ``log_sigma_px > 0``, of the negative Laplacian of Gaussian of the image (blob centres:
+    better for nuclei only a few pixels wide, where distances take few distinct values)."""
     if not mask.any():
         return np.zeros(mask.shape, dtype=np.int32)
-    distance = ndi.gaussian_filter(ndi.distance_transform_edt(mask).astype(np.float32), 0.5)
+    if log_sigma_px > 0:
+        distance = -ndi.gaussian_laplace(residual, log_sigma_px)
+    else:
+        edt = ndi.distance_transform_edt(mask).astype(np.float32)
+        distance = ndi.gaussian_filter(edt, 0.5)
     components, _ = ndi.label(mask)
     peaks = peak_local_max(
         distance, min_distance=min_peak_distance_px, labels=components, exclude_border=False

@@ -61,6 +61,7 @@ class AnalysisSettings(BaseModel):
     min_snr: float = Field(default=5.0, gt=0, description="threshold floor in noise SDs")
     min_peak_distance_px: int | None = Field(default=None, ge=1, description="seed spacing")
     merge_area_px: int | None = Field(default=None, ge=0, description="merge smaller pieces")
+    log_sigma_px: float | None = Field(default=None, ge=0, description="0: distance seeds")
     marker_threshold: float | None = Field(
         default=None, description="fixed marker threshold (counts); None fits it per plate"
     )
