@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from analyzers import AnalysisError, AnalysisSettings, get_analyzer
+from controller import failpoints
 from controller.engine import read_well_images
 from controller.events import EventBus, EventKind, append_event
 from controller.ledger.models import (
@@ -100,6 +101,7 @@ def analyze_round(db: Engine, spec: CampaignSpec, round_id: int, clock_s: float,
         if not result.plate_ok:
             append_event(s, rnd.campaign_id, EventKind.PLATE_QC_FAILED, summary, clock_s=clock_s)
         append_event(s, rnd.campaign_id, EventKind.ROUND_ANALYZED, summary, clock_s=clock_s)
+        failpoints.hit("before_analysis_commit")
         s.commit()
     bus.publish(EventKind.ROUND_ANALYZED, summary)
 

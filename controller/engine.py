@@ -33,6 +33,7 @@ import tifffile
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from controller import failpoints
 from controller.clocks import Interrupted
 from controller.events import EventBus, EventKind, append_event
 from controller.ledger.models import (
@@ -166,7 +167,6 @@ class Engine:
         camp.clock_s = self.clock.now()
         session.add(camp)
         session.commit()
-        session.refresh(step)
 
     def _mark(self, session: Session, ctx: RoundContext, step: Step, status: StepStatus,
               result: dict[str, Any] | None = None) -> None:
@@ -193,7 +193,7 @@ class Engine:
 
     def run_round(self, ctx: RoundContext) -> None:
         """Run every step of the round not yet done; raises PauseRequested or StepFailed."""
-        with Session(self.db) as session:
+        with Session(self.db, expire_on_commit=False) as session:
             steps = list(session.exec(select(Step).where(Step.round_id == ctx.round_id).order_by(col(Step.seq))))
             wells = {w.well: w for w in session.exec(select(Well).where(Well.round_id == ctx.round_id))}
             i = 0
@@ -204,7 +204,8 @@ class Engine:
                     continue
                 if self.stop.is_set():
                     raise PauseRequested("pause requested")
-                if any(wells[w].status == WellStatus.QUARANTINED.value for w in step.wells if w in wells):
+                if any(wells[w].status == WellStatus.QUARANTINED.value
+                       for w in self._target_wells(steps, i) if w in wells):
                     self._mark(session, ctx, step, StepStatus.SKIPPED, {"resolution": "well quarantined"})
                     i += 1
                     continue
@@ -222,6 +223,18 @@ class Engine:
                         continue
                 self._execute(session, ctx, step)
                 i += 1
+
+    @staticmethod
+    def _target_wells(steps: list[Step], i: int) -> list[str]:
+        """Wells a step affects: an aspirate affects the wells its liquid is dispensed into."""
+        if steps[i].kind != "aspirate":
+            return steps[i].wells
+        out: list[str] = []
+        for st in steps[i + 1:]:
+            if st.kind != "dispense":
+                break
+            out += st.wells
+        return out
 
     @staticmethod
     def _aspirate_index(steps: list[Step], i: int) -> int | None:
@@ -244,6 +257,7 @@ class Engine:
                 "incubation_started_s", self.clock.now()
             )
         self._mark(session, ctx, step, StepStatus.STARTED, started)
+        failpoints.hit("step_started", step.kind)
         try:
             result = self._call(session, ctx, step, spec)
         except Interrupted:
@@ -252,6 +266,7 @@ class Engine:
             self._mark(session, ctx, step, StepStatus.FAILED,
                        {"error": str(err), "error_type": type(err).__name__})
             raise StepFailed(step, err) from err
+        failpoints.hit("step_executed", step.kind)
         self._mark(session, ctx, step, StepStatus.DONE, result)
 
     def _call(self, session: Session, ctx: RoundContext, step: Step, spec: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
+from controller import failpoints
 from controller.analysis import analyze_round
 from controller.clocks import WallClock
 from controller.engine import Engine as StepEngine
@@ -144,6 +145,7 @@ class CampaignRunner:
                     mode = "a dry-run" if camp.dry_run else "on instruments"
                     raise CampaignError(f"campaign {spec.name!r} was started {mode}; resume it the same way")
                 if camp.status == CampaignStatus.COMPLETED.value and not self._budget_left(s, camp):
+                    self.campaign_id = camp.id
                     return camp
                 kind = EventKind.CAMPAIGN_RESUMED
                 camp.spec = spec.model_dump(mode="json")  # the budget may have been extended
@@ -298,6 +300,7 @@ class CampaignRunner:
                          {"round": index, "plate": rnd.plate_id, "n": len(rows)}, clock_s=camp.clock_s)
             s.commit()
             s.refresh(rnd)
+        failpoints.hit("round_proposed")
         self.bus.publish(EventKind.ROUND_PROPOSED, {"round": index, "plate": rnd.plate_id, "n": len(rows)})
         return rnd
 

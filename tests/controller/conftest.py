@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "drug_combo.yaml"
+
+
+def small_campaign_data(**overrides) -> dict:
+    """The example campaign shrunk for tests: 6 experiments on a plate, one field per well."""
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data = copy.deepcopy(data)
+    data["name"] = "small"
+    data["planner"] = {"name": "sobol", "batch_size": 6}
+    s = data["protocol"]["settings"]
+    s.update(replicates=2, negative_controls=4, positive_controls=4)
+    s["imaging"] = {"channels": ["DAPI", "GFP"], "fields_per_well": 1, "exposure_ms": 20}
+    data["budget"] = {"rounds": 2}
+    data["simulation"]["image_size_px"] = 160
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return data
+
+
+@pytest.fixture
+def write_campaign(tmp_path):
+    def write(filename: str = "small.yaml", **overrides) -> Path:
+        data = small_campaign_data(**overrides)
+        data.setdefault("ledger", {})
+        data["ledger"] = {"url": f"sqlite:///{tmp_path / 'ledger.db'}", "data_dir": str(tmp_path / "data")}
+        path = tmp_path / filename
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    return write
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "controller.cli", *args], capture_output=True,
+                          text=True, env=full_env, timeout=timeout, cwd=ROOT)
