@@ -27,7 +27,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from analyzers.exceptions import MissingControls, MissingImages
-from analyzers.features import FieldMeasurement, fit_marker_threshold, measure_field, well_metrics
+from analyzers.features import (
+    FieldMeasurement,
+    MarkerThreshold,
+    fit_marker_threshold,
+    measure_field,
+    well_metrics,
+)
 from analyzers.nuclei import segmentation_params
 from analyzers.registry import register_analyzer
 from analyzers.scoring import SCORE_METRICS, ExperimentScore, score_experiments
@@ -74,7 +80,7 @@ class AnalysisSettings(BaseModel):
     )
     exclude_flagged_fields: bool = False
     exclude_flagged_wells_from_scores: bool = False
-    z_prime_metric: str = "tumour_count"
+    z_prime_metric: str = Field(default="tumour_count", pattern="^(tumour_count|cell_count)$")
     z_prime_min: float = 0.5
     require_positive_controls: bool = True
     outlier_metrics: tuple[str, ...] = ("tumour_viability", "normal_viability")
@@ -195,8 +201,53 @@ def analyze_plate(
         MissingChannel: a frame lacks the nuclear or marker channel.
     """
     s = settings or AnalysisSettings()
-    assignments = layout.by_well()
     plate_flags: list[str] = []
+    imaged, roles = _check_inputs(frames_by_well, layout, s, plate_flags)
+    fields = _measure_plate(frames_by_well, imaged, s)
+    thr = _plate_threshold([f for fs in fields.values() for f in fs], s, plate_flags)
+
+    metrics: dict[str, dict[str, float]] = {}
+    well_flags: dict[str, tuple[list[str], list[int]]] = {}
+    for w in imaged:
+        m, fl, ff = well_metrics(
+            fields[w], thr.value, field_count_tolerance=s.field_count_tolerance,
+            exclude_flagged_fields=s.exclude_flagged_fields,
+        )  # fmt: skip
+        metrics[w], well_flags[w] = m, (fl, ff)
+    _normalise(metrics, roles[WellRole.NEGATIVE_CONTROL], plate_flags)
+    z, plate_ok = _judge_plate(metrics, roles, s, plate_flags)
+
+    wells = {}
+    for w, a in layout.by_well().items():
+        fl, ff = well_flags.get(w, (["no images"], []))
+        wells[w] = WellResult(
+            well=w, role=a.role, experiment=a.experiment, replicate=a.replicate,
+            metrics=metrics.get(w, {}), flags=fl, flagged_fields=ff,
+        )  # fmt: skip
+    excluded = {w: "; ".join(r.flags) for w, r in wells.items() if r.flags and w in metrics}
+    experiments = score_experiments(
+        metrics, layout, metrics=SCORE_METRICS, outlier_metrics=s.outlier_metrics,
+        k=s.outlier_mad_k, rel_floor=s.outlier_rel_floor,
+        excluded_wells=excluded if s.exclude_flagged_wells_from_scores else None,
+    )  # fmt: skip
+    return PlateAnalysis(
+        plate_id=layout.plate_id, settings=s, marker_threshold=thr.value,
+        marker_threshold_method=thr.method, wells=wells, z_prime=z, plate_ok=plate_ok,
+        flags=plate_flags, experiments=experiments,
+    )  # fmt: skip
+
+
+analyze_plate.settings_model = AnalysisSettings  # type: ignore[attr-defined]
+
+
+def _check_inputs(
+    frames_by_well: Mapping[str, Sequence[Frame]],
+    layout: PlateLayout,
+    s: AnalysisSettings,
+    plate_flags: list[str],
+) -> tuple[list[str], dict[WellRole, list[str]]]:
+    """Imaged layout wells and imaged wells per role; raises when controls are missing."""
+    assignments = layout.by_well()
     imaged = [w for w in assignments if frames_by_well.get(w)]
     missing = [w for w in assignments if w not in imaged]
     if not imaged:
@@ -215,12 +266,15 @@ def analyze_plate(
         raise MissingControls(
             f"plate {layout.plate_id}: no imaged positive-control well", "positive_control"
         )
+    return imaged, roles
 
-    fields = _measure_plate(frames_by_well, imaged, s)
-    all_fields = [f for fs in fields.values() for f in fs]
+
+def _plate_threshold(
+    fields: Sequence[FieldMeasurement], s: AnalysisSettings, plate_flags: list[str]
+) -> MarkerThreshold:
     thr = fit_marker_threshold(
-        np.concatenate([f.marker_mean for f in all_fields]),
-        [f.marker_noise_sigma for f in all_fields],
+        np.concatenate([f.marker_mean for f in fields]),
+        [f.marker_noise_sigma for f in fields],
         fixed=s.marker_threshold,
         min_separation=s.marker_min_separation,
         fallback_snr=s.marker_fallback_snr,
@@ -229,17 +283,16 @@ def analyze_plate(
         plate_flags.append(
             f"marker not bimodal on this plate; noise-based threshold {thr.value:.4g}"
         )
+    return thr
 
-    metrics: dict[str, dict[str, float]] = {}
-    well_flags: dict[str, tuple[list[str], list[int]]] = {}
-    for w in imaged:
-        m, fl, ff = well_metrics(
-            fields[w], thr.value, field_count_tolerance=s.field_count_tolerance,
-            exclude_flagged_fields=s.exclude_flagged_fields,
-        )  # fmt: skip
-        metrics[w], well_flags[w] = m, (fl, ff)
-    _normalise(metrics, roles[WellRole.NEGATIVE_CONTROL], plate_flags)
 
+def _judge_plate(
+    metrics: dict[str, dict[str, float]],
+    roles: dict[WellRole, list[str]],
+    s: AnalysisSettings,
+    plate_flags: list[str],
+) -> tuple[dict[str, float | None], bool]:
+    """Z' per count metric from the control wells, and the plate verdict."""
     z = {
         m: z_prime(
             [metrics[w][m] for w in roles[WellRole.POSITIVE_CONTROL]],
@@ -248,27 +301,8 @@ def analyze_plate(
         for m in ("tumour_count", "cell_count")
     }
     zp = z.get(s.z_prime_metric)
-    plate_ok = zp is not None and zp >= s.z_prime_min
     if zp is None:
         plate_flags.append(f"Z'({s.z_prime_metric}) undefined: needs 2+ wells of each control")
     elif zp < s.z_prime_min:
         plate_flags.append(f"Z'({s.z_prime_metric}) = {zp:.3f} < {s.z_prime_min}: plate suspect")
-
-    wells = {}
-    for w, a in assignments.items():
-        fl, ff = well_flags.get(w, (["no images"], []))
-        wells[w] = WellResult(
-            well=w, role=a.role, experiment=a.experiment, replicate=a.replicate,
-            metrics=metrics.get(w, {}), flags=fl, flagged_fields=ff,
-        )  # fmt: skip
-    excluded = {w: "; ".join(r.flags) for w, r in wells.items() if r.flags and w in metrics}
-    experiments = score_experiments(
-        metrics, layout, metrics=SCORE_METRICS, outlier_metrics=s.outlier_metrics,
-        k=s.outlier_mad_k, rel_floor=s.outlier_rel_floor,
-        excluded_wells=excluded if s.exclude_flagged_wells_from_scores else None,
-    )  # fmt: skip
-    return PlateAnalysis(
-        plate_id=layout.plate_id, settings=s, marker_threshold=thr.value,
-        marker_threshold_method=thr.method, wells=wells, z_prime=z, plate_ok=plate_ok,
-        flags=plate_flags, experiments=experiments,
-    )  # fmt: skip
+    return z, zp is not None and zp >= s.z_prime_min
