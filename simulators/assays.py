@@ -2,8 +2,9 @@
 
 An :class:`Assay` maps a parameter set to the metrics an analyzer would report for it:
 
-- ``tumour_viability`` / ``normal_viability``: a line's cell count relative to the plate's
-  controls, ``(x - positive) / (negative - positive)`` (vehicle = 1, staurosporine = 0);
+- ``tumour_viability`` / ``normal_viability``: a line's cell count relative to the mean of
+  the plate's negative (vehicle) controls, as ``analyzers.plate`` normalises (staurosporine,
+  the positive control, leaves ~0.1 %);
 - ``selectivity = normal_viability - tumour_viability``;
 - ``cell_count``: mean nuclei (both lines) per imaged field (256 x 256 px at 2.6 µm/px in a
   96-well plate, see :data:`FIELD_FRACTION`).
@@ -38,6 +39,7 @@ from simulators.biology import CELL_LINES, REFERENCE_EXPOSURE_S, VirtualBiology
 #: fraction of a 96-well bottom (32.2 mm²) one default microscope field covers
 FIELD_FRACTION = (256 * 2.6e-3) ** 2 / 32.2
 METRICS: tuple[str, ...] = ("tumour_viability", "normal_viability", "selectivity", "cell_count")
+#: the positive control a plate carries (not needed for normalisation: it leaves ~0.1 %)
 POSITIVE_CONTROL: dict[str, float] = {"staurosporine": 1.0}
 
 ConcentrationMap = Callable[[Mapping[str, Any]], dict[str, Any]]
@@ -57,7 +59,7 @@ class Assay:
         exposure_s: drug exposure before imaging (s).
         seeding_lead_s: time between seeding and dosing (s).
         seeded_cells: ``(tumour, normal)`` cells seeded per well.
-        n_controls: negative and positive control wells simulated per :meth:`sample`.
+        n_controls: negative-control wells simulated per :meth:`sample`.
         fields_per_well: fields the analyzer counts per well (sets counting noise).
     """
 
@@ -98,12 +100,6 @@ class Assay:
             ]
         )
         self._power = self.exposure_s / REFERENCE_EXPOSURE_S
-        self._pos_survival = np.array(
-            [
-                self.biology.surviving_fraction(POSITIVE_CONTROL, line) ** self._power
-                for line in CELL_LINES
-            ]
-        )
 
     def __repr__(self) -> str:
         return f"Assay({self.name!r}, parameters={self.space.names})"
@@ -120,9 +116,7 @@ class Assay:
         )
 
     def _metrics(self, surv_t: Any, surv_n: Any) -> dict[str, Any]:
-        pos_t, pos_n = self._pos_survival
-        tv = (surv_t - pos_t) / (1.0 - pos_t)
-        nv = (surv_n - pos_n) / (1.0 - pos_n)
+        tv, nv = surv_t, surv_n  # relative to vehicle, whose survival is 1
         count = (surv_t * self._untreated[0] + surv_n * self._untreated[1]) * FIELD_FRACTION
         return {
             "tumour_viability": tv,
@@ -149,7 +143,7 @@ class Assay:
     def sample(
         self, params: Mapping[str, Any], rng: np.random.Generator, replicates: int = 3
     ) -> dict[str, float]:
-        """Metrics as measured: ``replicates`` noisy wells normalised to noisy control wells.
+        """Metrics as measured: ``replicates`` noisy wells normalised to noisy vehicle wells.
 
         Returns:
             replicate-averaged metrics; a rare failed well (bubble, debris, no cells) is
@@ -157,11 +151,9 @@ class Assay:
         """
         surv_t, surv_n = self.expected_survival(params)
         k = self.n_controls
-        m = replicates + 2 * k
-        surv = np.empty((m, 2))
+        m = replicates + k
+        surv = np.ones((m, 2))
         surv[:replicates] = (surv_t, surv_n)
-        surv[replicates : replicates + k] = 1.0
-        surv[replicates + k :] = self._pos_survival
         b = self.biology
         z = rng.standard_normal((m, 3))
         factor = np.exp(b.well_noise_sd * z[:, :1] + b.line_noise_sd * z[:, 1:])
@@ -170,10 +162,8 @@ class Assay:
             factor[failed] *= rng.choice([0.01, 0.75, 1.3], size=(int(failed.sum()), 1))
         fields = self.fields_per_well * FIELD_FRACTION
         counted = rng.poisson(surv * self._untreated * factor * fields).astype(float)
-        neg = counted[replicates : replicates + k].mean(axis=0)
-        pos = counted[replicates + k :].mean(axis=0)
-        span = np.maximum(neg - pos, 1.0)
-        via = (counted[:replicates] - pos) / span
+        neg = np.maximum(counted[replicates:].mean(axis=0), 1.0)
+        via = counted[:replicates] / neg
         tv, nv = float(via[:, 0].mean()), float(via[:, 1].mean())
         count = float(counted[:replicates].sum(axis=1).mean() / self.fields_per_well)
         return {
@@ -218,6 +208,36 @@ def _penalised(assay: Assay, metrics: Mapping[str, Any]) -> Any:
     return value
 
 
+def _feasible_towards(
+    assay: Assay,
+    cont: list[ContinuousParameter],
+    fixed: dict[str, str],
+    start: np.ndarray,
+    target: np.ndarray,
+) -> tuple[Params, dict[str, float]]:
+    """The point nearest ``target`` on the segment from ``start`` (encoded coordinates) that
+    is feasible, by bisection; ``target`` itself when feasible. ``start`` is assumed feasible
+    (the caller checks the result)."""
+
+    def at(t: float) -> tuple[Params, dict[str, float]]:
+        u = start + t * (target - start)
+        point: Params = {p.name: float(_decode(p, x)) for p, x in zip(cont, u, strict=True)}
+        point.update(fixed)
+        return point, assay.expected(point)
+
+    point, metrics = at(1.0)
+    if assay.feasible(metrics):
+        return point, metrics
+    lo, hi = 0.0, 1.0  # feasible at lo, infeasible at hi
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if assay.feasible(at(mid)[1]):
+            lo = mid
+        else:
+            hi = mid
+    return at(lo)
+
+
 def _find_optimum(assay: Assay) -> tuple[Params, float]:
     space = assay.space
     cont = [p for p in space.parameters if isinstance(p, ContinuousParameter)]
@@ -244,13 +264,7 @@ def _find_optimum(assay: Assay) -> tuple[Params, float]:
 
         res = minimize(neg_score, u0, method="Nelder-Mead", options={"xatol": 1e-5, "fatol": 1e-9})
         u = np.clip(res.x if res.fun < neg_score(u0) else u0, lows, highs)
-        point: Params = {p.name: float(_decode(p, x)) for p, x in zip(cont, u, strict=True)}
-        point.update(fixed)
-        metrics = assay.expected(point)
-        if not assay.feasible(metrics):  # refinement crossed the bound: keep the grid point
-            point = {p.name: float(_decode(p, x)) for p, x in zip(cont, u0, strict=True)}
-            point.update(fixed)
-            metrics = assay.expected(point)
+        point, metrics = _feasible_towards(assay, cont, fixed, u0, u)
         value = metrics[assay.objectives[0].metric]
         if assay.feasible(metrics) and assay.objectives[0].sign * value > best[0]:
             best = (assay.objectives[0].sign * value, point)
