@@ -195,16 +195,17 @@ def load_campaign(path: str | Path) -> CampaignSpec:
 
 def campaign_json_schema() -> dict[str, Any]:
     """JSON Schema of campaign files, with the registered protocols' settings filled in."""
-    schema = CampaignSpec.model_json_schema()
-    try:
-        from protocols.base import protocol_settings_schemas
+    from protocols.base import protocol_class, registered_protocols
 
-        settings = protocol_settings_schemas()
-    except ImportError:  # pragma: no cover - protocols always present in a full install
-        settings = {}
-    if settings:
-        schema.setdefault("$defs", {})["ProtocolSpec"]["properties"]["settings"] = {
-            "description": "settings of the named protocol",
-            "anyOf": list(settings.values()),
-        }
+    schema = CampaignSpec.model_json_schema()
+    variants = []
+    for name in registered_protocols():
+        sub = protocol_class(name).settings_model.model_json_schema()
+        schema["$defs"].update(sub.pop("$defs", {}))
+        sub["title"] = f"settings of protocol {name!r}"
+        variants.append(sub)
+    schema["$defs"]["ProtocolSpec"]["properties"]["settings"] = {
+        "description": "settings of the named protocol",
+        "anyOf": variants,
+    }
     return schema
