@@ -1,11 +1,14 @@
 """Nucleus segmentation and per-nucleus features for one fluorescence field.
 
-Pipeline (:func:`segment_nuclei`): block-percentile background (uneven illumination) →
+Pipeline (:func:`segment_field`): block-percentile background (uneven illumination) →
 Gaussian smoothing → Otsu threshold, floored at a multiple of the background noise so an
 empty field does not segment noise (and recomputed without any oversized bright blob, so debris
-does not drag it up) → distance transform → ``peak_local_max`` seeds → watershed, which splits
-touching nuclei → size filter. Objects larger than ``max_area_px`` (bubbles,
-debris clumps) are taken out of the labels and reported separately so field QC can see them.
+does not drag it up) → watershed from ``peak_local_max`` seeds of the distance transform (or,
+for nuclei under ~6 px, of a Laplacian of Gaussian), which splits touching nuclei → small
+over-split pieces merged back into their neighbour → size filter. Objects larger than
+``max_area_px`` (bubbles, debris clumps) are taken out of the labels and reported separately
+so field QC can see them, as is the largest nucleus-free region (a bubble's footprint).
+:func:`segmentation_params` scales every pixel size from the expected nucleus diameter.
 """
 
 from __future__ import annotations

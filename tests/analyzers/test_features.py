@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_frame, render_coculture
 
 from analyzers.exceptions import MissingChannel
 from analyzers.features import FieldMeasurement, fit_marker_threshold, measure_field, well_metrics
 from analyzers.nuclei import segment_nuclei
+from tests.analyzers.conftest import make_frame, render_coculture
 
 
 def _classification_accuracy(gfp_level: float, vignette: float) -> float:

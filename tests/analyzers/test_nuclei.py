@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import render_coculture
 
 from analyzers.nuclei import estimate_background, nucleus_features, segment_field, segment_nuclei
+from tests.analyzers.conftest import render_coculture
 
 
 def _match(labels: np.ndarray, centres: np.ndarray) -> tuple[int, int, int]:

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_plate
 
 from analyzers import (
     AnalysisSettings,
@@ -13,6 +12,7 @@ from analyzers import (
     z_prime,
 )
 from protocols.layout import PlateLayout
+from tests.analyzers.conftest import make_plate
 
 NEG, POS, SAMPLE = "negative_control", "positive_control", "sample"
 
