@@ -18,10 +18,12 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	@if $(PY) -m pip list 2>/dev/null | grep -qiE '^(nvidia-|triton)'; then echo "CUDA packages were installed" >&2; exit 1; fi
 	touch $(STAMP)
 
+DEMO_LEDGER := sqlite:///runs/demo/ledger.db
+
 demo: $(STAMP)
 	rm -rf runs/demo
-	$(VENV)/bin/cellpilot run examples/drug_combo.yaml --dry-run --workdir runs/demo
-	$(VENV)/bin/cellpilot report --workdir runs/demo --out runs/demo/report
+	$(VENV)/bin/cellpilot run examples/drug_combo.yaml --dry-run --ledger $(DEMO_LEDGER) --data-dir runs/demo/data
+	$(VENV)/bin/cellpilot report --ledger $(DEMO_LEDGER) --out runs/demo/report
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -8,7 +8,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from planner_strategies import spaces
+from tests.planners.planner_strategies import spaces
 
 from planners.encoding import SpaceEncoder
 from planners.space import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from planner_strategies import spaces
+from tests.planners.planner_strategies import spaces
 
 from planners.encoding import SpaceEncoder
 from planners.exceptions import PointOutsideSpace

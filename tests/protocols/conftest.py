@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from protocol_testdata import base_settings, combo_space
+from tests.protocols.protocol_testdata import base_settings, combo_space
 
 from planners.space import SearchSpace
 

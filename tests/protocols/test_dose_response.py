@@ -10,7 +10,7 @@ import yaml
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from protocol_testdata import base_settings, combo_space
+from tests.protocols.protocol_testdata import base_settings, combo_space
 
 from planners.space import SearchSpace
 from protocols.base import CompiledPlate, get_protocol, replay_steps

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from protocol_testdata import base_settings
+from tests.protocols.protocol_testdata import base_settings
 
 from protocols import registered_protocols
 from protocols.base import PlateProtocol, get_protocol, protocol_class, register_protocol

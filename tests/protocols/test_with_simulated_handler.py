@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from protocol_testdata import base_settings
+from tests.protocols.protocol_testdata import base_settings
 
 from protocols.base import get_protocol
 from protocols.steps import Aspirate, Dispense, Mix
