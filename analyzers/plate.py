@@ -71,6 +71,9 @@ class AnalysisSettings(BaseModel):
     marker_threshold: float | None = Field(
         default=None, description="fixed marker threshold (counts); None fits it per plate"
     )
+    marker_split_snr: float = Field(
+        default=10.0, ge=0, description="split tumour+normal fused objects; 0 disables"
+    )
     marker_min_separation: float = Field(
         default=4.0, gt=0, description="class-mean gap in pooled SDs for a two-population plate"
     )
@@ -147,7 +150,11 @@ def _measure_plate(
     return {
         w: [
             measure_field(
-                f, nuclear_channel=s.nuclear_channel, marker_channel=s.marker_channel, **params(f)
+                f,
+                nuclear_channel=s.nuclear_channel,
+                marker_channel=s.marker_channel,
+                marker_split_snr=s.marker_split_snr,
+                **params(f),
             )
             for f in frames_by_well[w]
         ]
