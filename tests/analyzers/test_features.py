@@ -103,3 +103,31 @@ def test_bubble_field_flagged_on_real_pixels() -> None:
     frames = [make_frame(render_coculture(s, bubble=s == 2)[0], "D04", s) for s in range(3)]
     _, flags, flagged = well_metrics([measure_field(f) for f in frames], threshold=100.0)
     assert flagged == [2], flags
+
+
+def test_split_mixed_objects_separates_a_fused_normal() -> None:
+    from analyzers.features import split_mixed_objects
+
+    labels = np.zeros((12, 20), np.int32)
+    labels[2:8, 2:14] = 1  # one object: a tumour (left, marker-positive) fused to a normal
+    labels[9:11, 16:19] = 2
+    positive = np.zeros_like(labels, bool)
+    positive[2:8, 2:8] = True
+    positive[2:8, 8] = True  # a spill rim one pixel into the normal
+    out = split_mixed_objects(labels, positive, min_part_px=5)
+    assert out.max() == 3
+    assert len(np.unique(out[2:8, 2:9])) == 1 and len(np.unique(out[2:8, 9:14])) == 1
+    assert out[3, 3] != out[3, 12]
+    # a normal with only a thin positive rim is not split
+    rim = np.zeros_like(positive)
+    rim[2:8, 13] = True
+    assert split_mixed_objects(labels, rim, min_part_px=5).max() == 2
+
+
+def test_segmentation_params_scale_with_nucleus_size() -> None:
+    from analyzers.nuclei import segmentation_params
+
+    big, small = segmentation_params(10.0), segmentation_params(4.0)
+    assert (big["min_area_px"], big["max_area_px"], big["min_peak_distance_px"]) == (16, 628, 2)
+    assert big["log_sigma_px"] == 0.0 and small["log_sigma_px"] > 0
+    assert small["min_area_px"] < big["min_area_px"] and small["background_block_px"] == 16
