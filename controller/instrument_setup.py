@@ -1,10 +1,14 @@
 """Building the instruments a campaign file names, by role and driver name.
 
-Simulation is not a flag inside the loop: ``--dry-run`` swaps every driver for ``simulated``,
-which implements the same interfaces on a persistent virtual lab (``<data_dir>/sim_lab.json``),
-so a killed dry-run resumes against the plate as it "physically" is.
+Simulation is not a flag inside the loop. In a dry-run, a driver registered with
+``dry_run=True`` is kept and runs its real code against an emulator below it (pump firmware on
+a pseudo-terminal, Python camera devices behind pymmcore-plus, a PyLabRobot backend that moves
+simulated liquid); every other driver is swapped for ``simulated``. All of them act on one
+persistent virtual lab (``<data_dir>/sim_lab.json``), so a killed dry-run resumes against the
+plate as it "physically" is.
 
-Drivers register with :func:`register_driver`; a duplicate (role, name) raises.
+Drivers register with :func:`register_driver`; a duplicate (role, name) raises. Modules named
+``controller.drivers_*`` are imported on first use so that each driver family registers itself.
 """
 
 from __future__ import annotations
@@ -24,28 +28,55 @@ class InstrumentConfigError(Exception):
 
 @dataclass
 class BuildContext:
+    """What a driver factory gets besides its settings.
+
+    ``dry_run`` tells a dry-run-capable driver to talk to its emulator instead of hardware;
+    :func:`simulated_lab` gives the virtual lab that emulators act on.
+    """
+
     spec: CampaignSpec
     data_dir: Path
     clock: Clock
+    dry_run: bool = False
     shared: dict[str, Any] = field(default_factory=dict)  # e.g. the simulated lab
 
 
 Factory = Callable[[dict[str, Any], BuildContext], Any]
 _DRIVERS: dict[tuple[str, str], Factory] = {}
+_DRY_RUN_CAPABLE: set[tuple[str, str]] = set()
 ROLES = ("liquid_handler", "microscope")
 
 
-def register_driver(role: str, name: str) -> Callable[[Factory], Factory]:
+def register_driver(role: str, name: str, *, dry_run: bool = False) -> Callable[[Factory], Factory]:
+    """Register ``factory(settings, ctx)`` as driver ``name`` for ``role``.
+
+    ``dry_run=True``: the driver can run in a dry-run against an emulator (``ctx.dry_run``).
+    """
+
     def deco(factory: Factory) -> Factory:
         if (role, name) in _DRIVERS:
             raise InstrumentConfigError(f"a {role} driver named {name!r} is already registered")
         _DRIVERS[(role, name)] = factory
+        if dry_run:
+            _DRY_RUN_CAPABLE.add((role, name))
         return factory
 
     return deco
 
 
+def _load_driver_modules() -> None:
+    import importlib
+    import pkgutil
+
+    import controller
+
+    for mod in pkgutil.iter_modules(controller.__path__):
+        if mod.name.startswith("drivers_"):
+            importlib.import_module(f"controller.{mod.name}")
+
+
 def available_drivers(role: str) -> list[str]:
+    _load_driver_modules()
     return sorted(n for r, n in _DRIVERS if r == role)
 
 
@@ -65,12 +96,14 @@ class Instruments:
 def build_instruments(
     spec: CampaignSpec, *, dry_run: bool, data_dir: Path, clock: Clock
 ) -> Instruments:
-    """Instantiate each role's driver (all ``simulated`` when ``dry_run``)."""
-    ctx = BuildContext(spec=spec, data_dir=Path(data_dir), clock=clock)
+    """Instantiate each role's driver (emulated or ``simulated`` when ``dry_run``)."""
+    _load_driver_modules()
+    ctx = BuildContext(spec=spec, data_dir=Path(data_dir), clock=clock, dry_run=dry_run)
     built: dict[str, Any] = {}
     for role in ROLES:
         ispec = getattr(spec.instruments, role)
-        name = "simulated" if dry_run else ispec.driver
+        keep = not dry_run or (role, ispec.driver) in _DRY_RUN_CAPABLE
+        name = ispec.driver if keep else "simulated"
         settings = ispec.settings if ispec.driver == name else {}
         try:
             factory = _DRIVERS[(role, name)]
@@ -85,7 +118,8 @@ def build_instruments(
 # -- simulated drivers -------------------------------------------------------------------------
 
 
-def _simulated_lab(ctx: BuildContext):
+def simulated_lab(ctx: BuildContext):
+    """The virtual lab of this run (created on first use, persisted under ``data_dir``)."""
     if "lab" not in ctx.shared:
         from simulators.biology import VirtualBiology
         from simulators.world import SimulatedLab
@@ -107,7 +141,7 @@ def _sim_liquid_handler(settings: dict[str, Any], ctx: BuildContext) -> LiquidHa
     from simulators.liquid_handler import SimulatedLiquidHandler
 
     opts = {"reports_volumes": ctx.spec.simulation.reports_volumes, **settings}
-    return SimulatedLiquidHandler(_simulated_lab(ctx), ctx.clock, **opts)
+    return SimulatedLiquidHandler(simulated_lab(ctx), ctx.clock, **opts)
 
 
 @register_driver("microscope", "simulated")
@@ -116,4 +150,4 @@ def _sim_microscope(settings: dict[str, Any], ctx: BuildContext) -> Microscope:
 
     size = ctx.spec.simulation.image_size_px
     opts = {"image_size": (size, size), "seed": ctx.spec.simulation.seed, **settings}
-    return SimulatedMicroscope(_simulated_lab(ctx), ctx.clock, **opts)
+    return SimulatedMicroscope(simulated_lab(ctx), ctx.clock, **opts)
