@@ -35,6 +35,9 @@ from planners.space import Objective, OutcomeConstraint, Params, SearchSpace
 
 #: Optimiser settings per profile. ``fast`` targets < 2 s for q=8 at ~60 observations on one
 #: thread; ``thorough`` spends roughly 10x more on the acquisition optimisation.
+#: ``maxls`` caps L-BFGS-B line-search steps: flat log-EI surfaces late in a campaign made
+#: line searches take ~1000 acquisition evaluations per batch (4 s); 5 halves that with the
+#: same batch acquisition value.
 #: With categorical parameters, ``optimize_acqf_mixed_alternating`` runs; its default
 #: "continuous_relaxation" start-point search was half its time (q=8, 60 observations, one
 #: outcome constraint: 2.7 s CPU vs 1.6 s with "random" starts, same batch acquisition value).
@@ -44,6 +47,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "raw_samples": 128,
         "maxiter": 60,
         "mc_samples": 64,
+        "maxls": 5,
         "maxiter_alternating": 2,
         "mixed_initialization": "random",
     },
@@ -52,6 +56,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "raw_samples": 1024,
         "maxiter": 200,
         "mc_samples": 256,
+        "maxls": 20,
         "maxiter_alternating": 16,
         "mixed_initialization": "continuous_relaxation",
     },
@@ -326,11 +331,12 @@ class BayesianPlanner:
                     },
                 )
             else:
-                if ineq:
+                options = {"maxiter": s["maxiter"], "batch_limit": 32}
+                if ineq:  # SLSQP: fast feasible starts; it has no line-search cap
                     kwargs["ic_generator"] = rejection_ic_generator(seed)
-                X, _ = optimize_acqf(
-                    **kwargs, sequential=True, options={"maxiter": s["maxiter"], "batch_limit": 32}
-                )
+                else:  # L-BFGS-B
+                    options["maxls"] = s["maxls"]
+                X, _ = optimize_acqf(**kwargs, sequential=True, options=options)
         return X.reshape(n, encoder.dim)
 
     def _repair(
@@ -429,3 +435,18 @@ class BayesianPlanner:
             else:
                 X, _ = optimize_acqf(**kwargs, options={"maxiter": self.settings["maxiter"]})
         return X.reshape(1, encoder.dim)
+
+
+def recommend(
+    space: SearchSpace,
+    objectives: Sequence[Objective],
+    history: Sequence[Observation],
+    *,
+    outcome_constraints: Sequence[OutcomeConstraint] = (),
+    profile: str = "fast",
+    seed: int = 0,
+) -> Proposal:
+    """The condition the model believes best; see :meth:`BayesianPlanner.recommend`."""
+    return BayesianPlanner(profile=profile).recommend(
+        space, objectives, history, outcome_constraints=outcome_constraints, seed=seed
+    )

@@ -23,7 +23,7 @@ from planners.space import (
 )
 
 # Tiny budgets: the whole file must run in well under a minute on one thread.
-TINY = {"num_restarts": 2, "raw_samples": 32, "maxiter": 30, "mc_samples": 32}
+TINY = {"num_restarts": 2, "raw_samples": 32, "maxiter": 30, "mc_samples": 32, "maxls": 5}
 OBJ = [Objective(metric="y")]
 
 CONT = SearchSpace(
@@ -278,3 +278,20 @@ def test_constraint_metric_measured_on_fewer_experiments_uses_separate_models() 
     assert all(float(p.params["x"]) < 0.5 for p in props)
     best = planner.recommend(space, OBJ, hist, outcome_constraints=cons)
     assert best.predicted_mean["viability"] >= 0.5
+
+
+def test_degenerate_histories_still_give_valid_proposals() -> None:
+    hist = _history(CONT, smooth, 8)
+    constant = [Observation(params=o.params, outcomes={"y": 1.0}) for o in hist]
+    same_point = [Observation(params=hist[0].params, outcomes={"y": float(i)}) for i in range(8)]
+    planner = get_planner("bayesian", n_initial=6, **TINY)
+    for h in (constant, same_point):
+        _valid(CONT, planner.propose(CONT, OBJ, h, [], 2, seed=0))
+
+
+def test_module_level_recommend() -> None:
+    from planners.bayesian import recommend
+
+    best = recommend(CONT, OBJ, _history(CONT, smooth, 12))
+    assert CONT.validate_point(best.params) == best.params
+    assert set(best.predicted_mean) == {"y"}
