@@ -60,8 +60,9 @@ def analyze_round(db: Engine, spec: CampaignSpec, round_id: int, clock_s: float,
 
         for name, wr in result.wells.items():
             w = wells[name]
-            w.status = WellStatus.MEASURED.value
-            s.add(w)
+            if wr.metrics:  # a well without images stays 'planned', with its flags recorded
+                w.status = WellStatus.MEASURED.value
+                s.add(w)
             for metric, value in _finite(wr.metrics).items():
                 s.add(Measurement(campaign_id=rnd.campaign_id, round_id=round_id, well_id=w.id,
                                   experiment_id=w.experiment_id, metric=metric, value=value,

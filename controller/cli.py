@@ -148,6 +148,130 @@ def verify(campaign: CampaignOpt = None, ledger: LedgerOpt = None) -> None:
         raise typer.Exit(4)
 
 
+ActorOpt = Annotated[Optional[str], typer.Option("--as", envvar="CELLPILOT_USER",
+                                                 help="who acts (default: the login name)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+
+
+def _actor(name: str | None) -> str:
+    import getpass
+
+    return name or getpass.getuser()
+
+
+def _operator_db(ledger: str | None):
+    from controller.ledger.db import open_ledger_engine
+    from controller.runner import resolve_ledger_url
+
+    return open_ledger_engine(resolve_ledger_url(None, ledger))
+
+
+def _done(as_json: bool, data: dict, text: str) -> None:
+    if as_json:
+        console.print_json(json.dumps(data, default=str))
+    else:
+        console.print(text)
+
+
+@app.command()
+def proposals(campaign: CampaignOpt = None, ledger: LedgerOpt = None, as_json: JsonOpt = False) -> None:
+    """List proposals waiting for a decision, with the model's prediction for each."""
+    from controller.operator import OperatorError, pending_proposals
+
+    try:
+        rows = pending_proposals(_operator_db(ledger), campaign)
+    except OperatorError as e:
+        _fail(str(e))
+    if as_json:
+        console.print_json(json.dumps(rows, default=str))
+        return
+    from controller.progress import print_proposals
+
+    print_proposals(console, rows)
+
+
+@app.command()
+def approve(
+    ids: Annotated[Optional[list[int]], typer.Argument(help="proposal ids")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="every pending proposal of the campaign")] = False,
+    campaign: CampaignOpt = None, ledger: LedgerOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Approve proposals (by id, or --all)."""
+    from controller.operator import OperatorError
+    from controller.operator import approve as do_approve
+
+    if not ids and not all_:
+        _fail("name proposal ids or use --all")
+    try:
+        done = do_approve(_operator_db(ledger), None if all_ else list(ids), _actor(actor), campaign)
+    except OperatorError as e:
+        _fail(str(e))
+    _done(as_json, {"approved": done}, f"approved {len(done)} proposal(s): {done}")
+
+
+@app.command()
+def reject(
+    proposal_id: Annotated[int, typer.Argument(help="proposal id")],
+    reason: Annotated[str, typer.Option("--reason", help="why (kept in the audit trail)")],
+    ledger: LedgerOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Reject a proposal with a reason; the planner will not propose it again."""
+    from controller.operator import OperatorError
+    from controller.operator import reject as do_reject
+
+    try:
+        do_reject(_operator_db(ledger), proposal_id, reason, _actor(actor))
+    except OperatorError as e:
+        _fail(str(e))
+    _done(as_json, {"rejected": proposal_id, "reason": reason}, f"rejected proposal {proposal_id}")
+
+
+@app.command()
+def edit(
+    proposal_id: Annotated[int, typer.Argument(help="proposal id")],
+    assignments: Annotated[list[str], typer.Argument(help="param=value ...")],
+    reason: Annotated[Optional[str], typer.Option("--reason")] = None,
+    ledger: LedgerOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Change a proposal's parameters (within the search space) and approve the edited version."""
+    from controller.operator import OperatorError, parse_assignments
+    from controller.operator import edit as do_edit
+
+    try:
+        params = do_edit(_operator_db(ledger), proposal_id, parse_assignments(assignments), _actor(actor), reason)
+    except OperatorError as e:
+        _fail(str(e))
+    _done(as_json, {"edited": proposal_id, "params": params}, f"proposal {proposal_id} edited and approved: {params}")
+
+
+def _control(action: str, campaign: str | None, ledger: str | None, actor: str | None, as_json: bool) -> None:
+    from controller.operator import OperatorError, request
+
+    try:
+        name = request(_operator_db(ledger), action, _actor(actor), campaign)
+    except OperatorError as e:
+        _fail(str(e))
+    _done(as_json, {"campaign": name, "requested": action}, f"{action} requested for campaign {name}")
+
+
+@app.command()
+def pause(campaign: CampaignOpt = None, ledger: LedgerOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False) -> None:
+    """Hold a running campaign at the next step boundary."""
+    _control("pause", campaign, ledger, actor, as_json)
+
+
+@app.command()
+def resume(campaign: CampaignOpt = None, ledger: LedgerOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False) -> None:
+    """Let a held campaign continue (a stopped runner continues with `cellpilot run`)."""
+    _control("resume", campaign, ledger, actor, as_json)
+
+
+@app.command()
+def abort(campaign: CampaignOpt = None, ledger: LedgerOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False) -> None:
+    """Stop a campaign for good at the next step boundary."""
+    _control("abort", campaign, ledger, actor, as_json)
+
+
 def _mount_optional() -> None:
     try:
         from controller.cli_pump import pump_app

@@ -150,6 +150,7 @@ class Engine:
         clock: Clock,
         bus: EventBus,
         stop: threading.Event,
+        should_stop=lambda: False,
     ) -> None:
         self.db = db
         self.lh = liquid_handler
@@ -157,6 +158,7 @@ class Engine:
         self.clock = clock
         self.bus = bus
         self.stop = stop
+        self.should_stop = should_stop  # an operator's pause/abort request, polled between steps
         self._tip_known = False  # an aspirate ran in this process since the last dispense
 
     # -- journal -----------------------------------------------------------------------------
@@ -202,7 +204,7 @@ class Engine:
                 if step.status in (StepStatus.DONE.value, StepStatus.SKIPPED.value):
                     i += 1
                     continue
-                if self.stop.is_set():
+                if self.stop.is_set() or self.should_stop():
                     raise PauseRequested("pause requested")
                 if any(wells[w].status == WellStatus.QUARANTINED.value
                        for w in self._target_wells(steps, i) if w in wells):

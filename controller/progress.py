@@ -51,6 +51,15 @@ class ProgressView:
             zs = ", ".join(f"{k} {v:.2f}" for k, v in z.items() if v is not None)
             ok = "[green]ok[/]" if p.get("plate_ok") else "[red]suspect[/]"
             self.console.print(f"  plate {p['plate']} analysed: {p['measured']} experiments measured; Z' {zs} {ok}")
+        elif kind == EventKind.ROUND_AWAITING_APPROVAL:
+            self.console.print(f"[yellow]round {p['round']} waits for approval of {p['n']} proposals[/] "
+                               "(cellpilot proposals / approve / reject / edit)")
+        elif kind == EventKind.PROPOSAL_ESCALATED:
+            self.console.print(f"[yellow]proposal {p['proposal_id']} escalated:[/] {p['reason']}")
+        elif kind == EventKind.APPROVAL_TIMEOUT:
+            self.console.print(f"[yellow]approval timed out:[/] {p['action']}")
+        elif kind == EventKind.CAMPAIGN_HELD:
+            self.console.print(f"[yellow]campaign held:[/] {p['reason']} (cellpilot resume / abort)")
         elif kind == EventKind.PLATE_QC_FAILED and "analysable" in p:
             self.console.print(f"[red]plate of round {p['round'] + 1} could not be analysed:[/] {p['reason']}")
 
@@ -90,3 +99,17 @@ def print_status(console: Console, data: Any, detailed: bool) -> None:
             r.add_row(str(rd["index"] + 1), rd["plate"], rd["status"], str(rd["experiments"]),
                       f"{z:.2f}" if z is not None else "-", ", ".join(rd["quarantined_wells"]) or "-")
         console.print(r)
+
+
+def print_proposals(console: Console, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        console.print("no proposal is waiting for a decision")
+        return
+    t = Table(title="proposals waiting for a decision")
+    for col_name in ("id", "round", "parameters", "predicted", "why waiting"):
+        t.add_column(col_name)
+    for r in rows:
+        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["params"].items())
+        pred = ", ".join(f"{m} {mu:.3f}±{r['predicted_sd'].get(m, 0):.3f}" for m, mu in r["predicted_mean"].items())
+        t.add_row(str(r["id"]), str(r["round"]), params, pred or "(initial design)", r["escalation"] or "-")
+    console.print(t)

@@ -14,6 +14,7 @@ The campaign is ``running``, ``paused`` (a fault, a signal, an operator) or ``co
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from controller.clocks import WallClock
 from controller.engine import Engine as StepEngine
 from controller.engine import PauseRequested, StepFailed, load_round_context
 from controller.events import EventBus, EventKind, append_event, bus as default_bus
+from controller.gate import run_gate
 from controller.instrument_setup import Instruments, build_instruments
 from controller.ledger.db import DEFAULT_LEDGER_URL, open_ledger_engine
 from controller.ledger.models import (
@@ -96,16 +98,13 @@ class CampaignRunner:
         self.db: Engine | None = None
         self.instruments: Instruments | None = None
         self.campaign_id: int | None = None
+        self._last_control_check = 0.0
 
     # -- checks before anything moves -----------------------------------------------------
 
     def preflight(self) -> None:
         """Refuse, before any robot moves, what cannot work."""
         spec = self.spec
-        if spec.approval.mode != "auto":
-            raise CampaignError(
-                f"approval mode {spec.approval.mode!r} is not available yet; use 'auto'"
-            )
         self.protocol.check_space(spec.space)
         check = getattr(self.planner, "check", None)
         if check is not None:
@@ -144,6 +143,8 @@ class CampaignRunner:
                 if camp.dry_run != self.dry_run:
                     mode = "a dry-run" if camp.dry_run else "on instruments"
                     raise CampaignError(f"campaign {spec.name!r} was started {mode}; resume it the same way")
+                if camp.status == CampaignStatus.ABORTED.value:
+                    raise CampaignError(f"campaign {spec.name!r} was aborted; start a new campaign")
                 if camp.status == CampaignStatus.COMPLETED.value and not self._budget_left(s, camp):
                     self.campaign_id = camp.id
                     return camp
@@ -175,7 +176,8 @@ class CampaignRunner:
 
     def _budget_left(self, s: Session, camp: Campaign) -> bool:
         b = self.spec.budget
-        n_rounds = s.exec(select(func.count()).select_from(Round).where(Round.campaign_id == camp.id)).one()
+        n_rounds = s.exec(select(func.count()).select_from(Round).where(
+            Round.campaign_id == camp.id, Round.status != RoundStatus.SKIPPED.value)).one()
         if b.rounds is not None and n_rounds >= b.rounds:
             return False
         if b.experiments is not None and self._valid_experiments(s, camp.id) >= b.experiments:
@@ -199,40 +201,113 @@ class CampaignRunner:
                     c.started_clock_s = c.clock_s = clock.now()
                     s.add(c)
                     s.commit()
+        unsubscribe = self._attach_alerts()
         self.instruments = build_instruments(self.spec, dry_run=self.dry_run,
                                              data_dir=self.data_dir, clock=clock)
         engine = StepEngine(self.db, self.instruments.liquid_handler, self.instruments.microscope,
-                            clock, self.bus, self.stop)
+                            clock, self.bus, self.stop, should_stop=self._control_pending)
         try:
             while True:
-                rnd = self._current_round()
-                if rnd is None:
-                    with Session(self.db) as s:
-                        if not self._budget_left(s, s.get(Campaign, self.campaign_id)):
-                            return self._complete()
+                request = self._control_request()
+                if request == "abort":
+                    return self._finish(CampaignStatus.ABORTED, EventKind.CAMPAIGN_ABORTED,
+                                        "aborted by an operator")
+                if request == "pause":
+                    if not self._hold():
+                        return self._pause("interrupted while held")
+                    continue
+                try:
+                    done = self._advance(engine, clock)
+                except PauseRequested:
                     if self.stop.is_set():
-                        return self._pause("pause requested")
-                    rnd = self._propose_round()
-                if rnd.status == RoundStatus.PROPOSED.value:
-                    self._approve(rnd)
-                elif rnd.status == RoundStatus.APPROVED.value:
-                    self._compile(rnd)
-                elif rnd.status in (RoundStatus.COMPILED.value, RoundStatus.EXECUTING.value):
-                    self._set_round_status(rnd.id, RoundStatus.EXECUTING, started=clock.now())
-                    engine.run_round(load_round_context(self.db, rnd.id, self.data_dir))
-                    analyze_round(self.db, self.spec, rnd.id, clock.now(), self.bus)
+                        return self._pause("interrupted (signal)")
+                    continue  # an operator's request: handled at the top of the loop
+                if done is not None:
+                    return done
         except StepFailed as err:
             return self._pause(str(err))
-        except PauseRequested as err:
-            return self._pause(str(err))
         finally:
+            unsubscribe()
             self.instruments.close()
+
+    def _advance(self, engine: StepEngine, clock) -> RunResult | None:
+        """Move the current round one state forward; a RunResult when the campaign ends."""
+        rnd = self._current_round()
+        if rnd is None:
+            with Session(self.db) as s:
+                if not self._budget_left(s, s.get(Campaign, self.campaign_id)):
+                    return self._complete()
+            if self.stop.is_set():
+                raise PauseRequested("pause requested")
+            rnd = self._propose_round()
+        if rnd.status == RoundStatus.PROPOSED.value:
+            return self._approve(rnd)
+        if rnd.status == RoundStatus.APPROVED.value:
+            self._compile(rnd)
+        elif rnd.status in (RoundStatus.COMPILED.value, RoundStatus.EXECUTING.value):
+            self._set_round_status(rnd.id, RoundStatus.EXECUTING, started=clock.now())
+            engine.run_round(load_round_context(self.db, rnd.id, self.data_dir))
+            analyze_round(self.db, self.spec, rnd.id, clock.now(), self.bus)
+        return None
+
+    # -- operators ---------------------------------------------------------------------------
+
+    def _attach_alerts(self):
+        url = self.spec.alerts.webhook_url
+        if not url:
+            return lambda: None
+        from controller.alerts import WebhookAlerter
+
+        alerter = WebhookAlerter(self.db, self.campaign_id, self.spec.name, url, self.spec.alerts.timeout_s)
+        return alerter.attach(self.bus)
+
+    def _control_request(self) -> str | None:
+        with Session(self.db) as s:
+            return s.get(Campaign, self.campaign_id).control_request
+
+    def _control_pending(self) -> bool:
+        """Polled by the engine between steps (at most every 0.5 s of wall time)."""
+        now = time.monotonic()
+        if now - self._last_control_check < 0.5:
+            return False
+        self._last_control_check = now
+        return self._control_request() is not None
+
+    def _wait(self) -> bool:
+        """Wait one poll interval for a person (wall time); False when interrupted by a signal."""
+        return not self.stop.wait(self.spec.approval.poll_s)
+
+    def _hold(self) -> bool:
+        """Held by an operator: wait for resume or abort. False when interrupted by a signal."""
+        with Session(self.db) as s:
+            camp = s.get(Campaign, self.campaign_id)
+            reason = f"paused by {camp.control_actor or 'an operator'}"
+            if camp.status != CampaignStatus.PAUSED.value:
+                camp.status = CampaignStatus.PAUSED.value
+                camp.pause_reason = reason
+                s.add(camp)
+                append_event(s, camp.id, EventKind.CAMPAIGN_HELD, {"reason": reason},
+                             actor=camp.control_actor or "operator", clock_s=camp.clock_s)
+                s.commit()
+        self.bus.publish(EventKind.CAMPAIGN_HELD, {"reason": reason, "operator": True})
+        while self._control_request() == "pause":
+            if not self._wait():
+                return False
+        with Session(self.db) as s:
+            camp = s.get(Campaign, self.campaign_id)
+            if camp.control_request is None:
+                camp.status = CampaignStatus.RUNNING.value
+                camp.pause_reason = None
+                s.add(camp)
+                s.commit()
+        return True
 
     def _current_round(self) -> Round | None:
         with Session(self.db) as s:
             return s.exec(select(Round).where(
                 Round.campaign_id == self.campaign_id,
-                col(Round.status).not_in([RoundStatus.ANALYZED.value, RoundStatus.FAILED.value]),
+                col(Round.status).not_in([RoundStatus.ANALYZED.value, RoundStatus.FAILED.value,
+                                          RoundStatus.SKIPPED.value]),
             ).order_by(col(Round.index))).first()
 
     def _set_round_status(self, round_id: int, status: RoundStatus, started: float | None = None) -> None:
@@ -266,14 +341,11 @@ class CampaignRunner:
             n = max(n, len(requeue))
             pending = [e.params for e in exps if e.status in (ExperimentStatus.SCHEDULED.value, ExperimentStatus.RUNNING.value)]
             pending += [e.params for e in requeue]
+            # Rejected points count as pending, so the acquisition steers away from them.
+            rejected = list(s.exec(select(Proposal.params).where(
+                Proposal.campaign_id == camp.id, Proposal.status == ProposalStatus.REJECTED.value)))
             n_new = n - len(requeue)
-            try:
-                proposals = (self.planner.propose(spec.space, spec.objectives, history, pending, n_new,
-                                                  seed=spec.seed * 1000 + index,
-                                                  outcome_constraints=spec.outcome_constraints)
-                             if n_new > 0 else [])
-            except PlannerError as err:
-                raise CampaignError(f"planner {spec.planner.name!r}: {err}") from err
+            proposals = self._plan(history, pending + rejected, rejected, n_new, seed=spec.seed * 1000 + index)
             rnd = Round(campaign_id=camp.id, index=index, plate_id=f"{spec.name[:12]}-P{index + 1:03d}",
                         status=RoundStatus.PROPOSED.value)
             s.add(rnd)
@@ -304,29 +376,68 @@ class CampaignRunner:
         self.bus.publish(EventKind.ROUND_PROPOSED, {"round": index, "plate": rnd.plate_id, "n": len(rows)})
         return rnd
 
-    def _approve(self, rnd: Round) -> None:
-        """The approval gate. ``auto`` approves every proposal (other modes: see ApprovalSpec)."""
+    def _plan(self, history, pending, rejected, n: int, seed: int):
+        """Ask the planner for ``n`` proposals, none equal to a point an operator rejected."""
+        spec = self.spec
+        out: list = []
+        for attempt in range(3):
+            if len(out) >= n:
+                break
+            try:
+                batch = self.planner.propose(spec.space, spec.objectives, history,
+                                             [*pending, *(p.params for p in out)], n - len(out),
+                                             seed=seed + 7919 * attempt,
+                                             outcome_constraints=spec.outcome_constraints)
+            except PlannerError as err:
+                raise CampaignError(f"planner {spec.planner.name!r}: {err}") from err
+            out += [p for p in batch if not any(_same_point(p.params, r) for r in rejected)]
+        return out[:n]
+
+    def _approve(self, rnd: Round) -> RunResult | None:
+        """Pass the round through the approval gate; wait while a person is needed."""
+        with Session(self.db) as s:
+            camp = s.get(Campaign, self.campaign_id)
+            r = s.get(Round, rnd.id)
+            outcome = run_gate(s, self.spec, self.protocol, r, camp)
+            s.commit()
+        for kind, payload in outcome.published:
+            self.bus.publish(kind, payload)
+        if outcome.pause_reason:
+            return self._pause(outcome.pause_reason)
+        if outcome.waiting:
+            if not self._wait():
+                raise PauseRequested("interrupted while waiting for approval")
+            return None
+        self._schedule(rnd)
+        return None
+
+    def _schedule(self, rnd: Round) -> None:
+        """Create an experiment for every approved or edited proposal (the operator's version)."""
         with Session(self.db) as s:
             camp = s.get(Campaign, self.campaign_id)
             props = list(s.exec(select(Proposal).where(Proposal.round_id == rnd.id).order_by(col(Proposal.position))))
+            position = 0
             for p in props:
-                if p.status != ProposalStatus.PROPOSED.value:
+                if p.status not in (ProposalStatus.APPROVED.value, ProposalStatus.EDITED.value):
                     continue
-                params = self.spec.space.validate_point(p.params)
-                p.status = ProposalStatus.APPROVED.value
-                s.add(p)
-                s.add(Approval(proposal_id=p.id, decision="approved", actor="auto", params=params))
-                requeued = None
-                if p.requeued_from_experiment_id is not None:
-                    requeued = p.requeued_from_experiment_id
+                decision = s.exec(select(Approval).where(Approval.proposal_id == p.id)
+                                  .order_by(col(Approval.id).desc())).first()
+                params = self.spec.space.validate_point(decision.params or p.params)
                 s.add(Experiment(campaign_id=camp.id, round_id=rnd.id, proposal_id=p.id,
-                                 position=p.position, params=params, requeued_from_id=requeued))
-                append_event(s, camp.id, EventKind.PROPOSAL_APPROVED,
-                             {"proposal_id": p.id, "mode": "auto"}, actor="auto", clock_s=camp.clock_s)
+                                 position=position, params=params,
+                                 requeued_from_id=p.requeued_from_experiment_id))
+                position += 1
             r = s.get(Round, rnd.id)
-            r.status = RoundStatus.APPROVED.value
+            if position == 0:
+                r.status = RoundStatus.SKIPPED.value
+                append_event(s, camp.id, EventKind.ROUND_SKIPPED,
+                             {"round": rnd.index + 1, "reason": "no proposal approved"}, clock_s=camp.clock_s)
+            else:
+                r.status = RoundStatus.APPROVED.value
             s.add(r)
             s.commit()
+        if position == 0:
+            self.bus.publish(EventKind.ROUND_SKIPPED, {"round": rnd.index + 1})
 
     def _compile(self, rnd: Round) -> None:
         with Session(self.db) as s:
@@ -392,6 +503,19 @@ class CampaignRunner:
             b = max(scored, key=lambda h: obj.sign * h.outcomes[obj.metric])
             best = {"params": b.params, "outcomes": b.outcomes}
         return RunResult(camp.name, camp.status, n_rounds, len(history), camp.pause_reason, best)
+
+
+def _same_point(a: dict, b: dict, rel: float = 1e-6) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for k, v in a.items():
+        w = b[k]
+        if isinstance(v, str) or isinstance(w, str):
+            if v != w:
+                return False
+        elif abs(float(v) - float(w)) > rel * max(1.0, abs(float(v))):
+            return False
+    return True
 
 
 def steps_summary(db: Engine, round_id: int) -> dict[str, int]:

@@ -67,20 +67,56 @@ class BudgetSpec(_Spec):
 
 
 class ApprovalPolicySpec(_Spec):
-    """A standing approval an operator signs before leaving (used by ``mode: policy``)."""
+    """A standing approval an operator signs before leaving (``approval.mode: policy``).
 
-    parameter_bounds: dict[str, tuple[float, float]] = Field(default_factory=dict)
-    max_plates: int | None = Field(default=None, ge=1)
-    max_reagent_ul: dict[str, float] = Field(default_factory=dict)
+    Proposals inside the envelope are approved automatically; one outside waits for a person
+    (``outside: wait``, with an alert), is clipped into the bounds (``clip``) or rejected.
+    """
+
+    signed_by: str = Field(description="the operator who signs the standing approval")
+    parameter_bounds: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="parameter -> [low, high] approved without asking"
+    )
+    max_plates: int | None = Field(default=None, ge=1, description="plates approved without asking")
+    max_reagent_ul: dict[str, float] = Field(
+        default_factory=dict, description="reagent -> µL the whole campaign may use"
+    )
     outside: Literal["wait", "clip", "reject"] = "wait"
-    signed_by: str | None = None
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> ApprovalPolicySpec:
+        for name, (lo, hi) in self.parameter_bounds.items():
+            if lo > hi:
+                raise ValueError(f"parameter_bounds.{name}: low {lo} is above high {hi}")
+        return self
 
 
 class ApprovalSpec(_Spec):
+    """The approval gate: ``auto`` approves everything, ``manual`` waits for a person,
+    ``policy`` approves inside a signed envelope and escalates the rest."""
+
     mode: Literal["auto", "manual", "policy"] = "auto"
     policy: ApprovalPolicySpec | None = None
-    timeout_h: float | None = Field(default=None, gt=0)
-    on_timeout: Literal["pause", "skip_round", "fallback_best"] = "pause"
+    timeout_h: float | None = Field(
+        default=None, gt=0, description="wall-clock hours to wait for a person before on_timeout"
+    )
+    on_timeout: Literal["pause", "skip_round", "fallback_best"] = Field(
+        default="pause", description="pause the campaign, skip the round, or run the best-known safe condition"
+    )
+    poll_s: float = Field(default=2.0, gt=0, le=60, description="how often the gate looks for decisions")
+
+    @model_validator(mode="after")
+    def _policy_given(self) -> ApprovalSpec:
+        if self.mode == "policy" and self.policy is None:
+            raise ValueError("mode 'policy' needs a policy (signed_by, parameter_bounds, ...)")
+        return self
+
+
+class AlertsSpec(_Spec):
+    """Where to tell people that the campaign needs them (Slack-compatible JSON webhook)."""
+
+    webhook_url: str | None = Field(default=None, description="POSTed {text, campaign, event, ...}")
+    timeout_s: float = Field(default=5.0, gt=0)
 
 
 class InstrumentSpec(_Spec):
@@ -126,6 +162,7 @@ class CampaignSpec(_Spec):
     analyzer: AnalyzerSpec = Field(default_factory=AnalyzerSpec)
     budget: BudgetSpec
     approval: ApprovalSpec = Field(default_factory=ApprovalSpec)
+    alerts: AlertsSpec = Field(default_factory=AlertsSpec)
     instruments: InstrumentsSpec = Field(default_factory=InstrumentsSpec)
     simulation: SimulationSpec = Field(default_factory=SimulationSpec)
     ledger: LedgerSpec = Field(default_factory=LedgerSpec)
@@ -138,8 +175,10 @@ class CampaignSpec(_Spec):
         return self
 
     def spec_hash(self) -> str:
-        """Hash of what defines the experiment (not the budget, which may be extended)."""
-        d = self.model_dump(mode="json", exclude={"budget", "ledger", "description"})
+        """Hash of what defines the experiment (not the budget, approval or alerts, which may change)."""
+        d = self.model_dump(
+            mode="json", exclude={"budget", "ledger", "description", "approval", "alerts"}
+        )
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

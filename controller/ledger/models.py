@@ -37,6 +37,7 @@ class RoundStatus(str, Enum):
     EXECUTING = "executing"
     ANALYZED = "analyzed"
     FAILED = "failed"
+    SKIPPED = "skipped"  # every proposal rejected, or skipped on an approval timeout
 
 
 class ProposalStatus(str, Enum):
@@ -80,6 +81,10 @@ class Campaign(SQLModel, table=True):
     clock_s: float = Field(default=0.0, description="campaign clock (simulated or wall seconds)")
     started_clock_s: float = 0.0
     pause_reason: str | None = None
+    control_request: str | None = Field(
+        default=None, description="an operator's pending request to the runner: pause | abort"
+    )
+    control_actor: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -97,6 +102,9 @@ class Round(SQLModel, table=True):
     plate_ok: bool | None = None
     started_clock_s: float | None = None
     finished_clock_s: float | None = None
+    awaiting_approval_since: datetime | None = Field(
+        default=None, description="wall time the gate started waiting for a person"
+    )
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -112,6 +120,7 @@ class Proposal(SQLModel, table=True):
     planner: str
     status: str = Field(default=ProposalStatus.PROPOSED.value)
     requeued_from_experiment_id: int | None = None
+    escalation: str | None = Field(default=None, description="why the policy did not approve it")
     created_at: datetime = Field(default_factory=utcnow)
 
 

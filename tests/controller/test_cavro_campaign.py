@@ -1,0 +1,191 @@
+"""Campaigns on syringe pumps (driver ``cavro``): the real driver over a pty to the emulated
+firmware, whose executed moves fill the simulated plate (simulators/fluidics.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+
+from controller.drivers_cavro import EMULATOR_ENV
+from controller.ledger.models import Campaign, Experiment, Round, Step, Well, WellStatus
+from instruments.pumps import MODELS
+from protocols.base import CompiledPlate, get_protocol
+from protocols.layout import PlateLayout
+from protocols.steps import STEP_ADAPTER, Aspirate, Dispense
+from simulators.world import SimulatedLab
+from tests.controller.conftest import run_cli
+from tests.controller.test_crash_resume import _ledger
+
+PUMPS = {
+    1: {"model": "xcalibur", "syringe_ul": 500},  # vehicle top-ups up to 50 µL
+    2: {"model": "xlp6000", "syringe_ul": 100},   # drug_a stocks: 1/60 µL per increment
+    3: {"model": "xlp6000", "syringe_ul": 100},   # drug_b stocks
+}
+LINES = {
+    "medium": [1, 1],
+    "staurosporine": [1, 2],  # one stock: keyed by the reagent
+    **{f"drug_a@{c}uM": [2, i + 1] for i, c in enumerate((1000, 100, 10, 1))},
+    **{f"drug_b@{c}uM": [3, i + 1] for i, c in enumerate((1000, 100, 10, 1))},
+}
+
+
+def pump_campaign(write_campaign, protocol: str = "oem", emulator: dict | None = None,
+                  rounds: int = 1) -> Path:
+    settings = {"pumps": PUMPS, "lines": LINES, "output_port": 6, "protocol": protocol,
+                "emulator": emulator or {}}
+    from tests.controller.conftest import small_campaign_data
+
+    proto = small_campaign_data()["protocol"]
+    proto["settings"]["mix_cycles"] = 0  # a fixed nozzle cannot mix (see drivers_cavro)
+    return write_campaign(
+        budget={"rounds": rounds},
+        protocol=proto,
+        instruments={"liquid_handler": {"driver": "cavro", "settings": settings},
+                     "microscope": {"driver": "simulated"}},
+    )
+
+
+def _line(step: Aspirate) -> tuple[float, float]:
+    """(µL per increment, stock µM) of the line an aspirate draws from."""
+    key = step.source if step.source in LINES else step.reagent
+    pump = PUMPS[LINES[key][0]]
+    return pump["syringe_ul"] / MODELS[pump["model"]].increments, step.stock_concentration_um
+
+
+def _check_wells_metered(spec, db, data_dir: Path) -> int:
+    """Every non-quarantined well holds exactly what the protocol planned, metered by the pumps.
+
+    A pump moves whole increments, so each addition is the planned volume rounded to its
+    syringe's increment: compared to that to 1e-6 µL (a double or lost dispense would be off by
+    ≥ 0.5 µL), and to the protocol's own plan (``expected_contents``, as in
+    test_crash_resume._check_wells_exact) within half an increment per addition.
+    """
+    lab = SimulatedLab(data_dir / "sim_lab.json", read_only=True)
+    proto = get_protocol(spec.protocol.name, spec.protocol.settings)
+    seeded = spec.protocol.settings["seeded_volume_ul"]
+    checked = 0
+    with Session(db) as s:
+        for r in s.exec(select(Round)):
+            steps = [STEP_ADAPTER.validate_python(st.payload)
+                     for st in s.exec(select(Step).where(Step.round_id == r.id).order_by(Step.seq))]
+            exps = s.exec(select(Experiment).where(Experiment.round_id == r.id).order_by(Experiment.position))
+            compiled = CompiledPlate(protocol=spec.protocol.name, layout=PlateLayout.model_validate(r.layout),
+                                     steps=steps, experiments=[e.params for e in exps], seed=0)
+            planned = proto.expected_contents(compiled)
+            metered: dict[str, list[float]] = {}
+            amounts: dict[str, dict[str, float]] = {}
+            slack: dict[str, float] = {}
+            line = (1.0, 0.0)
+            reagent = ""
+            for st in steps:
+                if isinstance(st, Aspirate):
+                    line, reagent = _line(st), st.reagent
+                elif isinstance(st, Dispense):
+                    upi, stock = line
+                    volume = round(st.volume_ul / upi) * upi
+                    metered.setdefault(st.well, []).append(volume)
+                    slack[st.well] = slack.get(st.well, 0.0) + upi / 2
+                    if stock > 0:
+                        a = amounts.setdefault(st.well, {})
+                        a[reagent] = a.get(reagent, 0.0) + stock * volume
+            wells = {w.well: w for w in s.exec(select(Well).where(Well.round_id == r.id))}
+            for name, plan in planned.items():
+                if wells[name].status == WellStatus.QUARANTINED.value:
+                    continue
+                state = lab.well_state(r.plate_id, name)
+                volume = seeded + sum(metered[name])
+                assert state.volume_ul == pytest.approx(volume, abs=1e-6), (r.plate_id, name)
+                assert state.volume_ul == pytest.approx(plan.volume_ul, abs=slack[name] + 1e-9)
+                got = state.concentrations_um()
+                assert set(got) == set(plan.concentrations_um), (r.plate_id, name)
+                for reagent_name, conc in plan.concentrations_um.items():
+                    exact = amounts[name][reagent_name] / volume
+                    assert got[reagent_name] == pytest.approx(exact, rel=1e-9), (name, reagent_name)
+                    assert got[reagent_name] == pytest.approx(conc, rel=0.03), (name, reagent_name)
+                checked += 1
+    return checked
+
+
+def _pump_runs(data_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (data_dir / "pump_runs.jsonl").read_text().splitlines()]
+
+
+def _physical_steps(db) -> list[Step]:
+    with Session(db) as s:
+        return list(s.exec(select(Step).where(Step.kind.in_(["aspirate", "dispense"]))))
+
+
+@pytest.mark.parametrize("protocol", ["oem", "dt"])
+def test_dry_run_on_emulated_pumps_fills_the_plate_exactly(write_campaign, tmp_path, protocol):
+    path = pump_campaign(write_campaign, protocol=protocol)
+    proc = run_cli("run", str(path), "--dry-run", "--quiet")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    spec, db = _ledger(path)
+    with Session(db) as s:
+        assert s.exec(select(Campaign)).one().status == "completed"
+        assert sum(e.status == "measured" for e in s.exec(select(Experiment))) == 6
+        assert not s.exec(select(Well).where(Well.status == WellStatus.QUARANTINED.value)).all()
+    assert _check_wells_metered(spec, db, tmp_path / "data") == 20
+    (run,) = _pump_runs(tmp_path / "data")
+    dispenses = [st for st in _physical_steps(db) if st.kind == "dispense"]
+    assert run["fluidics"]["transfers"] == len(dispenses)
+    assert run["fluidics"]["anomalies"] == [] and run["emulator"]["listener_errors"] == []
+    assert sum(p["plunger_moves"] for p in run["emulator"]["pumps"].values()) == 2 * len(dispenses)
+
+
+def test_dropped_and_garbled_replies_never_dispense_twice(write_campaign, tmp_path):
+    path = pump_campaign(write_campaign, emulator={"drop_reply": 0.05, "garble_reply": 0.05, "seed": 3})
+    proc = run_cli("run", str(path), "--dry-run", "--quiet")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    spec, db = _ledger(path)
+    assert _check_wells_metered(spec, db, tmp_path / "data") == 20
+    (run,) = _pump_runs(tmp_path / "data")
+    link, emu = run["link"], run["emulator"]
+    print(f"link {link}, dropped {emu['dropped']}, garbled {emu['garbled']}, "
+          f"pump wall time {run['wall_s']:.2f} s")
+    assert emu["dropped"] > 5 and emu["garbled"] > 5
+    assert link["retries"] >= emu["dropped"]
+    dispenses = [st for st in _physical_steps(db) if st.kind == "dispense"]
+    assert all(st.status == "done" and st.attempts == 1 for st in _physical_steps(db))
+    pumps = emu["pumps"].values()
+    assert sum(p["plunger_moves"] for p in pumps) == 2 * len(dispenses)  # each move once
+    assert all(p["aspirated"] == p["dispensed"] for p in pumps)
+    assert run["fluidics"]["transfers"] == len(dispenses)
+
+
+@pytest.mark.parametrize(
+    ("fault", "error_type", "quarantined"),
+    [
+        ({"overload_after_moves": 9}, "PlungerOverload", 1),  # the 5th dispense stalls half-way
+        ({"stuck_after_moves": 9}, "PumpTimeout", 1),         # the 5th dispense never ends
+        ({"overload_after_moves": 8}, "PlungerOverload", 0),  # the 5th aspirate: drawn again
+    ],
+)
+def test_pump_fault_pauses_then_the_same_command_resumes(write_campaign, tmp_path, fault,
+                                                         error_type, quarantined):
+    path = pump_campaign(write_campaign)
+    first = run_cli("run", str(path), "--dry-run", "--quiet", env={EMULATOR_ENV: json.dumps(fault)})
+    assert first.returncode == 3, first.stderr + first.stdout
+    spec, db = _ledger(path)
+    with Session(db) as s:
+        camp = s.exec(select(Campaign)).one()
+        assert camp.status == "paused" and error_type.lower()[:8] in camp.pause_reason.lower().replace(" ", "")
+        (failed,) = s.exec(select(Step).where(Step.status == "failed")).all()
+        assert failed.seq == 9 and failed.result["error_type"] == error_type
+
+    again = run_cli("run", str(path), "--dry-run", "--quiet")  # the fault is cleared
+    assert again.returncode == 0, again.stderr + again.stdout
+    with Session(db) as s:
+        assert s.exec(select(Campaign)).one().status == "completed"
+        q = s.exec(select(Well).where(Well.status == WellStatus.QUARANTINED.value)).all()
+        assert len(q) == quarantined
+        if quarantined:
+            assert "cannot measure" in q[0].quarantine_reason
+        assert sum(e.status == "measured" for e in s.exec(select(Experiment))) == 6  # none lost
+        assert {st.status for st in s.exec(select(Step))} <= {"done", "skipped"}
+    assert _check_wells_metered(spec, db, tmp_path / "data") == 20 - quarantined
+    runs = _pump_runs(tmp_path / "data")
+    assert len(runs) == 2 and not any(r["fluidics"]["anomalies"] for r in runs)
