@@ -115,8 +115,8 @@ def benchmark_assay(assay: Assay, args: argparse.Namespace) -> None:
     for n in args.planners:
         wall, cpu = [w for w, _ in secs[n]], [c for _, c in secs[n]]
         print(
-            f"  {n:>10}: {statistics.median(wall):.3f} ({statistics.median(cpu):.3f}), "
-            f"max {max(wall):.3f} ({max(cpu):.3f})"
+            f"  {n:>10}: {statistics.median(wall):.4f} ({statistics.median(cpu):.4f}), "
+            f"max {max(wall):.4f} ({max(cpu):.4f})"
         )
 
 

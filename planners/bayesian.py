@@ -174,6 +174,10 @@ class _Surrogate:
 class BayesianPlanner:
     """GP + qLogNEI Bayesian optimisation, the default planner.
 
+    Each model-based proposal carries the posterior mean and sd (raw units) of the objective
+    and of every outcome-constrained metric, and ``acquisition_value``: the log expected
+    improvement of that point alone, given the pending experiments (not of the whole batch).
+
     Args:
         profile: ``"fast"`` (a batch in about a second or two) or ``"thorough"``.
         n_initial: observations (with the objective measured) before the model is used;
@@ -201,6 +205,7 @@ class BayesianPlanner:
         self.settings: dict[str, Any] = {**PROFILES[profile], **overrides}
 
     def initial_design_size(self, space: SearchSpace) -> int:
+        """Observations with the objective needed before the GP is used."""
         return self.n_initial if self.n_initial is not None else max(8, 2 * len(space.parameters))
 
     def propose(
@@ -242,13 +247,20 @@ class BayesianPlanner:
         seed: int,
         taken: set[tuple[object, ...]],
     ) -> list[Proposal]:
+        """Sobol points continuing the sequence, skipping repeats of pending/``taken`` points.
+
+        In a small discrete space that is nearly exhausted, repeats are allowed after a
+        bounded search rather than looping forever.
+        """
         encoder = SpaceEncoder(space)
         taken = taken | {encoder.key(p) for p in pending}
-        skip, out = len(history) + len(pending), []
+        skip, out, attempts = len(history) + len(pending), [], 0
         while len(out) < n:
+            unique = attempts < 20
+            attempts += 1
             for p in sobol_points(space, n - len(out), seed, skip=skip):
                 skip += 1
-                if encoder.key(p) not in taken:
+                if not unique or encoder.key(p) not in taken:
                     taken.add(encoder.key(p))
                     out.append(Proposal(params=p, planner=self.name))
         return out

@@ -295,3 +295,9 @@ def test_module_level_recommend() -> None:
     best = recommend(CONT, OBJ, _history(CONT, smooth, 12))
     assert CONT.validate_point(best.params) == best.params
     assert set(best.predicted_mean) == {"y"}
+
+
+def test_exhausted_discrete_space_does_not_hang() -> None:
+    space = SearchSpace(parameters=[CategoricalParameter(name="m", levels=["a", "b"])])
+    props = get_planner("bayesian").propose(space, OBJ, [], [{"m": "a"}, {"m": "b"}], 3, seed=0)
+    assert len(props) == 3

@@ -8,7 +8,6 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.planners.planner_strategies import spaces
 
 from planners.encoding import SpaceEncoder
 from planners.space import (
@@ -18,6 +17,7 @@ from planners.space import (
     LinearConstraint,
     SearchSpace,
 )
+from tests.planners.planner_strategies import spaces
 
 
 def _close(a: object, b: object, p: object) -> bool:

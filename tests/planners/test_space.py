@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.planners.planner_strategies import spaces
 
 from planners.encoding import SpaceEncoder
 from planners.exceptions import PointOutsideSpace
 from planners.space import LinearConstraint, OutcomeConstraint, SearchSpace
+from tests.planners.planner_strategies import spaces
 
 
 @settings(max_examples=50, deadline=None)
