@@ -150,8 +150,15 @@ class CavroSettings(_Model):
 class CavroDispenser(PumpDispenser):
     """A :class:`PumpDispenser` that owns its serial bus (and, in a dry-run, its emulator)."""
 
-    def __init__(self, *args: Any, bus: PumpTransport, emulator: Any = None, bridge: Any = None,
-                 stats_path: Path | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        bus: PumpTransport,
+        emulator: Any = None,
+        bridge: Any = None,
+        stats_path: Path | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.bus = bus
         self.emulator = emulator
@@ -167,26 +174,35 @@ class CavroDispenser(PumpDispenser):
 
     def run_stats(self) -> dict[str, Any]:
         """What this process did: link statistics, emulator counters, fluidics totals."""
-        out: dict[str, Any] = {"pid": os.getpid(), "wall_s": time.monotonic() - self._started,
-                               "link": self.link_stats()}
+        out: dict[str, Any] = {
+            "pid": os.getpid(),
+            "wall_s": time.monotonic() - self._started,
+            "link": self.link_stats(),
+        }
         if self.emulator is not None:
             out["emulator"] = {
                 "dropped": self.emulator.dropped,
                 "garbled": self.emulator.garbled,
                 "listener_errors": list(self.emulator.listener_errors),
-                "pumps": {a: {"plunger_moves": self.emulator.pump(a).plunger_moves,
-                              "aspirated": self.emulator.pump(a).aspirated,
-                              "dispensed": self.emulator.pump(a).dispensed,
-                              "init_count": self.emulator.pump(a).init_count}
-                          for a in self.pumps},
+                "pumps": {
+                    a: {
+                        "plunger_moves": self.emulator.pump(a).plunger_moves,
+                        "aspirated": self.emulator.pump(a).aspirated,
+                        "dispensed": self.emulator.pump(a).dispensed,
+                        "init_count": self.emulator.pump(a).init_count,
+                    }
+                    for a in self.pumps
+                },
             }
         if self.bridge is not None:
-            out["fluidics"] = {"transfers": len(self.bridge.delivered),
-                               "partial_transfers": sum(d["partial"] for d in self.bridge.delivered),
-                               "delivered_ul": sum(d["volume_ul"] for d in self.bridge.delivered),
-                               "wasted_ul": self.bridge.wasted_ul,
-                               "returned_ul": self.bridge.returned_ul,
-                               "anomalies": list(self.bridge.anomalies)}
+            out["fluidics"] = {
+                "transfers": len(self.bridge.delivered),
+                "partial_transfers": sum(d["partial"] for d in self.bridge.delivered),
+                "delivered_ul": sum(d["volume_ul"] for d in self.bridge.delivered),
+                "wasted_ul": self.bridge.wasted_ul,
+                "returned_ul": self.bridge.returned_ul,
+                "anomalies": list(self.bridge.anomalies),
+            }
         return out
 
     def close(self) -> None:
@@ -231,7 +247,9 @@ def parse_settings(settings: dict[str, Any], dry_run: bool) -> CavroSettings:
                 f"{pump.model!r}; choose from {sorted(MODELS)}"
             )
     if not dry_run and not parsed.port:
-        raise CavroConfigError("instruments.liquid_handler.settings.port: is required on instruments")
+        raise CavroConfigError(
+            "instruments.liquid_handler.settings.port: is required on instruments"
+        )
     return parsed
 
 
@@ -302,8 +320,11 @@ def check_protocol(parsed: CavroSettings, lines: dict[str, LineSettings], protoc
             "a fixed-nozzle pump dispenser cannot mix: set protocol.settings.mix_cycles: 0 "
             "(recommended) or instruments.liquid_handler.settings.mix_policy: skip"
         )
-    wanted = [(f"{r}@{c:g}uM", r, float(c)) for r, cs in getattr(settings, "stocks", {}).items()
-              for c in cs]
+    wanted = [
+        (f"{r}@{c:g}uM", r, float(c))
+        for r, cs in getattr(settings, "stocks", {}).items()
+        for c in cs
+    ]
     vehicle = getattr(settings, "vehicle", None)
     if vehicle:
         wanted.append((vehicle, vehicle, 0.0))
@@ -312,9 +333,13 @@ def check_protocol(parsed: CavroSettings, lines: dict[str, LineSettings], protoc
         key = source if source in lines else reagent if reagent in lines else None
         if key is None:
             problems.append(f"no line for {source!r}")
-        elif lines[key].reagent != reagent or abs((lines[key].stock_um or 0.0) - stock) > 1e-9 * max(stock, 1):
-            problems.append(f"{source!r} would be drawn from line {key!r} "
-                            f"({lines[key].reagent} at {lines[key].stock_um:g} µM)")
+        elif lines[key].reagent != reagent or abs(
+            (lines[key].stock_um or 0.0) - stock
+        ) > 1e-9 * max(stock, 1):
+            problems.append(
+                f"{source!r} would be drawn from line {key!r} "
+                f"({lines[key].reagent} at {lines[key].stock_um:g} µM)"
+            )
     if problems:
         raise CavroConfigError("instruments.liquid_handler.settings.lines: " + "; ".join(problems))
 
@@ -338,19 +363,26 @@ def _start_emulator(parsed: CavroSettings, lines: dict[str, LineSettings], ctx: 
         pump_models={a: p.model for a, p in parsed.pumps.items()},
         pump_valve_ports={a: p.valve_ports for a, p in parsed.pumps.items()},
     )
-    for kind, after in (("plunger", emu_settings.overload_after_moves),
-                        ("valve", emu_settings.valve_overload_after_moves),
-                        ("stuck", emu_settings.stuck_after_moves)):
+    for kind, after in (
+        ("plunger", emu_settings.overload_after_moves),
+        ("valve", emu_settings.valve_overload_after_moves),
+        ("stuck", emu_settings.stuck_after_moves),
+    ):
         if after is not None:
             emulator.schedule_fault(kind, after, emu_settings.fault_pump)
     lab = simulated_lab(ctx)
-    positioner = SimulatedPositioner(lab, ctx.clock,
-                                     seconds_per_move=parsed.positioner.seconds_per_move)
+    positioner = SimulatedPositioner(
+        lab, ctx.clock, seconds_per_move=parsed.positioner.seconds_per_move
+    )
     bridge = FluidicsBridge(
-        lab, ctx.clock, positioner,
+        lab,
+        ctx.clock,
+        positioner,
         syringes_ul={a: p.syringe_ul for a, p in parsed.pumps.items()},
-        lines={(ln.pump, ln.port): ReagentLine(key, ln.reagent or key, ln.stock_um or 0.0)
-               for key, ln in lines.items()},
+        lines={
+            (ln.pump, ln.port): ReagentLine(key, ln.reagent or key, ln.stock_um or 0.0)
+            for key, ln in lines.items()
+        },
         output_ports=parsed.output_port,
     ).attach(emulator)
     return emulator, bridge, positioner
@@ -380,9 +412,15 @@ def build_cavro(settings: dict[str, Any], ctx: BuildContext) -> CavroDispenser:
             emulator.close()
         raise
     pumps = {
-        address: SyringePump(address=address, syringe_volume_ul=p.syringe_ul,
-                             protocol=parsed.protocol, model=p.model, transport=bus,
-                             valve_ports=p.valve_ports, **session)
+        address: SyringePump(
+            address=address,
+            syringe_volume_ul=p.syringe_ul,
+            protocol=parsed.protocol,
+            model=p.model,
+            transport=bus,
+            valve_ports=p.valve_ports,
+            **session,
+        )
         for address, p in parsed.pumps.items()
     }
     dispenser = CavroDispenser(
@@ -392,7 +430,9 @@ def build_cavro(settings: dict[str, Any], ctx: BuildContext) -> CavroDispenser:
         positioner=positioner,
         mix_policy=parsed.mix_policy,
         stocks={key: ln.stock_um or 0.0 for key, ln in lines.items()},
-        bus=bus, emulator=emulator, bridge=bridge,
+        bus=bus,
+        emulator=emulator,
+        bridge=bridge,
         stats_path=ctx.data_dir / "pump_runs.jsonl",
     )
     try:

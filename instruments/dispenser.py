@@ -4,7 +4,11 @@ Physical model (an assumption, stated so a lab can check it against its rig):
 
 * Each reagent has its own line from a reservoir to one valve port of a pump
   (``reagents = {"drug_a": (pump_address, input_port)}``); several reagents may share a pump
-  through a distribution valve.
+  through a distribution valve. A reagent kept at several stock concentrations needs a line
+  (a reservoir) per stock: key those lines by the protocol's *source* name instead, e.g.
+  ``{"drug_a@100uM": (2, 1), "drug_a@10uM": (2, 2)}``. :meth:`PumpDispenser.aspirate` looks a
+  line up by ``source`` first and by ``reagent`` second; with ``stocks`` (line key → µM) it
+  refuses a step whose stock concentration differs from the line's.
 * Each pump's output port feeds a primed dispensing line ending in a fixed nozzle; the line's
   dead volume is filled before the run, so every µL the plunger pushes reaches the well.
 * A plate positioner moves the plate so the addressed well sits under the nozzle (or moves a
@@ -60,10 +64,13 @@ class PumpDispenser:
 
     Args:
         pumps: the pumps by driver address (1-15).
-        reagents: reagent name -> (pump address, valve port of its reservoir line).
+        reagents: line key (a source name such as "drug_a@100uM", or a reagent name) ->
+            (pump address, valve port of its reservoir line).
         output_port: the valve port of the dispensing line (same on every pump).
         positioner: brings wells under the nozzle; defaults to a recording positioner.
         mix_policy: "refuse" (raise LiquidHandlingError) or "skip" (log and do nothing).
+        stocks: optional line key -> stock concentration (µM) of its reservoir; an aspirate
+            whose ``stock_concentration_um`` differs is refused before anything moves.
     """
 
     def __init__(
@@ -74,6 +81,7 @@ class PumpDispenser:
         output_port: ValvePort = "output",
         positioner: PlatePositioner | None = None,
         mix_policy: Literal["refuse", "skip"] = "refuse",
+        stocks: Mapping[str, float] | None = None,
     ):
         for name, (address, _port) in reagents.items():
             if address not in pumps:
@@ -83,6 +91,7 @@ class PumpDispenser:
         self.output_port = output_port
         self.positioner: PlatePositioner = positioner or FixedNozzlePositioner()
         self.mix_policy = mix_policy
+        self.stocks = dict(stocks or {})
         self._active: int | None = None
         self._held: dict[int, tuple[str, float]] = {}
 
@@ -94,22 +103,34 @@ class PumpDispenser:
     def aspirate(
         self, source: str, reagent: str, stock_concentration_um: float, volume_ul: float
     ) -> None:
-        """Draw ``volume_ul`` of ``reagent`` from its line into its pump's syringe."""
-        if reagent not in self.reagents:
-            raise LiquidHandlingError(f"no reagent line configured for {reagent!r}")
-        address, port = self.reagents[reagent]
+        """Draw ``volume_ul`` from the line of ``source`` (else of ``reagent``) into its pump."""
+        line = self.line_for(source, reagent)
+        stock = self.stocks.get(line)
+        if stock is not None and abs(stock - stock_concentration_um) > 1e-9 * max(stock, 1.0):
+            raise LiquidHandlingError(
+                f"line {line!r} holds {stock:g} µM but the step asks for "
+                f"{stock_concentration_um:g} µM of {reagent!r} ({source!r})"
+            )
+        address, port = self.reagents[line]
         held = self._held.get(address)
-        if held is not None and held[0] != reagent and held[1] > 0:
+        if held is not None and held[0] != line and held[1] > 0:
             raise LiquidHandlingError(
                 f"pump {address} still holds {held[1]:g} µL of {held[0]!r}; discard it first"
             )
         pump = self.pumps[address]
         pump.aspirate(volume_ul, port=port)
-        self._held[address] = (reagent, pump.position_ul)
+        self._held[address] = (line, pump.position_ul)
         self._active = address
         log.debug(
             "aspirated %g µL %s (%s, %g µM)", volume_ul, reagent, source, stock_concentration_um
         )
+
+    def line_for(self, source: str, reagent: str) -> str:
+        """The key of the line that serves ``source`` (or, failing that, ``reagent``)."""
+        for key in (source, reagent):
+            if key in self.reagents:
+                return key
+        raise LiquidHandlingError(f"no reagent line configured for {source!r} ({reagent!r})")
 
     def dispense(self, plate: str, well: str, volume_ul: float) -> None:
         """Move ``well`` under the nozzle and push ``volume_ul`` from the active syringe."""

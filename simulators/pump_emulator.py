@@ -10,11 +10,19 @@ Per pump: initialised flag, plunger position, valve, speeds, persistent error, b
 time. Moves take the appendix-B time scaled by ``time_scale``. While busy, action, set and
 valve commands answer error 15. A repeated OEM block (repeat flag, same sequence number) is
 acknowledged and not executed again. Faults are injected with seeded probabilities (dropped
-and garbled answers) or one-shot (overload on the next move, stuck busy, dropped answers).
+and garbled answers), one-shot (overload on the next move, stuck busy, dropped answers), or
+scheduled after a number of plunger moves (:meth:`PumpEmulator.schedule_fault`).
+
+Physics hook: every executed plunger move (and every initialisation, which homes the plunger)
+is reported to the listeners added with :meth:`PumpEmulator.add_move_listener` as a
+:class:`PlungerMove`, from the serving thread, before the answer is sent. A repeated OEM block
+that is acknowledged without executing reports nothing, so a listener sees each physical move
+exactly once (``simulators.fluidics`` uses this to move liquid in the simulated lab).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
@@ -23,8 +31,9 @@ import socket
 import threading
 import time
 import tty
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from instruments.pumps.codec import (
     MULTI_ADDRESSES,
@@ -50,6 +59,42 @@ _PLUNGER = set("AaPpDd")
 _VALVE = set("IOBE")
 _CLEARED_BY_NEXT_COMMAND = frozenset({2, 3, 11, 15})
 _KNOWN = set("ZYWwzkIOBEAaPpDdvVScLKNURXMHTJsehgG") | _REPORT_LETTERS
+FAULT_KINDS = ("plunger", "valve", "stuck")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PlungerMove:
+    """One executed plunger movement, as the liquid sees it.
+
+    Attributes:
+        address: the driver address of the pump (1-15, 16 for '@').
+        kind: "pickup" (plunger down: liquid drawn in through the valve), "dispense" (plunger
+            up: liquid pushed out through the valve) or "init" (the plunger homed by Z/Y/W,
+            pushing out whatever the syringe held).
+        increments: standard-mode increments actually travelled (>= 0; an overloaded move
+            travels only part of the way).
+        valve: the valve position during the move: "i", "o", "b", "e" or a port number.
+        increments_per_stroke: the pump's full stroke (3000 or 6000).
+        overloaded: the move stopped on a plunger overload.
+    """
+
+    address: int
+    kind: Literal["pickup", "dispense", "init"]
+    increments: int
+    valve: str
+    increments_per_stroke: int
+    overloaded: bool = False
+
+
+@dataclass
+class ScheduledFault:
+    """A fault that fires on the plunger move after ``after_moves`` more successful ones."""
+
+    kind: str
+    after_moves: int
+    address: int | None = None
 
 
 @dataclass
@@ -111,6 +156,9 @@ class PumpEmulator:
         transport: "pty" or "tcp".
         faults: seeded dropped/garbled answer probabilities.
         firmware: the ``&`` answer.
+        pump_models: per-address model overriding ``model`` (its stroke length); the bus's
+            protocol details (speed ranges, address '@') follow ``model``.
+        pump_valve_ports: per-address valve ports overriding ``valve_ports``.
     """
 
     def __init__(
@@ -123,6 +171,8 @@ class PumpEmulator:
         transport: str = "pty",
         faults: FaultConfig | None = None,
         firmware: str = "XCalibur-emu 1.0",
+        pump_models: Mapping[int, str] | None = None,
+        pump_valve_ports: Mapping[int, int] | None = None,
     ):
         self.model = get_model(model)
         self.model_name = model
@@ -131,9 +181,18 @@ class PumpEmulator:
         self.faults = faults or FaultConfig()
         self._rng = random.Random(self.faults.seed)
         self.pumps: dict[str, PumpState] = {}
+        self._numbers: dict[str, int] = {}
+        pump_models = dict(pump_models or {})
+        pump_valve_ports = dict(pump_valve_ports or {})
         for number in addresses:
             char = single_address(number, model=model)
-            self.pumps[char] = PumpState(char, self.model.increments, valve_ports)
+            increments = get_model(pump_models.get(number, model)).increments
+            ports = pump_valve_ports.get(number, valve_ports)
+            self.pumps[char] = PumpState(char, increments, ports)
+            self._numbers[char] = number
+        self._listeners: list[Callable[[PlungerMove], None]] = []
+        self._scheduled: list[ScheduledFault] = []
+        self.listener_errors: list[str] = []
         self.protocol_lock: str | None = None
         self.dropped = 0
         self.garbled = 0
@@ -181,6 +240,61 @@ class PumpEmulator:
     def inject_stuck(self, address: int) -> None:
         """Make the next plunger move stay busy until ``T``."""
         self.pump(address).inject_stuck = True
+
+    def schedule_fault(self, kind: str, after_moves: int, address: int | None = None) -> None:
+        """Fault the plunger move that follows ``after_moves`` more successful plunger moves.
+
+        Args:
+            kind: "plunger" (overload, error 9, the plunger stops half-way), "valve" (the
+                valve overloads, error 10, before the plunger moves) or "stuck" (busy until T).
+            after_moves: successful plunger moves (on ``address``, or on any pump) to let
+                through first; 0 faults the very next move.
+            address: the pump to fault; None faults whichever pump moves next.
+        """
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"fault kind must be one of {FAULT_KINDS}, got {kind!r}")
+        if after_moves < 0:
+            raise ValueError(f"after_moves must be >= 0, got {after_moves}")
+        self._scheduled.append(ScheduledFault(kind, after_moves, address))
+
+    def add_move_listener(self, listener: Callable[[PlungerMove], None]) -> None:
+        """Call ``listener(move)`` for every executed plunger move and initialisation.
+
+        Listeners run on the serving thread before the pump answers; an exception is logged
+        and recorded in :attr:`listener_errors`, never fatal to the emulator.
+        """
+        self._listeners.append(listener)
+
+    def _notify(self, state: PumpState, kind: str, increments: int, overloaded: bool) -> None:
+        move = PlungerMove(
+            address=self._numbers[state.address],
+            kind=kind,  # type: ignore[arg-type]
+            increments=increments,
+            valve=state.valve,
+            increments_per_stroke=state.increments,
+            overloaded=overloaded,
+        )
+        for listener in self._listeners:
+            try:
+                listener(move)
+            except Exception as exc:  # a broken listener must not kill the firmware
+                log.exception("pump emulator move listener failed")
+                self.listener_errors.append(f"{type(exc).__name__}: {exc}")
+
+    def _due_fault(self, state: PumpState) -> str | None:
+        """Take the scheduled fault due on this pump's next plunger move, if any."""
+        number = self._numbers[state.address]
+        for fault in list(self._scheduled):
+            if fault.after_moves == 0 and fault.address in (None, number):
+                self._scheduled.remove(fault)
+                return fault.kind
+        return None
+
+    def _count_scheduled(self, state: PumpState) -> None:
+        number = self._numbers[state.address]
+        for fault in self._scheduled:
+            if fault.address in (None, number) and fault.after_moves > 0:
+                fault.after_moves -= 1
 
     def drop_next_replies(self, count: int = 1) -> None:
         """Execute the next ``count`` blocks but send no answer."""
@@ -357,6 +471,8 @@ class PumpEmulator:
             if letter in "ZYW":
                 speed = arg if 10 <= arg <= 40 else None
                 duration += init_time_s(state.position, speed)
+                if state.position:
+                    self._notify(state, "init", state.position, False)
                 state.initialized, state.position, state.error = True, 0, 0
                 state.valve = "i" if letter != "W" else state.valve
                 state.init_count += 1
@@ -394,6 +510,15 @@ class PumpEmulator:
 
     def _plunger(self, state: PumpState, letter: str, arg: int) -> tuple[bool, float]:
         """Run one plunger move; returns (continue the string?, duration)."""
+        due = self._due_fault(state)
+        if due == "valve":  # the valve jams while turning for this move
+            state.initialized = False
+            state.pending_error = 10
+            return False, VALVE_TURN_S
+        if due == "stuck":
+            state.inject_stuck = True
+        elif due == "plunger":
+            state.inject_overload = "plunger"
         if state.valve == "b":
             state.pending_error = 11
             return False, 0.0
@@ -409,17 +534,28 @@ class PumpEmulator:
             state.stuck = True
             return False, duration
         state.plunger_moves += 1
+        kind = "pickup" if distance > 0 else "dispense"
         if state.inject_overload == "plunger":
             state.inject_overload = None
-            state.position += distance // 2
+            moved = int(distance / 2)  # toward zero: the plunger stalls half-way
+            state.position += moved
+            if moved > 0:
+                state.aspirated += moved
+            else:
+                state.dispensed -= moved
             state.initialized = False
             state.pending_error = 9
+            if moved:
+                self._notify(state, kind, abs(moved), True)
             return False, duration / 2
         state.position = target
         if distance > 0:
             state.aspirated += distance
         else:
             state.dispensed -= distance
+        self._count_scheduled(state)
+        if distance:
+            self._notify(state, kind, abs(distance), False)
         return True, duration
 
     def _terminate(self, state: PumpState, now: float) -> None:

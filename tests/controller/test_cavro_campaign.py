@@ -21,8 +21,8 @@ from tests.controller.test_crash_resume import _ledger
 
 PUMPS = {
     1: {"model": "xcalibur", "syringe_ul": 500},  # vehicle top-ups up to 50 µL
-    2: {"model": "xlp6000", "syringe_ul": 100},   # drug_a stocks: 1/60 µL per increment
-    3: {"model": "xlp6000", "syringe_ul": 100},   # drug_b stocks
+    2: {"model": "xlp6000", "syringe_ul": 100},  # drug_a stocks: 1/60 µL per increment
+    3: {"model": "xlp6000", "syringe_ul": 100},  # drug_b stocks
 }
 LINES = {
     "medium": [1, 1],
@@ -32,10 +32,16 @@ LINES = {
 }
 
 
-def pump_campaign(write_campaign, protocol: str = "oem", emulator: dict | None = None,
-                  rounds: int = 1) -> Path:
-    settings = {"pumps": PUMPS, "lines": LINES, "output_port": 6, "protocol": protocol,
-                "emulator": emulator or {}}
+def pump_campaign(
+    write_campaign, protocol: str = "oem", emulator: dict | None = None, rounds: int = 1
+) -> Path:
+    settings = {
+        "pumps": PUMPS,
+        "lines": LINES,
+        "output_port": 6,
+        "protocol": protocol,
+        "emulator": emulator or {},
+    }
     from tests.controller.conftest import small_campaign_data
 
     proto = small_campaign_data()["protocol"]
@@ -43,8 +49,10 @@ def pump_campaign(write_campaign, protocol: str = "oem", emulator: dict | None =
     return write_campaign(
         budget={"rounds": rounds},
         protocol=proto,
-        instruments={"liquid_handler": {"driver": "cavro", "settings": settings},
-                     "microscope": {"driver": "simulated"}},
+        instruments={
+            "liquid_handler": {"driver": "cavro", "settings": settings},
+            "microscope": {"driver": "simulated"},
+        },
     )
 
 
@@ -69,11 +77,20 @@ def _check_wells_metered(spec, db, data_dir: Path) -> int:
     checked = 0
     with Session(db) as s:
         for r in s.exec(select(Round)):
-            steps = [STEP_ADAPTER.validate_python(st.payload)
-                     for st in s.exec(select(Step).where(Step.round_id == r.id).order_by(Step.seq))]
-            exps = s.exec(select(Experiment).where(Experiment.round_id == r.id).order_by(Experiment.position))
-            compiled = CompiledPlate(protocol=spec.protocol.name, layout=PlateLayout.model_validate(r.layout),
-                                     steps=steps, experiments=[e.params for e in exps], seed=0)
+            steps = [
+                STEP_ADAPTER.validate_python(st.payload)
+                for st in s.exec(select(Step).where(Step.round_id == r.id).order_by(Step.seq))
+            ]
+            exps = s.exec(
+                select(Experiment).where(Experiment.round_id == r.id).order_by(Experiment.position)
+            )
+            compiled = CompiledPlate(
+                protocol=spec.protocol.name,
+                layout=PlateLayout.model_validate(r.layout),
+                steps=steps,
+                experiments=[e.params for e in exps],
+                seed=0,
+            )
             planned = proto.expected_contents(compiled)
             metered: dict[str, list[float]] = {}
             amounts: dict[str, dict[str, float]] = {}
@@ -137,15 +154,19 @@ def test_dry_run_on_emulated_pumps_fills_the_plate_exactly(write_campaign, tmp_p
 
 
 def test_dropped_and_garbled_replies_never_dispense_twice(write_campaign, tmp_path):
-    path = pump_campaign(write_campaign, emulator={"drop_reply": 0.05, "garble_reply": 0.05, "seed": 3})
+    path = pump_campaign(
+        write_campaign, emulator={"drop_reply": 0.05, "garble_reply": 0.05, "seed": 3}
+    )
     proc = run_cli("run", str(path), "--dry-run", "--quiet")
     assert proc.returncode == 0, proc.stderr + proc.stdout
     spec, db = _ledger(path)
     assert _check_wells_metered(spec, db, tmp_path / "data") == 20
     (run,) = _pump_runs(tmp_path / "data")
     link, emu = run["link"], run["emulator"]
-    print(f"link {link}, dropped {emu['dropped']}, garbled {emu['garbled']}, "
-          f"pump wall time {run['wall_s']:.2f} s")
+    print(
+        f"link {link}, dropped {emu['dropped']}, garbled {emu['garbled']}, "
+        f"pump wall time {run['wall_s']:.2f} s"
+    )
     assert emu["dropped"] > 5 and emu["garbled"] > 5
     assert link["retries"] >= emu["dropped"]
     dispenses = [st for st in _physical_steps(db) if st.kind == "dispense"]
@@ -157,24 +178,25 @@ def test_dropped_and_garbled_replies_never_dispense_twice(write_campaign, tmp_pa
 
 
 @pytest.mark.parametrize(
-    ("fault", "error_type", "quarantined"),
-    [
-        ({"overload_after_moves": 9}, "PlungerOverload", 1),  # the 5th dispense stalls half-way
-        ({"stuck_after_moves": 9}, "PumpTimeout", 1),         # the 5th dispense never ends
-        ({"overload_after_moves": 8}, "PlungerOverload", 0),  # the 5th aspirate: drawn again
+    ("fault", "error_type", "reason", "failed_seq", "quarantined"),
+    [  # the 10th plunger move is the 5th dispense (step 9) or, after 8, the 5th aspirate
+        ({"overload_after_moves": 9}, "PlungerOverload", "plunger overload", 9, 1),
+        ({"stuck_after_moves": 9}, "PumpTimeout", "still busy", 9, 1),
+        ({"overload_after_moves": 8}, "PlungerOverload", "plunger overload", 8, 0),
     ],
 )
-def test_pump_fault_pauses_then_the_same_command_resumes(write_campaign, tmp_path, fault,
-                                                         error_type, quarantined):
+def test_pump_fault_pauses_then_the_same_command_resumes(
+    write_campaign, tmp_path, fault, error_type, reason, failed_seq, quarantined
+):
     path = pump_campaign(write_campaign)
     first = run_cli("run", str(path), "--dry-run", "--quiet", env={EMULATOR_ENV: json.dumps(fault)})
     assert first.returncode == 3, first.stderr + first.stdout
     spec, db = _ledger(path)
     with Session(db) as s:
         camp = s.exec(select(Campaign)).one()
-        assert camp.status == "paused" and error_type.lower()[:8] in camp.pause_reason.lower().replace(" ", "")
+        assert camp.status == "paused" and reason in camp.pause_reason.lower(), camp.pause_reason
         (failed,) = s.exec(select(Step).where(Step.status == "failed")).all()
-        assert failed.seq == 9 and failed.result["error_type"] == error_type
+        assert failed.seq == failed_seq and failed.result["error_type"] == error_type
 
     again = run_cli("run", str(path), "--dry-run", "--quiet")  # the fault is cleared
     assert again.returncode == 0, again.stderr + again.stdout
