@@ -211,3 +211,60 @@ def test_pump_fault_pauses_then_the_same_command_resumes(
     assert _check_wells_metered(spec, db, tmp_path / "data") == 20 - quarantined
     runs = _pump_runs(tmp_path / "data")
     assert len(runs) == 2 and not any(r["fluidics"]["anomalies"] for r in runs)
+
+
+def _build(tmp_path, mix_cycles: int = 0, **changes):
+    from controller.drivers_cavro import build_cavro
+    from controller.instrument_setup import BuildContext
+    from controller.spec import parse_campaign
+    from simulators.clock import SimulatedClock
+    from tests.controller.conftest import small_campaign_data
+
+    data = small_campaign_data()
+    data["protocol"]["settings"]["mix_cycles"] = mix_cycles
+    spec = parse_campaign(data)
+    settings = {"pumps": PUMPS, "lines": LINES, "output_port": 6, **changes}
+    ctx = BuildContext(spec=spec, data_dir=tmp_path, clock=SimulatedClock(), dry_run=True)
+    return build_cavro(settings, ctx)
+
+
+@pytest.mark.parametrize(
+    ("mix_cycles", "changes", "message"),
+    [
+        (3, {}, "cannot mix: set protocol.settings.mix_cycles: 0"),
+        (
+            0,
+            {"lines": {k: v for k, v in LINES.items() if k != "drug_b@1uM"}},
+            "no line for 'drug_b@1uM'",
+        ),
+        (
+            0,
+            {"lines": {**LINES, "drug_a@100uM": {"pump": 2, "port": 2, "stock_um": 10}}},
+            "'drug_a@100uM' would be drawn from line 'drug_a@100uM' \\(drug_a at 10 µM\\)",
+        ),
+        (0, {"lines": {**LINES, "medium": [2, 1]}}, "already carries"),
+        (0, {"lines": {**LINES, "medium": [1, 6]}}, "is the output port"),
+        (0, {"pumps": {**PUMPS, 1: {"model": "xyz", "syringe_ul": 5}}}, "unknown pump model"),
+        (0, {"protocol": "rs485"}, "settings: protocol: Input should be 'oem' or 'dt'"),
+    ],
+)
+def test_bad_settings_are_refused_before_anything_moves(tmp_path, mix_cycles, changes, message):
+    from controller.drivers_cavro import CavroConfigError
+    from instruments.exceptions import InstrumentError
+
+    with pytest.raises(CavroConfigError, match=message) as info:
+        _build(tmp_path, mix_cycles, **changes)
+    assert isinstance(info.value, InstrumentError)  # the CLI reports it (exit 2), no traceback
+
+
+def test_mix_policy_skip_journals_mixes_as_no_ops(tmp_path):
+    handler = _build(tmp_path, mix_cycles=3, mix_policy="skip")
+    try:
+        handler.mix("P1", "B02", 50.0, 3)  # logged, nothing moves
+        assert handler.identify()["measures_wells"] is False
+        assert handler.well_volume_ul("P1", "B02") is None
+    finally:
+        handler.close()
+    (run,) = _pump_runs(tmp_path)
+    assert run["fluidics"]["transfers"] == 0
+    assert all(p["init_count"] == 1 for p in run["emulator"]["pumps"].values())
