@@ -49,7 +49,7 @@ def pylabrobot_liquid_handler(settings: dict[str, Any], ctx: BuildContext) -> Li
     Raises:
         InstrumentConfigError: unknown settings, backend, deck or labware.
     """
-    from instruments.pylabrobot_handler import handler_from_settings
+    from instruments.pylabrobot_settings import handler_from_settings
 
     psettings = ctx.spec.protocol.settings
     defaults: dict[str, Any] = {
@@ -77,7 +77,9 @@ def pylabrobot_liquid_handler(settings: dict[str, Any], ctx: BuildContext) -> Li
         defaults["refill_tips"] = True
     try:
         return handler_from_settings(
-            settings, backend=backend, state_path=ctx.data_dir / "plr_volumes.jsonl",
+            settings,
+            backend=backend,
+            state_path=ctx.data_dir / "plr_volumes.jsonl",
             defaults=defaults,
         )
     except InstrumentError as exc:
