@@ -123,8 +123,12 @@ def write_report(ledger_url: str, campaign: str | None, out: str | Path) -> Path
         opt_params, opt = assay.optimum()
         ax.axhline(opt, color="green", lw=0.8, label="true optimum")
         found_true = true_curve[-1]
+        best_truth = assay.expected(best_rows[-1].params) if best_rows[-1] else {}
+        broken = [f"{c.metric} {best_truth[c.metric]:.3f}" for c in spec.outcome_constraints
+                  if c.metric in best_truth and not c.satisfied(best_truth[c.metric])]
+        feas = f" (truly violates: {', '.join(broken)})" if broken else " (truly feasible)"
         baseline_txt = (
-            f"<p>Best found: measured {curve[-1]:.3f}, true {found_true:.3f}. Random search with the same "
+            f"<p>Best found: measured {curve[-1]:.3f}, true {found_true:.3f}{feas}. Random search with the same "
             f"{len(measured)} experiments (median of {rb['repeats']} simulated repeats): measured "
             f"{rb['measured_median']:.3f}, true {rb['true_median']:.3f}. True optimum {opt:.3f} at "
             + ", ".join(f"{k}={_fmt(v)}" for k, v in opt_params.items()) + ".</p>")

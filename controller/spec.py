@@ -138,7 +138,7 @@ class SimulationSpec(_Spec):
         default=True, description="False: the simulated handler cannot measure wells (no LLD)"
     )
     failed_well_rate: float = Field(default=0.01, ge=0, le=0.5)
-    image_size_px: int = Field(default=192, ge=64, le=2048)
+    image_size_px: int = Field(default=256, ge=64, le=2048)
 
 
 class LedgerSpec(_Spec):
