@@ -11,8 +11,9 @@ Tecan EVO, Opentrons OT-2, PyLabRobot's chatterbox, or
 
 PyLabRobot is asyncio: its coroutines run on a dedicated event-loop thread and this class is
 synchronous. PyLabRobot's errors (``TooLittleLiquidError``, ``TooLittleVolumeError``,
-``NoTipError``, a firmware error, ...) are raised as
-:class:`~instruments.exceptions.LiquidHandlingError` with their message.
+``NoTipError``, a firmware error, a USB failure, a command without answer within
+``timeout_s``, ...) are raised as :class:`~instruments.exceptions.LiquidHandlingError` with
+their message; exceptions of cellpilot's own packages (a clock's ``Interrupted``) pass through.
 
 Volume tracking (``set_volume_tracking``) is a process-wide switch in PyLabRobot; with
 ``volume_tracking=True`` this class turns it on. ``well_volume_ul`` then reports PyLabRobot's
@@ -61,7 +62,12 @@ class _LoopThread:
         self.thread.start()
 
     def run(self, coro: Coroutine[Any, Any, Any], timeout_s: float | None) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout_s)
+        except TimeoutError:
+            future.cancel()
+            raise
 
     def close(self) -> None:
         if self.loop.is_running():
@@ -189,7 +195,7 @@ class PLRLiquidHandler:
         except TimeoutError as exc:
             raise LiquidHandlingError(f"{what}: no answer within {self.timeout_s:g} s") from exc
         except Exception as exc:
-            if _from_pylabrobot(exc):
+            if _device_error(exc):
                 raise LiquidHandlingError(f"{what}: {type(exc).__name__}: {exc}") from exc
             raise
 
@@ -202,7 +208,14 @@ class PLRLiquidHandler:
             self._run(coro, what)
         except LiquidHandlingError as exc:
             if isinstance(exc.__cause__, (TooLittleLiquidError, TooLittleVolumeError)):
-                # refused by PyLabRobot's checks before the backend moved anything
+                # refused by PyLabRobot's checks before the backend moved anything; they can
+                # leave the other side of the transfer pending (source debited, tip refused)
+                trackers = [c.tracker for c in containers]
+                if self.has_tip:
+                    trackers.append(self._tracker.get_tip().tracker)
+                for tracker in trackers:
+                    if not tracker.is_disabled:
+                        tracker.rollback()
                 self.journal.record(self._volumes(containers))
             raise
         self.journal.record(self._volumes(containers))
@@ -383,14 +396,15 @@ class PLRLiquidHandler:
         self.close()
 
 
-def _from_pylabrobot(exc: BaseException) -> bool:
-    """Whether an exception was raised by PyLabRobot code (errors, backends, firmware)."""
-    if type(exc).__module__.startswith("pylabrobot"):
-        return True
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb is not None and "pylabrobot" in tb.tb_frame.f_code.co_filename
+#: top-level packages whose exceptions are cellpilot's own control flow (a clock's
+#: ``Interrupted`` raised inside a simulated backend's wait) and pass through unchanged
+_OWN_PACKAGES = ("controller", "simulators", "protocols", "planners", "analyzers", "tests")
+
+
+def _device_error(exc: BaseException) -> bool:
+    """Whether an exception is a device or library fault (PyLabRobot's errors, a firmware
+    error, a USB or serial failure) rather than cellpilot's own control flow."""
+    return type(exc).__module__.split(".")[0] not in _OWN_PACKAGES
 
 
 def _plr_version() -> str:

@@ -69,7 +69,10 @@ def test_over_aspiration_from_a_reservoir_raises(tmp_path):
 def test_more_than_the_tip_holds_raises(handler):
     with pytest.raises(LiquidHandlingError, match="Not enough space"):
         handler.aspirate("medium", "medium", 0.0, 1000.0)
+    # nothing was drawn: the reservoir's tracked volume is rolled back
+    assert handler.layout.reservoir("medium").tracker.get_used_volume() == pytest.approx(50_000.0)
     handler.aspirate("medium", "medium", 0.0, 10.0)
+    assert handler.layout.reservoir("medium").tracker.get_used_volume() == pytest.approx(49_990.0)
     with pytest.raises(LiquidHandlingError, match="Not enough liquid"):
         handler.dispense("P1", "A01", 20.0)
 
@@ -79,6 +82,9 @@ def test_overflowing_a_well_raises(handler):
     with pytest.raises(LiquidHandlingError, match="Not enough space"):
         handler.dispense("P1", "A01", 250.0)
     assert handler.well_volume_ul("P1", "A01") == pytest.approx(150.0)
+    assert handler.tip_volume_ul() == pytest.approx(250.0)  # still in the tip
+    handler.dispense("P1", "A01", 200.0)
+    assert handler.well_volume_ul("P1", "A01") == pytest.approx(350.0)
 
 
 @pytest.mark.parametrize("well", ["Z99", "A13", "I01", "", "B"])
@@ -259,3 +265,47 @@ def test_journal_compacts_itself(tmp_path):
     assert len(path.read_text().splitlines()) <= 11
     j2 = VolumeJournal(path)
     assert j2.volume_ul("w") == 24.0 and not j2.is_uncertain("w")
+
+
+class _SlowBackend(LiquidHandlerChatterboxBackend):
+    async def aspirate(self, ops, use_channels, **kwargs):
+        import asyncio
+
+        await asyncio.sleep(5)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+class _PausingBackend(LiquidHandlerChatterboxBackend):
+    async def aspirate(self, ops, use_channels, **kwargs):
+        raise _Interrupted("pause requested")
+
+
+def test_a_command_without_answer_times_out():
+    with PLRLiquidHandler(_SlowBackend(num_channels=1), timeout_s=0.2) as h:
+        with pytest.raises(LiquidHandlingError, match="no answer within 0.2 s"):
+            h.aspirate("medium", "medium", 0.0, 5.0)
+        # the interrupted aspirate leaves the reservoir uncertain in the journal
+        assert h.journal.is_uncertain("medium")
+
+
+def test_errors_that_are_not_pylabrobots_pass_through():
+    with PLRLiquidHandler(_PausingBackend(num_channels=1)) as h:
+        with pytest.raises(_Interrupted):
+            h.aspirate("medium", "medium", 0.0, 5.0)
+
+
+class _FaultyBackend(LiquidHandlerChatterboxBackend):
+    async def dispense(self, ops, use_channels, **kwargs):
+        raise RuntimeError("firmware error 42: clot detected")
+
+
+def test_device_faults_become_liquid_handling_errors_and_leave_the_well_uncertain():
+    with PLRLiquidHandler(_FaultyBackend(num_channels=1), seeded_volume_ul=100.0) as h:
+        h.aspirate("medium", "medium", 0.0, 5.0)
+        with pytest.raises(LiquidHandlingError, match="RuntimeError: firmware error 42"):
+            h.dispense("P1", "A01", 5.0)
+        assert h.well_volume_ul("P1", "A01") is None  # did it dispense? nobody knows
+        assert h.well_volume_ul("P1", "A02") == pytest.approx(100.0)
