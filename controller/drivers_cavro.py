@@ -165,7 +165,24 @@ class CavroDispenser(PumpDispenser):
         self.bridge = bridge
         self.stats_path = stats_path
         self._started = time.monotonic()
+        self.pump_s = 0.0  # wall time spent in aspirate/dispense calls
         self._closed = False
+
+    def aspirate(
+        self, source: str, reagent: str, stock_concentration_um: float, volume_ul: float
+    ) -> None:
+        started = time.monotonic()
+        try:
+            super().aspirate(source, reagent, stock_concentration_um, volume_ul)
+        finally:
+            self.pump_s += time.monotonic() - started
+
+    def dispense(self, plate: str, well: str, volume_ul: float) -> None:
+        started = time.monotonic()
+        try:
+            super().dispense(plate, well, volume_ul)
+        finally:
+            self.pump_s += time.monotonic() - started
 
     def link_stats(self) -> dict[str, Any]:
         """Blocks, retries, timeouts and bad frames summed over the pumps' sessions."""
@@ -177,12 +194,14 @@ class CavroDispenser(PumpDispenser):
         out: dict[str, Any] = {
             "pid": os.getpid(),
             "wall_s": time.monotonic() - self._started,
+            "pump_s": self.pump_s,
             "link": self.link_stats(),
         }
         if self.emulator is not None:
             out["emulator"] = {
                 "dropped": self.emulator.dropped,
                 "garbled": self.emulator.garbled,
+                "motion_s_unscaled": self.emulator.motion_s,
                 "listener_errors": list(self.emulator.listener_errors),
                 "pumps": {
                     a: {

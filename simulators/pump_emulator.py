@@ -193,6 +193,7 @@ class PumpEmulator:
         self._listeners: list[Callable[[PlungerMove], None]] = []
         self._scheduled: list[ScheduledFault] = []
         self.listener_errors: list[str] = []
+        self.motion_s = 0.0  # unscaled: what the moves would take on real pumps
         self.protocol_lock: str | None = None
         self.dropped = 0
         self.garbled = 0
@@ -507,6 +508,7 @@ class PumpEmulator:
                     state.speeds.slope_code,
                 )
         state.busy_until = now + duration * self.time_scale
+        self.motion_s += duration
 
     def _plunger(self, state: PumpState, letter: str, arg: int) -> tuple[bool, float]:
         """Run one plunger move; returns (continue the string?, duration)."""

@@ -268,3 +268,26 @@ def test_mix_policy_skip_journals_mixes_as_no_ops(tmp_path):
     (run,) = _pump_runs(tmp_path)
     assert run["fluidics"]["transfers"] == 0
     assert all(p["init_count"] == 1 for p in run["emulator"]["pumps"].values())
+
+
+def test_sigkill_after_a_pump_dispense_quarantines_only_that_well(write_campaign, tmp_path):
+    import signal
+
+    path = pump_campaign(write_campaign)
+    killed = run_cli(
+        "run",
+        str(path),
+        "--dry-run",
+        "--quiet",
+        env={"CELLPILOT_FAILPOINT": "step_executed/dispense:4"},
+    )
+    assert killed.returncode == -signal.SIGKILL
+    final = run_cli("run", str(path), "--dry-run", "--quiet")
+    assert final.returncode == 0, final.stderr + final.stdout
+    spec, db = _ledger(path)
+    with Session(db) as s:
+        (q,) = s.exec(select(Well).where(Well.status == WellStatus.QUARANTINED.value)).all()
+        assert "cannot measure" in q.quarantine_reason
+        assert sum(e.status == "measured" for e in s.exec(select(Experiment))) == 6
+    # the killed process's dispense stayed in the persisted plate; every other well is exact
+    assert _check_wells_metered(spec, db, tmp_path / "data") == 19
