@@ -81,6 +81,7 @@ from controller.spec import format_validation_error
 from instruments.dispenser import FixedNozzlePositioner, PlatePositioner, PumpDispenser
 from instruments.exceptions import InstrumentError
 from instruments.pumps import MODELS, SyringePump, open_transport
+from instruments.pumps.pump import valve_position
 from instruments.pumps.transport import PumpTransport
 
 log = logging.getLogger(__name__)
@@ -299,15 +300,6 @@ def resolve_lines(parsed: CavroSettings, protocol: Any) -> dict[str, LineSetting
         out[key] = line.model_copy(update={"reagent": reagent, "stock_um": stock})
     _check_ports(parsed, out)
     return out
-
-
-def valve_position(port: int | str) -> str:
-    """A valve port as the firmware reports it (``?6``): "i", "o", "b", "e" or "<n>"."""
-    named = {"input": "i", "output": "o", "bypass": "b", "extra": "e"}
-    text = str(port).strip().lower()
-    if isinstance(port, bool) or not (text.isdigit() or text in named):
-        raise ValueError(f"unknown valve port {port!r}")
-    return str(int(text)) if text.isdigit() else named[text]
 
 
 def _check_ports(parsed: CavroSettings, lines: dict[str, LineSettings]) -> None:

@@ -39,28 +39,16 @@ from typing import Any
 
 from instruments.exceptions import LiquidHandlingError
 from instruments.interfaces import Clock
+from instruments.pumps.pump import valve_position
 from simulators.pump_emulator import PlungerMove, PumpEmulator
 from simulators.world import SimulatedLab, UnknownWellError
 
+__all__ = ["FluidicsBridge", "ReagentLine", "SimulatedPositioner", "valve_position"]
+
 log = logging.getLogger(__name__)
 
-_NAMED_VALVE = {"input": "i", "output": "o", "bypass": "b", "extra": "e"}
 _EPS_INC = 1e-9
 WASTE = ("waste", "")
-
-
-def valve_position(port: str | int) -> str:
-    """The emulator's valve string for a driver valve port (``6`` → "6", "output" → "o")."""
-    if isinstance(port, bool):
-        raise ValueError(f"not a valve port: {port!r}")
-    if isinstance(port, int):
-        return str(port)
-    text = str(port).strip().lower()
-    if text.isdigit():
-        return str(int(text))
-    if text in _NAMED_VALVE:
-        return _NAMED_VALVE[text]
-    raise ValueError(f"unknown valve port {port!r}")
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,17 @@ _NAMED_PORTS = {"input": "I", "output": "O", "bypass": "B", "extra": "E"}
 _VALVE_NAMES = {"i": "input", "o": "output", "b": "bypass", "e": "extra"}
 
 
+def valve_position(port: ValvePort) -> str:
+    """A valve port as the firmware reports it (``?6``): "i", "o", "b", "e" or "<n>".
+
+    ``6`` and ``"06"`` give "6"; ``"output"`` gives "o". Raises ValueError otherwise.
+    """
+    text = str(port).strip().lower()
+    if isinstance(port, bool) or not (text.isdigit() or text in _NAMED_PORTS):
+        raise ValueError(f"unknown valve port {port!r}")
+    return str(int(text)) if text.isdigit() else _NAMED_PORTS[text].lower()
+
+
 class SyringePump:
     """A Cavro XCalibur / XLP 6000 or Hamilton PSD/4 / PSD/6 syringe pump.
 
