@@ -34,7 +34,16 @@ from planners.space import (
     Params,
     SearchSpace,
 )
-from simulators.biology import CELL_LINES, REFERENCE_EXPOSURE_S, VirtualBiology
+from simulators.biology import (
+    CELL_LINES,
+    REFERENCE_EXPOSURE_S,
+    Drug,
+    HillCurve,
+    Interaction,
+    VirtualBiology,
+    default_drugs,
+    default_interactions,
+)
 
 #: fraction of a 96-well bottom (32.2 mm²) one default microscope field covers
 FIELD_FRACTION = (256 * 2.6e-3) ** 2 / 32.2
@@ -340,3 +349,172 @@ def get_assay(name: str) -> Assay:
         return ASSAYS[name]
     except KeyError:
         raise KeyError(f"unknown assay {name!r}; known: {sorted(ASSAYS)}") from None
+
+
+# ------------------------------------------------------- several objectives and variants
+# Added for the peer benchmark (benchmarks/peers.py): a two-objective assay with its true
+# Pareto front, and related / unrelated variants of an assay for transfer-learning runs.
+
+
+def hypervolume_2d(values: np.ndarray, reference: np.ndarray) -> float:
+    """Area dominated by the rows of ``values`` (n x 2, both maximised) above ``reference``."""
+    pts = np.asarray(values, dtype=float).reshape(-1, 2)
+    pts = pts[np.all(pts > reference, axis=1)]
+    if len(pts) == 0:
+        return 0.0
+    pts = pts[np.argsort(-pts[:, 0])]
+    area, best_y = 0.0, float(reference[1])
+    for x, y in pts:
+        if y > best_y:
+            area += (x - reference[0]) * (y - best_y)
+            best_y = float(y)
+    return float(area)
+
+
+class MultiObjectiveAssay(Assay):
+    """An assay with several objectives, its true Pareto front and a fixed reference point.
+
+    ``optimum()`` still reports the best (feasible) value of the first objective.
+    ``reference_point`` maps each objective's metric to the worst value that still counts
+    (raw units); the hypervolume is computed on ``sign * metric`` (every objective maximised).
+    Only two objectives are supported by :meth:`hypervolume`.
+    """
+
+    def __init__(self, *args: Any, reference_point: Mapping[str, float], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if len(self.objectives) != 2:
+            raise ValueError("MultiObjectiveAssay supports exactly two objectives")
+        self.reference_point = dict(reference_point)
+        self._front: np.ndarray | None = None
+
+    def signed(self, metrics: Mapping[str, float]) -> np.ndarray:
+        """``sign * metric`` per objective, in objective order."""
+        return np.array([o.sign * float(metrics[o.metric]) for o in self.objectives])
+
+    def signed_reference(self) -> np.ndarray:
+        return np.array([o.sign * self.reference_point[o.metric] for o in self.objectives])
+
+    def hypervolume(self, metrics: list[Mapping[str, float]]) -> float:
+        """Hypervolume of the feasible rows of ``metrics`` above the reference point."""
+        rows = [self.signed(m) for m in metrics if self.feasible(m)]
+        if not rows:
+            return 0.0
+        return hypervolume_2d(np.array(rows), self.signed_reference())
+
+    def pareto_front_true(self, per_dim: int | None = None) -> np.ndarray:
+        """The noise-free Pareto front (signed objective values, k x 2) on a dense grid."""
+        if self._front is None:
+            self._front = self._grid_front(per_dim)
+        return self._front
+
+    def reference_hypervolume(self) -> float:
+        """Hypervolume of the true Pareto front: the normaliser of a campaign's hypervolume."""
+        return hypervolume_2d(self.pareto_front_true(), self.signed_reference())
+
+    def _grid_front(self, per_dim: int | None) -> np.ndarray:
+        cont = [p for p in self.space.parameters if isinstance(p, ContinuousParameter)]
+        cats = [p for p in self.space.parameters if isinstance(p, CategoricalParameter)]
+        n = per_dim or max(5, min(401, int(round(4e5 ** (1 / max(len(cont), 1))))))
+        rows = []
+        for levels in itertools.product(*[c.levels for c in cats]):
+            fixed = {c.name: lev for c, lev in zip(cats, levels, strict=True)}
+            axes = [np.linspace(_encode(p, p.low), _encode(p, p.high), n) for p in cont]
+            mesh = np.meshgrid(*axes, indexing="ij")
+            grid = {p.name: _decode(p, m) for p, m in zip(cont, mesh, strict=True)}
+            metrics = self.expected_array({**grid, **fixed})
+            shape = np.broadcast(*[np.asarray(v) for v in metrics.values()]).shape
+            arr = {
+                k: np.broadcast_to(np.asarray(v, dtype=float), shape).ravel()
+                for k, v in metrics.items()
+            }
+            ok = np.ones(arr[self.objectives[0].metric].shape, dtype=bool)
+            for c in self.outcome_constraints:
+                ok &= arr[c.metric] >= c.bound if c.op == ">=" else arr[c.metric] <= c.bound
+            vals = np.stack([o.sign * arr[o.metric] for o in self.objectives], axis=1)[ok]
+            rows.append(vals)
+        values = np.concatenate(rows)
+        # thin to the grid's non-dominated rows quickly: sort by objective 0, running max of 1
+        values = values[np.lexsort((-values[:, 1], -values[:, 0]))]
+        best = np.maximum.accumulate(values[:, 1])
+        keep = np.r_[True, values[1:, 1] > best[:-1]]
+        return values[keep]
+
+
+def _make_mo_assays() -> dict[str, Assay]:
+    mo = MultiObjectiveAssay(
+        "drug_combo_mo",
+        SearchSpace(parameters=[_log_um("drug_a_um"), _log_um("drug_b_um")]),
+        [
+            Objective(metric="selectivity", direction="maximize"),
+            Objective(metric="normal_viability", direction="maximize"),
+        ],
+        [],
+        lambda p: {"drug_a": p["drug_a_um"], "drug_b": p["drug_b_um"]},
+        reference_point={"selectivity": 0.0, "normal_viability": 0.3},
+        description="drug_a + drug_b, two objectives: selectivity and normal-line viability",
+    )
+    return {mo.name: mo}
+
+
+ASSAYS.update(_make_mo_assays())
+
+
+def shifted_biology(seed: int, ic50_sd: float = 0.15, gamma_sd: float = 0.1) -> VirtualBiology:
+    """The reference drugs on a slightly different biology (another cell line or lot).
+
+    Each IC50 is multiplied by ``exp(N(0, ic50_sd))`` and each interaction strength by
+    ``exp(N(0, gamma_sd))``, drawn from ``seed``; Hill slopes and maximal effects are kept.
+    """
+    rng = np.random.default_rng([seed, 7919])
+    drugs = {}
+    for name, d in default_drugs().items():
+        t, n = d.tumour, d.normal
+        ft, fn = np.exp(ic50_sd * rng.standard_normal(2))
+        drugs[name] = Drug(
+            name,
+            HillCurve(t.ic50_um * float(ft), t.hill, t.emax),
+            HillCurve(n.ic50_um * float(fn), n.hill, n.emax),
+        )
+    inter = {}
+    for key, it in default_interactions().items():
+        gt, gn = np.exp(gamma_sd * rng.standard_normal(2))
+        inter[key] = Interaction(it.drugs, it.gamma_tumour * float(gt), it.gamma_normal * float(gn))
+    return VirtualBiology(drugs=drugs, interactions=inter)
+
+
+def assay_variant(name: str, kind: str, seed: int = 0) -> Assay:
+    """A variant of the registered assay ``name`` with the same space and objectives.
+
+    Args:
+        name: a registered two-drug assay (``"drug_combo"`` or ``"drug_trio"``).
+        kind: ``"related"``: the same drugs on :func:`shifted_biology` (another cell line or
+            lot); ``"unrelated"``: the parameters dose other drugs (``drug_a_um`` doses
+            drug_d, ``drug_b_um`` drug_c, ``drug_d_um`` drug_b), so the landscape differs.
+        seed: draws the shifted biology (``"related"`` only).
+    """
+    base = get_assay(name)
+    if kind == "related":
+        return Assay(
+            f"{name}@{kind}{seed}",
+            base.space,
+            base.objectives,
+            base.outcome_constraints,
+            base.concentrations,
+            biology=shifted_biology(seed),
+            description=f"{base.name} on a shifted biology (seed {seed})",
+        )
+    if kind == "unrelated":
+        swap = {"drug_a": "drug_d", "drug_b": "drug_c", "drug_d": "drug_b"}
+
+        def conc(p: Mapping[str, Any]) -> dict[str, Any]:
+            return {swap.get(k, k): v for k, v in base.concentrations(p).items()}
+
+        return Assay(
+            f"{name}@{kind}",
+            base.space,
+            base.objectives,
+            base.outcome_constraints,
+            conc,
+            description=f"{base.name}'s parameters dosing other drugs",
+        )
+    raise ValueError(f"kind must be 'related' or 'unrelated', not {kind!r}")
