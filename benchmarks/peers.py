@@ -33,6 +33,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import multiprocessing  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
@@ -258,6 +259,19 @@ def _print_versions(planners: list[str]) -> None:
         except PackageNotFoundError:
             vs.append(f"{n} (not installed)")
     print("versions: " + ", ".join(vs))
+    import planners
+
+    root = Path(planners.__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "log", "-1", "--format=%h %cs %s"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()[:100]
+    except (OSError, subprocess.SubprocessError):
+        commit = "?"
+    print(f"planners from {root} (commit {commit})")
 
 
 def _print_notes(planners: list[str]) -> None:
