@@ -35,6 +35,9 @@ class Proposal(BaseModel):
 
     ``predicted_mean`` / ``predicted_sd`` map metric name to the model's posterior mean and
     standard deviation (raw metric units); empty for model-free planners.
+    ``predicted_interval`` maps metric name to a 95 % credible interval of the mean
+    (``recommend`` fills it); ``probability_feasible`` is the model's probability that every
+    outcome constraint holds there (``None`` without constraints or model).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -42,13 +45,20 @@ class Proposal(BaseModel):
     params: Params
     predicted_mean: dict[str, float] = Field(default_factory=dict)
     predicted_sd: dict[str, float] = Field(default_factory=dict)
+    predicted_interval: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    probability_feasible: float | None = None
     acquisition_value: float | None = None
     planner: str
 
 
 @runtime_checkable
 class Planner(Protocol):
-    """What the controller calls. Implementations are registered with :func:`register_planner`."""
+    """What the controller calls. Implementations are registered with :func:`register_planner`.
+
+    ``history`` may hold observations of earlier campaigns (``task`` = their name) that the
+    campaign names as prior data; planners that cannot use them ignore them (model-free
+    planners) and never count them as the current campaign's.
+    """
 
     name: str
 
@@ -62,8 +72,25 @@ class Planner(Protocol):
         seed: int,
         *,
         outcome_constraints: Sequence[OutcomeConstraint] = (),
+        plate_parameters: Sequence[str] = (),
     ) -> list[Proposal]:
-        """Return ``n`` proposals inside ``space`` (validated with ``space.validate_point``)."""
+        """Return ``n`` proposals inside ``space`` (validated with ``space.validate_point``).
+
+        Parameters named in ``plate_parameters`` take one value across the whole batch. No
+        two proposals of a batch are equal, and none equals a ``pending`` point (except in a
+        discrete space with fewer free points than ``n``).
+        """
+        ...
+
+    def check(
+        self,
+        space: SearchSpace,
+        objectives: Sequence[Objective],
+        outcome_constraints: Sequence[OutcomeConstraint] = (),
+        plate_parameters: Sequence[str] = (),
+    ) -> None:
+        """Raise :class:`~planners.exceptions.UnsupportedPlanningFeature` for a combination
+        this planner does not support; the controller calls it before a campaign starts."""
         ...
 
 

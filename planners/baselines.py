@@ -3,6 +3,7 @@
 Both sample the encoded unit cube (log-scaled parameters uniformly in log10, categorical
 levels uniformly), decode, and keep points that satisfy the space's linear constraints
 (rejection sampling; :class:`FeasibleRegionTooSmall` if the feasible region is tiny).
+Plate parameters (shared by a whole batch) take the values of the batch's first point.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from torch.quasirandom import SobolEngine
 
 from planners.base import Observation, Proposal, register_planner
 from planners.encoding import DTYPE, SpaceEncoder
-from planners.exceptions import FeasibleRegionTooSmall
+from planners.exceptions import FeasibleRegionTooSmall, UnsupportedPlanningFeature
 from planners.space import Objective, OutcomeConstraint, Params, SearchSpace
 
 _CHUNK = 1024
@@ -24,19 +25,27 @@ _MAX_DRAWS = 2**18
 
 
 def _take_feasible(
-    encoder: SpaceEncoder, draw: Callable[[int], Tensor], skip: int, n: int
+    encoder: SpaceEncoder,
+    draw: Callable[[int], Tensor],
+    skip: int,
+    n: int,
+    fixed: Params | None = None,
 ) -> list[Params]:
     """Draw chunks from ``draw``, drop infeasible points, skip ``skip`` feasible ones, keep ``n``.
 
+    ``fixed`` (parameter name -> value) overrides those parameters in every draw.
     Returns decoded, validated parameter sets.
     """
     kept: list[Params] = []
     seen_feasible = 0
     tried = 0
+    columns = encoder.fixed_columns(fixed or {})
     while len(kept) < n:
         if tried >= _MAX_DRAWS:
             raise FeasibleRegionTooSmall(seen_feasible, tried, skip + n)
         X = encoder.unit_to_encoded(draw(_CHUNK))
+        for i, v in columns.items():
+            X[:, i] = v
         tried += _CHUNK
         X = X[torch.from_numpy(encoder.feasible_mask(X))]
         first = max(0, skip - seen_feasible)
@@ -46,18 +55,57 @@ def _take_feasible(
     return kept
 
 
-def sobol_points(space: SearchSpace, n: int, seed: int, skip: int = 0) -> list[Params]:
-    """Feasible points ``skip .. skip+n-1`` of the scrambled Sobol sequence for ``seed``."""
+def sobol_points(
+    space: SearchSpace, n: int, seed: int, skip: int = 0, fixed: Params | None = None
+) -> list[Params]:
+    """Feasible points ``skip .. skip+n-1`` of the scrambled Sobol sequence for ``seed``.
+
+    ``fixed`` pins parameters (name -> value) in every point (the other columns still follow
+    the sequence).
+    """
     encoder = SpaceEncoder(space)
     engine = SobolEngine(encoder.dim, scramble=True, seed=seed)
-    return _take_feasible(encoder, lambda m: engine.draw(m, dtype=DTYPE), skip, n)
+    return _take_feasible(encoder, lambda m: engine.draw(m, dtype=DTYPE), skip, n, fixed)
 
 
-def random_points(space: SearchSpace, n: int, seed: int, stream: int = 0) -> list[Params]:
+def random_points(
+    space: SearchSpace, n: int, seed: int, stream: int = 0, fixed: Params | None = None
+) -> list[Params]:
     """``n`` feasible uniform-random points; ``(seed, stream)`` selects the random stream."""
     encoder = SpaceEncoder(space)
     rng = np.random.default_rng([seed, stream])
-    return _take_feasible(encoder, lambda m: torch.from_numpy(rng.random((m, encoder.dim))), 0, n)
+    draw = lambda m: torch.from_numpy(rng.random((m, encoder.dim)))  # noqa: E731
+    return _take_feasible(encoder, draw, 0, n, fixed)
+
+
+def check_plate_parameters(
+    planner: str, space: SearchSpace, plate_parameters: Sequence[str]
+) -> None:
+    """Refuse plate parameters that are not parameters of ``space``.
+
+    Raises:
+        UnsupportedPlanningFeature: naming the unknown parameters.
+    """
+    unknown = sorted(set(plate_parameters) - set(space.names))
+    if unknown:
+        raise UnsupportedPlanningFeature(
+            planner,
+            f"plate parameters {unknown}, which are not parameters of the search space",
+            hint=f"plate_parameters must name parameters among {space.names}",
+        )
+
+
+def plate_batch(
+    points: Callable[[Params | None], list[Params]], plate_parameters: Sequence[str]
+) -> list[Params]:
+    """A batch sharing plate parameters: the first point of the free batch sets their values.
+
+    ``points(fixed)`` returns the batch with ``fixed`` parameters pinned (``None``: free).
+    """
+    free = points(None)
+    if not plate_parameters or not free:
+        return free
+    return points({k: free[0][k] for k in plate_parameters})
 
 
 @register_planner("sobol")
@@ -80,9 +128,25 @@ class SobolPlanner:
         seed: int,
         *,
         outcome_constraints: Sequence[OutcomeConstraint] = (),
+        plate_parameters: Sequence[str] = (),
     ) -> list[Proposal]:
-        pts = sobol_points(space, n, seed, skip=len(history) + len(pending))
+        """``n`` points; ``plate_parameters`` take the first point's values in all of them."""
+        check_plate_parameters(self.name, space, plate_parameters)
+        skip = sum(o.task is None for o in history) + len(pending)
+        pts = plate_batch(
+            lambda fixed: sobol_points(space, n, seed, skip=skip, fixed=fixed), plate_parameters
+        )
         return [Proposal(params=p, planner=self.name) for p in pts]
+
+    def check(
+        self,
+        space: SearchSpace,
+        objectives: Sequence[Objective],
+        outcome_constraints: Sequence[OutcomeConstraint] = (),
+        plate_parameters: Sequence[str] = (),
+    ) -> None:
+        """Model-free: everything is supported except unknown plate parameters."""
+        check_plate_parameters(self.name, space, plate_parameters)
 
 
 @register_planner("random")
@@ -101,6 +165,23 @@ class RandomPlanner:
         seed: int,
         *,
         outcome_constraints: Sequence[OutcomeConstraint] = (),
+        plate_parameters: Sequence[str] = (),
     ) -> list[Proposal]:
-        pts = random_points(space, n, seed, stream=len(history) + len(pending))
+        """``n`` points; ``plate_parameters`` take the first point's values in all of them."""
+        check_plate_parameters(self.name, space, plate_parameters)
+        stream = sum(o.task is None for o in history) + len(pending)
+        pts = plate_batch(
+            lambda fixed: random_points(space, n, seed, stream=stream, fixed=fixed),
+            plate_parameters,
+        )
         return [Proposal(params=p, planner=self.name) for p in pts]
+
+    def check(
+        self,
+        space: SearchSpace,
+        objectives: Sequence[Objective],
+        outcome_constraints: Sequence[OutcomeConstraint] = (),
+        plate_parameters: Sequence[str] = (),
+    ) -> None:
+        """Model-free: everything is supported except unknown plate parameters."""
+        check_plate_parameters(self.name, space, plate_parameters)

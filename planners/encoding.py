@@ -195,6 +195,13 @@ class SpaceEncoder:
             x = p.low + u * (p.high - p.low)
         return min(max(x, p.low), p.high)
 
+    def fixed_columns(self, fixed: Params) -> dict[int, float]:
+        """Encoded column index -> encoded value for some parameters (name -> raw value)."""
+        return {
+            self._index[name]: self._encode_value(self.space.parameter(name), v)
+            for name, v in fixed.items()
+        }
+
     def unit_to_encoded(self, U: Tensor) -> Tensor:
         """Map uniform ``[0, 1)`` samples (``n x dim``) to encoded points with uniform levels."""
         X = U.clone()

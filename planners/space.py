@@ -74,7 +74,7 @@ class CategoricalParameter(_Frozen):
 
 
 Parameter = Annotated[
-    Union[ContinuousParameter, IntegerParameter, CategoricalParameter],
+    ContinuousParameter | IntegerParameter | CategoricalParameter,
     Field(discriminator="type"),
 ]
 

@@ -136,14 +136,6 @@ def test_linear_constraints_over_log_parameters_are_refused() -> None:
         get_planner("bayesian").propose(space, OBJ, [], [], 2, seed=0)
 
 
-def test_multi_objective_is_refused_with_a_hint() -> None:
-    objs = [Objective(metric="y"), Objective(metric="z", direction="minimize")]
-    with pytest.raises(
-        UnsupportedPlanningFeature, match="multi-objective search is not implemented yet"
-    ):
-        get_planner("bayesian").propose(CONT, objs, [], [], 2, seed=0)
-
-
 def test_pending_points_are_not_reproposed_in_a_discrete_space() -> None:
     space = SearchSpace(
         parameters=[
