@@ -29,6 +29,7 @@ from botorch.acquisition.logei import qLogNoisyExpectedImprovement
 from botorch.acquisition.multi_objective.logei import (
     qLogNoisyExpectedHypervolumeImprovement,
 )
+from botorch.acquisition.multi_objective.parego import qLogNParEGO
 from botorch.optim import optimize_acqf
 from botorch.optim.optimize_mixed import optimize_acqf_mixed_alternating
 from botorch.sampling import SobolQMCNormalSampler
@@ -43,9 +44,15 @@ from planners.surrogate import Surrogate
 
 
 def build_acquisition(
-    surrogate: Surrogate, X_pending: Tensor | None, seed: int, mc_samples: int
+    surrogate: Surrogate,
+    X_pending: Tensor | None,
+    seed: int,
+    mc_samples: int,
+    multi_objective: str = "nehvi",
 ) -> AcquisitionFunction:
-    """qLogNEI (one objective) or qLogNEHVI (several), with constraints and pending points."""
+    """qLogNEI (one objective) or, for several, qLogNEHVI (``multi_objective="nehvi"``) or
+    qLogNParEGO (``"parego"``: qLogNEI of a random Chebyshev scalarisation, drawn from
+    ``seed``), with constraints and pending points."""
     sampler = SobolQMCNormalSampler(torch.Size([mc_samples]), seed=seed)
     cache_root = surrogate.is_batched_single_task
     with warnings.catch_warnings():
@@ -56,6 +63,21 @@ def build_acquisition(
                 X_baseline=surrogate.X_baseline,
                 sampler=sampler,
                 objective=surrogate.single_mc_objective(),
+                constraints=surrogate.constraint_callables(),
+                X_pending=X_pending,
+                prune_baseline=True,
+                cache_root=cache_root,
+            )
+        if multi_objective == "parego":
+            k = surrogate.n_objectives
+            gen = torch.Generator().manual_seed(seed)
+            w = -torch.log(torch.rand(k, generator=gen, dtype=torch.double))
+            return qLogNParEGO(
+                model=surrogate.model,
+                X_baseline=surrogate.X_baseline,
+                scalarization_weights=w / w.sum(),
+                sampler=sampler,
+                objective=surrogate.multi_mc_objective(),
                 constraints=surrogate.constraint_callables(),
                 X_pending=X_pending,
                 prune_baseline=True,
