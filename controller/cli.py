@@ -50,8 +50,12 @@ def run(
     ledger: LedgerOpt = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="raw data folder (default runs/<name>)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    at: Annotated[Optional[str], typer.Option("--at", help="start later: ISO time (UTC if no zone); needs `cellpilot scheduler`")] = None,
 ) -> None:
     """Run a campaign, or resume it from the ledger where it stopped."""
+    if at is not None:
+        _schedule(file, dry_run, ledger, at)
+        return
     from controller.progress import ProgressView
     from controller.runner import CampaignError, CampaignRunner
     from controller.spec import CampaignFileError, load_campaign
@@ -272,12 +276,77 @@ def abort(campaign: CampaignOpt = None, ledger: LedgerOpt = None, actor: ActorOp
     _control("abort", campaign, ledger, actor, as_json)
 
 
+def _schedule(file: Path, dry_run: bool, ledger: str | None, at: str) -> None:
+    from datetime import datetime
+
+    from controller.ledger.db import open_ledger_engine
+    from controller.runner import resolve_ledger_url
+    from controller.scheduling import schedule_campaign
+    from controller.spec import CampaignFileError, load_campaign
+
+    try:
+        spec = load_campaign(file)
+        when = datetime.fromisoformat(at)
+    except CampaignFileError as e:
+        _fail(str(e))
+    except ValueError:
+        _fail(f"--at {at!r} is not an ISO date-time such as 2026-11-29T22:00")
+    url = resolve_ledger_url(spec, ledger)
+    try:
+        job = schedule_campaign(open_ledger_engine(url), url, spec.name, file, when, dry_run)
+    except ValueError as e:
+        _fail(f"cannot schedule: {e}")
+    console.print(f"scheduled [bold]{job}[/] at {when.isoformat()}; keep `cellpilot scheduler` running")
+
+
+@app.command()
+def scheduler(
+    ledger: LedgerOpt = None,
+    exit_when_idle: Annotated[bool, typer.Option("--exit-when-idle", help="stop when no job is left")] = False,
+) -> None:
+    """Run scheduled jobs (campaign start times) stored in the ledger's database."""
+    from controller.ledger.db import open_ledger_engine
+    from controller.runner import resolve_ledger_url
+    from controller.scheduling import serve
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        serve(open_ledger_engine(resolve_ledger_url(None, ledger)), exit_when_idle=exit_when_idle, stop=stop)
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def jobs(ledger: LedgerOpt = None, as_json: JsonOpt = False) -> None:
+    """List scheduled jobs."""
+    from controller.ledger.db import open_ledger_engine
+    from controller.runner import resolve_ledger_url
+    from controller.scheduling import list_jobs
+
+    rows = list_jobs(open_ledger_engine(resolve_ledger_url(None, ledger)))
+    if as_json:
+        console.print_json(json.dumps(rows, default=str))
+        return
+    for r in rows:
+        console.print(f"{r['id']}: {r['name']} at {r['next_run_utc']}")
+    if not rows:
+        console.print("no scheduled job")
+
+
 def _mount_optional() -> None:
     try:
         from controller.cli_pump import pump_app
     except ImportError:
-        return
-    app.add_typer(pump_app, name="pump", help="drive one syringe pump by hand")
+        pass
+    else:
+        app.add_typer(pump_app, name="pump", help="drive one syringe pump by hand")
+    try:
+        from controller.cli_console import register as register_console
+    except ImportError:
+        pass
+    else:
+        register_console(app)  # cellpilot serve, cellpilot users
 
 
 _mount_optional()

@@ -12,16 +12,23 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 from sqlmodel import SQLModel
 
+import controller.ledger.accounts  # noqa: F401  (console accounts, migration 0003)
 import controller.ledger.models  # noqa: F401  (registers the tables)
 
 config = context.config
 target_metadata = SQLModel.metadata
 
 
+def _include(obj, name, type_, reflected, compare_to) -> bool:
+    # APScheduler creates and owns its job table in the same database.
+    return not (type_ == "table" and name == "apscheduler_jobs")
+
+
 def _configure(connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
+        include_object=_include,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
     )
