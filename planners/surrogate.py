@@ -94,8 +94,9 @@ class Surrogate:
             for d, g in zip(signed, self.signs, strict=True):
                 priors = [metric_data(encoder, history, d.metric, task=t) for t in tasks]
                 priors = [MetricData(p.metric, p.X, g * p.Y) for p in priors if p.X.shape[0]]
-                if priors:
-                    self.transfer[d.metric] = choose_model(encoder, d, priors)
+                if priors:  # own RNG stream: declining transfer leaves the round as cold
+                    with torch.random.fork_rng():
+                        self.transfer[d.metric] = choose_model(encoder, d, priors)
         self.model = self._build(encoder, signed)
 
     def _build(self, encoder: SpaceEncoder, signed: list[MetricData]) -> Model:

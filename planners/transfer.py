@@ -8,8 +8,9 @@ metric that prior campaigns measured, two models of the current campaign are fit
   task covariance) on the current and the prior observations, predicting the current task.
 
 **Guard (the rule).** The transfer model is used only when it predicts the current
-campaign's own observations better than the cold model does by more than
-:data:`GUARD_MARGIN_NATS`, measured by the exact
+campaign's own observations better than the cold model does by more than a margin
+(:data:`GUARD_MARGIN_NATS` + :data:`GUARD_MARGIN_PER_POINT` per current observation),
+measured by the exact
 leave-one-out (LOO) log predictive density of the current campaign's observations in raw
 metric units, summed (each model with its fitted hyperparameters; closed form from the
 inverse of the training covariance, Rasmussen & Williams eq. 5.12). Unrelated prior data
@@ -44,9 +45,12 @@ from planners.models import CodesToOneHot, MetricData, _fit_cached, fit_gp
 
 #: current-campaign observations of a metric needed before the guard (and transfer) runs
 MIN_CURRENT = 3
-#: LOO log-density gain (nats, summed) the transfer model needs over the cold one: a
-#: likelihood ratio of e^2 ~ 7, so that chance gains on a handful of points do not count
+#: LOO log-density gain (nats, summed over the current observations) the transfer model
+#: needs over the cold one: ``GUARD_MARGIN_NATS + GUARD_MARGIN_PER_POINT * n_current``. On a
+#: 2-parameter test family a related prior gained 4-16 nats at 4-8 current points, an
+#: unrelated one -8 to +3.5 (one chance win of 3.5 at 8 points), hence 2 + 0.25 n.
 GUARD_MARGIN_NATS = 2.0
+GUARD_MARGIN_PER_POINT = 0.25
 
 
 @dataclass(frozen=True)
@@ -108,11 +112,13 @@ def choose_model(
     n = current.X.shape[0]
     loo_cold = loo_log_density(cold, n)
     try:
-        multi = fit_multitask(encoder, current, priors)
+        with torch.random.fork_rng():  # the decision depends on the data only
+            torch.manual_seed(0)
+            multi = fit_multitask(encoder, current, priors)
         loo_multi = loo_log_density(multi, n)
     except (RuntimeError, ValueError):  # numerical failure: never worse than cold
         return TransferChoice(current.metric, cold, False, loo_cold, math.nan)
-    if loo_multi > loo_cold + GUARD_MARGIN_NATS:
+    if loo_multi > loo_cold + GUARD_MARGIN_NATS + GUARD_MARGIN_PER_POINT * n:
         return TransferChoice(current.metric, multi, True, loo_cold, loo_multi)
     return TransferChoice(current.metric, cold, False, loo_cold, loo_multi)
 
