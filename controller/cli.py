@@ -56,6 +56,7 @@ def run(
     if at is not None:
         _schedule(file, dry_run, ledger, at)
         return
+    from controller.instrument_setup import InstrumentConfigError
     from controller.progress import ProgressView
     from controller.runner import CampaignError, CampaignRunner
     from controller.spec import CampaignFileError, load_campaign
@@ -84,6 +85,8 @@ def run(
     try:
         with view:
             result = runner.run()
+    except InstrumentConfigError as e:
+        _fail(f"campaign file {file} is invalid: {e}")
     except (CampaignError, ProtocolError, PlannerError, InstrumentError) as e:
         _fail(f"campaign {spec.name!r} cannot run: {e}")
     view.summary(result)

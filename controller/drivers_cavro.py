@@ -399,7 +399,16 @@ def _start_emulator(parsed: CavroSettings, lines: dict[str, LineSettings], ctx: 
     return emulator, bridge, positioner
 
 
-@register_driver("liquid_handler", "cavro", dry_run=True)
+def validate_cavro(settings: dict[str, Any], spec: Any, dry_run: bool) -> None:
+    """Preflight: the settings, the lines the protocol needs, and the mix policy."""
+    from protocols.base import get_protocol
+
+    parsed = parse_settings(settings, dry_run)
+    protocol = get_protocol(spec.protocol.name, spec.protocol.settings)
+    check_protocol(parsed, resolve_lines(parsed, protocol), protocol)
+
+
+@register_driver("liquid_handler", "cavro", dry_run=True, validate=validate_cavro)
 def build_cavro(settings: dict[str, Any], ctx: BuildContext) -> CavroDispenser:
     """The ``cavro`` liquid handler: pumps on one serial bus behind a :class:`PumpDispenser`."""
     from protocols.base import get_protocol

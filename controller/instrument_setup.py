@@ -42,15 +42,22 @@ class BuildContext:
 
 
 Factory = Callable[[dict[str, Any], BuildContext], Any]
+Validator = Callable[[dict[str, Any], CampaignSpec, bool], None]
 _DRIVERS: dict[tuple[str, str], Factory] = {}
+_VALIDATORS: dict[tuple[str, str], Validator] = {}
 _DRY_RUN_CAPABLE: set[tuple[str, str]] = set()
 ROLES = ("liquid_handler", "microscope")
 
 
-def register_driver(role: str, name: str, *, dry_run: bool = False) -> Callable[[Factory], Factory]:
+def register_driver(
+    role: str, name: str, *, dry_run: bool = False, validate: Validator | None = None
+) -> Callable[[Factory], Factory]:
     """Register ``factory(settings, ctx)`` as driver ``name`` for ``role``.
 
     ``dry_run=True``: the driver can run in a dry-run against an emulator (``ctx.dry_run``).
+    ``validate(settings, spec, dry_run)`` checks settings before a campaign starts (raising
+    an error that names the field), so a bad ``instruments:`` section is refused before
+    anything is written or moved.
     """
 
     def deco(factory: Factory) -> Factory:
@@ -59,9 +66,32 @@ def register_driver(role: str, name: str, *, dry_run: bool = False) -> Callable[
         _DRIVERS[(role, name)] = factory
         if dry_run:
             _DRY_RUN_CAPABLE.add((role, name))
+        if validate is not None:
+            _VALIDATORS[(role, name)] = validate
         return factory
 
     return deco
+
+
+def _chosen(spec: CampaignSpec, role: str, dry_run: bool) -> tuple[str, dict[str, Any]]:
+    ispec = getattr(spec.instruments, role)
+    keep = not dry_run or (role, ispec.driver) in _DRY_RUN_CAPABLE
+    name = ispec.driver if keep else "simulated"
+    return name, (ispec.settings if ispec.driver == name else {})
+
+
+def check_instruments(spec: CampaignSpec, *, dry_run: bool) -> None:
+    """Refuse unknown drivers and bad driver settings before a campaign starts."""
+    _load_driver_modules()
+    for role in ROLES:
+        name, settings = _chosen(spec, role, dry_run)
+        if (role, name) not in _DRIVERS:
+            raise InstrumentConfigError(
+                f"instruments.{role}.driver: unknown driver {name!r}; available: {available_drivers(role)}"
+            )
+        validate = _VALIDATORS.get((role, name))
+        if validate is not None:
+            validate(settings, spec, dry_run)
 
 
 def _load_driver_modules() -> None:
@@ -101,10 +131,7 @@ def build_instruments(
     ctx = BuildContext(spec=spec, data_dir=Path(data_dir), clock=clock, dry_run=dry_run)
     built: dict[str, Any] = {}
     for role in ROLES:
-        ispec = getattr(spec.instruments, role)
-        keep = not dry_run or (role, ispec.driver) in _DRY_RUN_CAPABLE
-        name = ispec.driver if keep else "simulated"
-        settings = ispec.settings if ispec.driver == name else {}
+        name, settings = _chosen(spec, role, dry_run)
         try:
             factory = _DRIVERS[(role, name)]
         except KeyError:

@@ -29,7 +29,7 @@ from controller.engine import Engine as StepEngine
 from controller.engine import PauseRequested, StepFailed, load_round_context
 from controller.events import EventBus, EventKind, append_event, bus as default_bus
 from controller.gate import run_gate
-from controller.instrument_setup import Instruments, build_instruments
+from controller.instrument_setup import Instruments, build_instruments, check_instruments
 from controller.ledger.db import DEFAULT_LEDGER_URL, open_ledger_engine
 from controller.ledger.models import (
     Approval,
@@ -106,6 +106,7 @@ class CampaignRunner:
         """Refuse, before any robot moves, what cannot work."""
         spec = self.spec
         self.protocol.check_space(spec.space)
+        check_instruments(spec, dry_run=self.dry_run)
         check = getattr(self.planner, "check", None)
         if check is not None:
             check(spec.space, spec.objectives, spec.outcome_constraints)

@@ -98,3 +98,14 @@ def test_json_schema_covers_campaign_and_protocol_settings():
     assert "final_volume_ul" in text and "log_scale" in text and "fields_per_well" in text
     proc = run_cli("schema")
     assert proc.returncode == 0 and json.loads(proc.stdout)["title"] == "CampaignSpec"
+
+
+def test_unknown_driver_is_refused_before_the_ledger_is_touched(tmp_path):
+    data = _example()
+    data["instruments"]["microscope"] = {"driver": "hubble"}
+    p = tmp_path / "bad.yaml"
+    p.write_text(yaml.safe_dump(data))
+    proc = run_cli("run", str(p), "--ledger", f"sqlite:///{tmp_path / 'l.db'}")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "instruments.microscope.driver: unknown driver 'hubble'" in proc.stderr
+    assert not (tmp_path / "l.db").exists()
