@@ -123,23 +123,61 @@ class Instruments:
                 close()
 
 
+def build_instrument(role: str, ctx: BuildContext) -> Any:
+    """Instantiate one role's driver (emulated or ``simulated`` in a dry-run)."""
+    _load_driver_modules()
+    name, settings = _chosen(ctx.spec, role, ctx.dry_run)
+    try:
+        factory = _DRIVERS[(role, name)]
+    except KeyError:
+        raise InstrumentConfigError(
+            f"instruments.{role}.driver: unknown driver {name!r}; available: {available_drivers(role)}"
+        ) from None
+    return factory(settings, ctx)
+
+
 def build_instruments(
     spec: CampaignSpec, *, dry_run: bool, data_dir: Path, clock: Clock
 ) -> Instruments:
     """Instantiate each role's driver (emulated or ``simulated`` when ``dry_run``)."""
-    _load_driver_modules()
     ctx = BuildContext(spec=spec, data_dir=Path(data_dir), clock=clock, dry_run=dry_run)
     built: dict[str, Any] = {}
-    for role in ROLES:
-        name, settings = _chosen(spec, role, dry_run)
-        try:
-            factory = _DRIVERS[(role, name)]
-        except KeyError:
-            raise InstrumentConfigError(
-                f"instruments.{role}.driver: unknown driver {name!r}; available: {available_drivers(role)}"
-            ) from None
-        built[role] = factory(settings, ctx)
+    try:
+        for role in ROLES:
+            built[role] = build_instrument(role, ctx)
+    except BaseException:
+        for inst in built.values():
+            close = getattr(inst, "close", None)
+            if close is not None:
+                close()
+        raise
     return Instruments(built["liquid_handler"], built["microscope"], extras=ctx.shared)
+
+
+def check_devices(spec: CampaignSpec, *, dry_run: bool, data_dir: Path, clock: Clock) -> list[dict[str, Any]]:
+    """Connect to every instrument the campaign names; report each one's identity and state.
+
+    For commissioning a rig: each role is built and asked ``identify()`` on its own, so one
+    unreachable device does not hide the others. Nothing is pipetted or imaged.
+    """
+    ctx = BuildContext(spec=spec, data_dir=Path(data_dir), clock=clock, dry_run=dry_run)
+    report = []
+    for role in ROLES:
+        name, _ = _chosen(spec, role, dry_run)
+        row: dict[str, Any] = {"role": role, "driver": name, "ok": False}
+        inst = None
+        try:
+            inst = build_instrument(role, ctx)
+            row["identity"] = inst.identify()
+            row["ok"] = True
+        except Exception as e:  # commissioning reports every failure, it never stops at one
+            row["error"] = f"{type(e).__name__}: {e}"
+        finally:
+            close = getattr(inst, "close", None)
+            if close is not None:
+                close()
+        report.append(row)
+    return report
 
 
 # -- simulated drivers -------------------------------------------------------------------------
