@@ -88,6 +88,7 @@ def write_well_images(path: Path, frames: list[Frame]) -> dict[str, Any]:
     tmp = path.with_suffix(".partial")
     with tifffile.TiffWriter(tmp, ome=True) as tif:
         for fr in frames:
+            n = len(fr.channels)
             tif.write(
                 np.ascontiguousarray(fr.image),
                 photometric="minisblack",
@@ -100,6 +101,15 @@ def write_well_images(path: Path, frames: list[Frame]) -> dict[str, Any]:
                     "PhysicalSizeY": fr.pixel_size_um,
                     "PhysicalSizeXUnit": "µm",
                     "PhysicalSizeYUnit": "µm",
+                    # one OME Plane per channel: stage position of the field and campaign time
+                    "Plane": {
+                        "PositionX": [float(fr.position_um[0])] * n,
+                        "PositionY": [float(fr.position_um[1])] * n,
+                        "PositionXUnit": ["µm"] * n,
+                        "PositionYUnit": ["µm"] * n,
+                        "DeltaT": [float(fr.timestamp_s)] * n,
+                        "DeltaTUnit": ["s"] * n,
+                    },
                 },
             )
     tmp.replace(path)

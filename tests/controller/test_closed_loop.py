@@ -63,6 +63,10 @@ def test_closed_loop_records_everything(write_campaign, tmp_path):
                 assert sha256_file(Path(raw.path)) == raw.sha256
                 with tifffile.TiffFile(raw.path) as tif:
                     assert tif.is_ome and tif.series[0].shape[0] == 2  # DAPI, GFP
+                    ome = tif.ome_metadata
+                    assert 'Channel ID="Channel:0:0" Name="DAPI"' in ome or 'Name="DAPI"' in ome
+                    x, y = raw.meta["fields"][0]["position_um"]
+                    assert f'PositionX="{float(x)}"' in ome and "DeltaT=" in ome
         per_well = s.exec(select(Measurement).where(Measurement.well_id.is_not(None))).all()
         assert {m.metric for m in per_well} >= {"cell_count", "tumour_count", "tumour_viability"}
         per_exp = s.exec(select(Measurement).where(Measurement.well_id.is_(None))).all()
