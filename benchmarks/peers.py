@@ -37,7 +37,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
-from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -237,14 +237,30 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {args.json}")
 
 
+def _progress(done: int, total: int, what: tuple, t0: float) -> None:
+    """One line per finished campaign on stderr (the tables go to stdout)."""
+    label = " ".join(str(x) for x in what[:3])
+    print(
+        f"[{done}/{total} {time.perf_counter() - t0:6.0f} s] {label}", file=sys.stderr, flush=True
+    )
+
+
 def _run_all(tasks: list, transfer_tasks: list, workers: int) -> tuple[list, list]:
+    jobs = [(run_campaign, t) for t in tasks] + [(run_transfer, t) for t in transfer_tasks]
+    results: list = [None] * len(jobs)
+    t0 = time.perf_counter()
     if workers <= 1:
-        return [run_campaign(*t) for t in tasks], [run_transfer(*t) for t in transfer_tasks]
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futs = [pool.submit(run_campaign, *t) for t in tasks]
-        tfuts = [pool.submit(run_transfer, *t) for t in transfer_tasks]
-        return [f.result() for f in futs], [f.result() for f in tfuts]
+        for i, (fn, t) in enumerate(jobs):
+            results[i] = fn(*t)
+            _progress(i + 1, len(jobs), t, t0)
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futs = {pool.submit(fn, *t): i for i, (fn, t) in enumerate(jobs)}
+            for done, f in enumerate(as_completed(futs), 1):
+                results[futs[f]] = f.result()
+                _progress(done, len(jobs), jobs[futs[f]][1], t0)
+    return results[: len(tasks)], results[len(tasks) :]
 
 
 def _print_versions(planners: list[str]) -> None:
