@@ -130,7 +130,7 @@ def take(out: Path) -> list[Path]:
                 _wait_pending(db, run, predicted=True)
                 page.goto(f"{base}/")
                 shots.append(out / "campaigns.png")
-                page.screenshot(path=shots[-1])
+                page.screenshot(path=shots[-1], clip={"x": 0, "y": 0, "width": 1360, "height": 260})
                 page.goto(f"{base}/campaigns/drug-combo-demo")
                 page.wait_for_selector("[data-proposal]")
                 _images_loaded(page)
