@@ -141,6 +141,9 @@ def write_report(ledger_url: str, campaign: str | None, out: str | Path) -> Path
     plt.close(fig)
     sections += ["<h2>Convergence</h2>", '<img src="convergence.png">', baseline_txt]
 
+    if len(spec.objectives) >= 2:
+        sections += _pareto_section(spec, measured, out)
+
     # Z' per plate
     fig, ax = plt.subplots(figsize=(7, 2.8))
     zs = [(r.index + 1, (r.z_prime or {}).get("tumour_count")) for r in rounds]
@@ -193,8 +196,9 @@ def write_report(ledger_url: str, campaign: str | None, out: str | Path) -> Path
     rec = None
     if hasattr(planner, "recommend") and len(history) >= 2:
         try:
+            kwargs = {"preference": spec.planner.preference} if len(spec.objectives) > 1 else {}
             rec = planner.recommend(spec.space, spec.objectives, history,
-                                    outcome_constraints=spec.outcome_constraints)
+                                    outcome_constraints=spec.outcome_constraints, **kwargs)
         except Exception as err:  # a report must still be written
             sections.append(f"<p>no model recommendation: {html.escape(str(err))}</p>")
     if rec is not None:
@@ -233,3 +237,30 @@ def _table(spec: CampaignSpec, exps: list[Experiment], title: str | None) -> str
         rows.append("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in cells) + "</tr>")
     cap = f"<h3>{html.escape(title)}</h3>" if title else ""
     return f"{cap}<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _pareto_section(spec: CampaignSpec, measured: list[Experiment], out: Path) -> list[str]:
+    """Two objectives: every measured experiment and the feasible Pareto front."""
+    from planners.multiobjective import pareto_front
+
+    a, b = spec.objectives[0], spec.objectives[1]
+    obs = [Observation(params=e.params, outcomes=e.outcomes) for e in measured]
+    front = pareto_front(obs, spec.objectives, spec.outcome_constraints)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    pts = [(o.outcomes[a.metric], o.outcomes[b.metric]) for o in obs if a.metric in o.outcomes and b.metric in o.outcomes]
+    if pts:
+        ax.scatter(*zip(*pts), s=10, color="lightgrey", label="measured")
+    fr = sorted((o.outcomes[a.metric], o.outcomes[b.metric]) for o in front)
+    if fr:
+        ax.plot(*zip(*fr), "o-", color="tab:red", label="Pareto front (feasible)")
+    ax.set_xlabel(f"{a.metric} ({a.direction})")
+    ax.set_ylabel(f"{b.metric} ({b.direction})")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "pareto.png", dpi=110)
+    plt.close(fig)
+    rule = ("weights " + ", ".join(f"{k}={v:g}" for k, v in spec.planner.preference.items())
+            if spec.planner.preference else "the knee of the predicted front")
+    return ["<h2>Pareto front</h2>", '<img src="pareto.png">',
+            f"<p>{len(front)} non-dominated feasible experiments. The recommended point below is "
+            f"chosen by {html.escape(rule)}.</p>"]

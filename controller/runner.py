@@ -109,9 +109,16 @@ class CampaignRunner:
         check_instruments(spec, dry_run=self.dry_run)
         check = getattr(self.planner, "check", None)
         if check is not None:
-            check(spec.space, spec.objectives, spec.outcome_constraints)
+            check(spec.space, spec.objectives, spec.outcome_constraints,
+                  plate_parameters=self.plate_parameters)
         if self.capacity() < 1:
             raise CampaignError("the plate holds no experiment with these protocol settings")
+
+    @property
+    def plate_parameters(self) -> list[str]:
+        """Parameters one plate shares: the campaign's and those the protocol needs (incubation)."""
+        from_protocol = getattr(self.protocol, "plate_parameters", lambda: [])()
+        return list(dict.fromkeys([*self.spec.planner.plate_parameters, *from_protocol]))
 
     def capacity(self) -> int:
         cap = self.protocol.capacity()
@@ -124,6 +131,7 @@ class CampaignRunner:
         self.db = open_ledger_engine(self.ledger_url)
         spec = self.spec
         with Session(self.db) as s:
+            self._prior_history(s)  # refuse unknown or mismatched prior campaigns up front
             camp = s.exec(select(Campaign).where(Campaign.name == spec.name)).first()
             if camp is None:
                 camp = Campaign(name=spec.name, spec=spec.model_dump(mode="json"),
@@ -327,6 +335,23 @@ class CampaignRunner:
                    for e in exps if e.status == ExperimentStatus.MEASURED.value and e.outcomes]
         return history, exps
 
+    def _prior_history(self, s: Session) -> list[Observation]:
+        """Measured experiments of the campaigns named in ``transfer.prior_campaigns``."""
+        out: list[Observation] = []
+        for name in self.spec.transfer.prior_campaigns:
+            prior = s.exec(select(Campaign).where(Campaign.name == name)).first()
+            if prior is None:
+                raise CampaignError(f"transfer.prior_campaigns: no campaign named {name!r} in the ledger")
+            names = [p["name"] for p in prior.spec.get("space", {}).get("parameters", [])]
+            if sorted(names) != sorted(self.spec.space.names):
+                raise CampaignError(f"transfer.prior_campaigns: {name!r} varies {names}, "
+                                    f"this campaign varies {self.spec.space.names}")
+            for e in s.exec(select(Experiment).where(Experiment.campaign_id == prior.id,
+                                                     Experiment.status == ExperimentStatus.MEASURED.value)):
+                if e.outcomes:
+                    out.append(Observation(params=e.params, outcomes=e.outcomes, task=name))
+        return out
+
     def _propose_round(self) -> Round:
         spec = self.spec
         with Session(self.db) as s:
@@ -346,6 +371,7 @@ class CampaignRunner:
             rejected = list(s.exec(select(Proposal.params).where(
                 Proposal.campaign_id == camp.id, Proposal.status == ProposalStatus.REJECTED.value)))
             n_new = n - len(requeue)
+            history = history + self._prior_history(s)
             proposals = self._plan(history, pending + rejected, rejected, n_new, seed=spec.seed * 1000 + index)
             rnd = Round(campaign_id=camp.id, index=index, plate_id=f"{spec.name[:12]}-P{index + 1:03d}",
                         status=RoundStatus.PROPOSED.value)
@@ -388,7 +414,8 @@ class CampaignRunner:
                 batch = self.planner.propose(spec.space, spec.objectives, history,
                                              [*pending, *(p.params for p in out)], n - len(out),
                                              seed=seed + 7919 * attempt,
-                                             outcome_constraints=spec.outcome_constraints)
+                                             outcome_constraints=spec.outcome_constraints,
+                                             plate_parameters=self.plate_parameters)
             except PlannerError as err:
                 raise CampaignError(f"planner {spec.planner.name!r}: {err}") from err
             out += [p for p in batch if not any(_same_point(p.params, r) for r in rejected)]

@@ -40,6 +40,22 @@ class PlannerSpec(_Spec):
     settings: dict[str, Any] = Field(
         default_factory=dict, description="planner options, e.g. {profile: fast}"
     )
+    plate_parameters: list[str] = Field(
+        default_factory=list,
+        description="parameters shared by the whole plate (one value per batch), e.g. incubation_h",
+    )
+    preference: dict[str, float] | None = Field(
+        default=None,
+        description="several objectives: weight per metric for choosing the recommended point",
+    )
+
+
+class TransferSpec(_Spec):
+    """Earlier campaigns (same assay, another cell line or lot) whose data the planner may use."""
+
+    prior_campaigns: list[str] = Field(
+        default_factory=list, description="names of campaigns in the same ledger"
+    )
 
 
 class ProtocolSpec(_Spec):
@@ -158,6 +174,7 @@ class CampaignSpec(_Spec):
     objectives: list[Objective] = Field(min_length=1)
     outcome_constraints: list[OutcomeConstraint] = Field(default_factory=list)
     planner: PlannerSpec = Field(default_factory=PlannerSpec)
+    transfer: TransferSpec = Field(default_factory=TransferSpec)
     protocol: ProtocolSpec = Field(default_factory=ProtocolSpec)
     analyzer: AnalyzerSpec = Field(default_factory=AnalyzerSpec)
     budget: BudgetSpec
@@ -172,6 +189,13 @@ class CampaignSpec(_Spec):
         metrics = [o.metric for o in self.objectives]
         if len(set(metrics)) != len(metrics):
             raise ValueError("objectives name the same metric twice")
+        unknown = set(self.planner.plate_parameters) - set(self.space.names)
+        if unknown:
+            raise ValueError(f"planner.plate_parameters names {sorted(unknown)}, not in the space")
+        if self.planner.preference and set(self.planner.preference) - set(metrics):
+            raise ValueError("planner.preference must weight objective metrics only")
+        if self.name in self.transfer.prior_campaigns:
+            raise ValueError("transfer.prior_campaigns cannot name the campaign itself")
         return self
 
     def spec_hash(self) -> str:

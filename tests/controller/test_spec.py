@@ -81,14 +81,27 @@ def test_cli_refuses_unpipettable_space_before_anything_moves(tmp_path):
     assert not (tmp_path / "data" / "sim_lab.json").exists()
 
 
-def test_unimplemented_features_are_refused_clearly(tmp_path):
+def test_unsupported_planning_combination_is_refused_before_anything_runs(tmp_path):
     data = _example()
-    data["objectives"].append({"metric": "normal_viability", "direction": "maximize"})
-    p = tmp_path / "mo.yaml"
+    data["space"]["linear_constraints"] = [
+        {"coefficients": {"drug_a_um": 1, "drug_b_um": 1}, "op": "<=", "rhs": 12}]
+    p = tmp_path / "lc.yaml"
     p.write_text(yaml.safe_dump(data))
     proc = run_cli("run", str(p), "--dry-run", "--ledger", f"sqlite:///{tmp_path / 'l.db'}")
-    assert proc.returncode == 2
-    assert "multi-objective" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "linear constraints over log-scaled parameters" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "l.db").exists()
+
+
+def test_plate_parameters_and_prior_campaigns_are_checked():
+    data = _example()
+    data["planner"]["plate_parameters"] = ["incubation_h"]
+    with pytest.raises(CampaignFileError, match=r"plate_parameters names \['incubation_h'\]"):
+        parse_campaign(data, "x.yaml")
+    data = _example()
+    data["transfer"] = {"prior_campaigns": ["drug_combo"]}
+    with pytest.raises(CampaignFileError, match="cannot name the campaign itself"):
+        parse_campaign(data, "x.yaml")
 
 
 def test_json_schema_covers_campaign_and_protocol_settings():
