@@ -78,10 +78,12 @@ async def action_user(request: Request, role: Role = Role.OPERATOR) -> tuple[Cur
     return user, form
 
 
-def render(request: Request, name: str, context: dict, status_code: int = 200) -> Response:
+def render(request: Request, name: str, context: dict, status_code: int = 200, *, page: bool = True) -> Response:
+    """A template with the user; a full ``page`` also shows (and clears) the one-shot flash
+    message, a fragment never does (a live refresh must not swallow an action's result)."""
     user = current_user(request)
-    ctx = {"user": user, "flash": auth.pop_flash(request.app.state.db, user.session_id) if user else None,
-           "Role": Role, **context}
+    flash = auth.pop_flash(request.app.state.db, user.session_id) if user and page else None
+    ctx = {"user": user, "flash": flash, "Role": Role, **context}
     return templates.TemplateResponse(request, name, ctx, status_code=status_code)
 
 

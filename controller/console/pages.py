@@ -71,7 +71,7 @@ def campaign_page(request: Request, name: str, user: PageUser) -> Response:
 def campaign_fragment(request: Request, name: str, section: str, user: ApiUser) -> Response:
     if section not in FRAGMENTS:
         raise HTTPException(404, f"no section {section!r}")
-    return render(request, f"_{section}.html", campaign_context(request, name))
+    return render(request, f"_{section}.html", campaign_context(request, name), page=False)
 
 
 @router.get("/campaigns/{name}/convergence.png")

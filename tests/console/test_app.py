@@ -244,3 +244,11 @@ def test_edit_form_sends_back_only_changed_fields(app, seeded):
     with Session(seeded) as s:
         edited = s.exec(select(Approval).where(Approval.proposal_id == a)).one().params
     assert edited == {"drug_a_um": 0.2, "drug_b_um": 0.123456789}  # the untouched value is not rounded
+
+
+def test_a_live_refresh_does_not_swallow_an_actions_message(app, seeded):
+    c = client_as(app, "ana")
+    r = c.post(f"/proposals/{_ids(seeded)[0]}/approve", data={"csrf_token": csrf_of(c)}, follow_redirects=False)
+    assert r.status_code == 303
+    assert c.get("/campaigns/small/fragment/proposals").status_code == 200  # the old page's refresh
+    assert "approved proposal" in c.get(r.headers["location"]).text

@@ -7,6 +7,7 @@ requirements/constraints.txt). Never ``playwright install``: the system Chromium
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 import urllib.request
@@ -28,7 +29,7 @@ from tests.console.conftest import (
     write_manual_campaign,
 )
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("CELLPILOT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 

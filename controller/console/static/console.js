@@ -21,7 +21,9 @@
         if (busy(el)) continue;
         const r = await fetch(el.dataset.fragment, { credentials: "same-origin" });
         if (r.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname); return; }
-        if (r.ok) el.innerHTML = await r.text();
+        if (!r.ok) continue;
+        const html = await r.text();
+        if (!busy(el)) el.innerHTML = html;  // the operator may have started typing meanwhile
       }
       const img = document.querySelector("img[data-base]");
       const st = document.querySelector("[data-measured]");
