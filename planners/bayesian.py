@@ -44,15 +44,20 @@ from planners.transfer import MIN_CURRENT
 #: With categorical parameters, ``optimize_acqf_mixed_alternating`` runs; its default
 #: "continuous_relaxation" start-point search was half its time (q=8, 60 observations, one
 #: outcome constraint: 2.7 s CPU vs 1.6 s with "random" starts, same batch acquisition value).
+#: Constrained q=8 at 100 observations (CPU s on a loaded 2-core machine; drug_combo_partner,
+#: drug_trio, 3x10-level categoricals): restarts 4 / maxiter 60 / 64 MC samples 2.6, 2.2,
+#: 2.5; 32 samples 1.9, 1.6, 2.4; 2 restarts 1.8, 1.5, 1.8; 3 restarts, maxiter 40 and 32
+#: samples (now) 1.7, 1.6, 1.9. ``benchmarks/planner_efficiency.py`` runs this profile
+#: against ``thorough`` and the previous settings for sample efficiency.
 #: Several objectives: qLogNEHVI (``multi_objective="nehvi"``) with ``mc_samples_multi`` MC
 #: samples; 2 objectives, q=8, 60 observations: 1.5-2.4 s CPU with 32 samples, 1.8-2.8 s with
 #: 64. ``"parego"`` (qLogNParEGO, one random scalarisation per batch) took 1.0-1.5 s.
 PROFILES: dict[str, dict[str, Any]] = {
     "fast": {
-        "num_restarts": 4,
+        "num_restarts": 3,
         "raw_samples": 128,
-        "maxiter": 60,
-        "mc_samples": 64,
+        "maxiter": 40,
+        "mc_samples": 32,
         "maxls": 5,
         "maxiter_alternating": 2,
         "mixed_initialization": "random",

@@ -108,7 +108,7 @@ def fit_gp(encoder: SpaceEncoder, X: Tensor, Y: Tensor) -> Model:
 _FIT_CACHE: OrderedDict[tuple[object, ...], dict[str, Tensor]] = OrderedDict()
 _FIT_CACHE_SIZE = 64
 #: default cap on marginal-likelihood optimiser iterations
-FIT_MAXITER = 200
+FIT_MAXITER = 100
 
 
 def _fit_cached(
@@ -120,9 +120,12 @@ def _fit_cached(
 ) -> Model:
     """Build a model and fit it, or load the hyperparameters fitted on identical data.
 
-    ``maxiter`` caps L-BFGS-B iterations of the marginal-likelihood fit: an uncapped
-    ``MultiTaskGP`` fit on ~50 points ran ~800 likelihood evaluations (3.5 s CPU) for a
-    log-likelihood close to the one reached after 200.
+    ``maxiter`` caps L-BFGS-B iterations of the marginal-likelihood fit (default
+    :data:`FIT_MAXITER`): an uncapped ``MultiTaskGP`` fit on ~50 points ran ~800 likelihood
+    evaluations (3.5 s CPU) for a log-likelihood close to the one reached after 200; a
+    one-hot ``SingleTaskGP`` (3 categoricals of 10 levels + 2 continuous, 100 observations)
+    took 2.0 s uncapped, 0.63 s at 200 and 0.32 s at 100 iterations for a marginal
+    log-likelihood per point of -2.15, -2.16 and -2.17.
     """
     key = (kind, tuple(X.shape), tuple(Y.shape), X.numpy().tobytes(), Y.numpy().tobytes())
     with warnings.catch_warnings():

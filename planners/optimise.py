@@ -54,7 +54,7 @@ def build_acquisition(
     qLogNParEGO (``"parego"``: qLogNEI of a random Chebyshev scalarisation, drawn from
     ``seed``), with constraints and pending points."""
     sampler = SobolQMCNormalSampler(torch.Size([mc_samples]), seed=seed)
-    cache_root = surrogate.is_batched_single_task
+    cache_root = surrogate.supports_cache_root
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if surrogate.n_objectives == 1:

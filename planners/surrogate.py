@@ -122,9 +122,9 @@ class Surrogate:
         return any(t.transfer for t in self.transfer.values())
 
     @property
-    def is_batched_single_task(self) -> bool:
-        """True for the fast path (one batched ``SingleTaskGP``): BoTorch can cache its root."""
-        return not isinstance(self.model, ModelListGP) and not self.uses_transfer
+    def supports_cache_root(self) -> bool:
+        """Whether BoTorch may cache the baseline's Cholesky root (single-task GPs only)."""
+        return not self.uses_transfer
 
     # ------------------------------------------------------------ acquisition pieces
 

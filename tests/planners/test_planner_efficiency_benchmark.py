@@ -28,6 +28,10 @@ def test_benchmark_runs_on_a_tiny_budget(capsys: pytest.CaptureFixture[str]) -> 
             "6",
             "--latency-obs",
             "0",
+            "--planners",
+            "bayesian",
+            "sobol",
+            "random",
         ]
     )
     out = capsys.readouterr().out

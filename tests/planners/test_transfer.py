@@ -54,7 +54,10 @@ def _prior(fn, n: int = 20, seed: int = 11, space: SearchSpace = SPACE) -> list[
     ]
 
 
-def _regret(prior: list[Observation], seed: int, rounds: int = 3, q: int = 4) -> float:
+def _campaign(
+    prior: list[Observation], seed: int, rounds: int = 3, q: int = 4
+) -> list[Observation]:
+    """The current campaign's observations after ``rounds`` rounds (first: Sobol design)."""
     rng = np.random.default_rng(seed)
     hist = list(prior)
     planner = get_planner("bayesian", n_initial=4, **TINY)
@@ -63,17 +66,25 @@ def _regret(prior: list[Observation], seed: int, rounds: int = 3, q: int = 4) ->
             hist.append(
                 Observation(params=p.params, outcomes={"y": f(p.params) + 0.02 * rng.normal()})
             )
-    return F_OPT - max(f(o.params) for o in hist if o.task is None)
+    return [o for o in hist if o.task is None]
 
 
-def test_related_prior_helps_and_unrelated_prior_does_not_hurt() -> None:
+def _regret(prior: list[Observation], seed: int) -> float:
+    return F_OPT - max(f(o.params) for o in _campaign(prior, seed))
+
+
+def test_related_prior_helps() -> None:
     seeds = range(2)
     cold = [_regret([], s) for s in seeds]
-    rel = [_regret(_prior(related), s) for s in seeds]
-    unrel = [_regret(_prior(unrelated), s) for s in seeds]
-    # 12 experiments; cold-start regret is ~0.01, a related prior reaches ~0.0005
+    rel = [_regret(_prior(related, n=16), s) for s in seeds]
+    # 12 experiments; cold-start regret is ~0.01, a related prior reaches ~0.001
     assert statistics.median(rel) < 0.3 * statistics.median(cold), (rel, cold)
-    assert statistics.median(unrel) <= statistics.median(cold) + 0.01, (unrel, cold)
+
+
+def test_unrelated_prior_leaves_the_campaign_exactly_as_cold() -> None:
+    # The guard declines the unrelated prior, so the planner proposes what it would without
+    # it (not worse than cold start, and not merely within noise).
+    assert _campaign(_prior(unrelated, n=16), 0) == _campaign([], 0)
 
 
 def _data(encoder: SpaceEncoder, fn, n: int, seed: int) -> MetricData:
@@ -116,7 +127,7 @@ def test_transfer_in_a_mixed_space_gives_valid_proposals_with_predictions() -> N
     def g(p: Params) -> float:
         return f(p) + bonus[str(p["m"])]
 
-    prior = _prior(lambda p: 3 * g(p), n=24, space=space)
+    prior = _prior(lambda p: 3 * g(p), n=12, space=space)
     rng = np.random.default_rng(0)
     cur = [
         Observation(params=p.params, outcomes={"y": g(p.params) + 0.02 * rng.normal()})
