@@ -55,7 +55,7 @@ def analyze_round(db: Engine, spec: CampaignSpec, round_id: int, clock_s: float,
         except AnalysisError as err:
             _fail_round(s, rnd, exps.values(), str(err), clock_s)
             s.commit()
-            bus.publish(EventKind.PLATE_QC_FAILED, {"round": rnd.index, "reason": str(err)})
+            bus.publish(EventKind.PLATE_QC_FAILED, {"round": rnd.index + 1, "reason": str(err)})
             return
 
         for name, wr in result.wells.items():
@@ -89,14 +89,14 @@ def analyze_round(db: Engine, spec: CampaignSpec, round_id: int, clock_s: float,
                 s.add(Measurement(campaign_id=rnd.campaign_id, round_id=round_id,
                                   experiment_id=exp.id, metric=metric, value=value))
             append_event(s, rnd.campaign_id, EventKind.MEASUREMENT_RECORDED,
-                         {"experiment_id": exp.id, "round": rnd.index, "outcomes": values,
+                         {"experiment_id": exp.id, "round": rnd.index + 1, "outcomes": values,
                           "n_replicates": score.n_replicates}, clock_s=clock_s)
         rnd.z_prime = {k: v for k, v in result.z_prime.items()}
         rnd.plate_ok = result.plate_ok
         rnd.status = RoundStatus.ANALYZED.value
         rnd.finished_clock_s = clock_s
         s.add(rnd)
-        summary = {"round": rnd.index, "plate": rnd.plate_id, "measured": measured,
+        summary = {"round": rnd.index + 1, "plate": rnd.plate_id, "measured": measured,
                    "quarantined_wells": sorted(quarantined), "z_prime": rnd.z_prime,
                    "plate_ok": result.plate_ok, "plate_flags": list(result.flags)}
         if not result.plate_ok:
@@ -117,4 +117,4 @@ def _fail_round(s: Session, rnd: Round, exps, reason: str, clock_s: float) -> No
     rnd.finished_clock_s = clock_s
     s.add(rnd)
     append_event(s, rnd.campaign_id, EventKind.PLATE_QC_FAILED,
-                 {"round": rnd.index, "reason": reason, "analysable": False}, clock_s=clock_s)
+                 {"round": rnd.index + 1, "reason": reason, "analysable": False}, clock_s=clock_s)

@@ -37,7 +37,7 @@ class ProgressView:
         if not self.enabled:
             return
         if kind == EventKind.ROUND_PROPOSED:
-            self.console.print(f"round {p['round'] + 1}: {p['n']} experiments proposed for plate {p['plate']}")
+            self.console.print(f"round {p['round']}: {p['n']} experiments proposed for plate {p['plate']}")
         elif kind == EventKind.ROUND_COMPILED:
             if self.task is not None:
                 self.progress.remove_task(self.task)
@@ -61,7 +61,7 @@ class ProgressView:
         elif kind == EventKind.CAMPAIGN_HELD:
             self.console.print(f"[yellow]campaign held:[/] {p['reason']} (cellpilot resume / abort)")
         elif kind == EventKind.PLATE_QC_FAILED and "analysable" in p:
-            self.console.print(f"[red]plate of round {p['round'] + 1} could not be analysed:[/] {p['reason']}")
+            self.console.print(f"[red]plate of round {p['round']} could not be analysed:[/] {p['reason']}")
 
     def summary(self, result) -> None:
         c = self.console
@@ -75,7 +75,7 @@ class ProgressView:
             outs = ", ".join(f"{k}={v:.3f}" for k, v in result.best["outcomes"].items())
             pars = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                              for k, v in result.best["params"].items())
-            c.print(f"best measured: {pars} -> {outs}")
+            c.print(f"best measured (meeting every outcome constraint): {pars} -> {outs}")
 
 
 def print_status(console: Console, data: Any, detailed: bool) -> None:

@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 from controller.events import verify_chain
 from controller.ledger.db import open_ledger_engine
 from controller.ledger.models import Campaign, Experiment, ExperimentStatus, Round, Well, WellStatus
+from planners.space import OutcomeConstraint
 
 
 def _best(s: Session, camp: Campaign) -> dict[str, Any] | None:
@@ -18,9 +19,11 @@ def _best(s: Session, camp: Campaign) -> dict[str, Any] | None:
         return None
     metric = objectives[0]["metric"]
     sign = 1.0 if objectives[0].get("direction", "maximize") == "maximize" else -1.0
+    constraints = [OutcomeConstraint.model_validate(c) for c in camp.spec.get("outcome_constraints", [])]
     exps = [e for e in s.exec(select(Experiment).where(
         Experiment.campaign_id == camp.id, Experiment.status == ExperimentStatus.MEASURED.value))
-        if metric in e.outcomes]
+        if metric in e.outcomes
+        and all(c.metric in e.outcomes and c.satisfied(e.outcomes[c.metric]) for c in constraints)]
     if not exps:
         return None
     b = max(exps, key=lambda e: sign * e.outcomes[metric])

@@ -389,18 +389,18 @@ class CampaignRunner:
             s.flush()
             for row in rows:
                 append_event(s, camp.id, EventKind.PROPOSAL_CREATED,
-                             {"proposal_id": row.id, "round": index, "params": row.params,
+                             {"proposal_id": row.id, "round": index + 1, "params": row.params,
                               "predicted_mean": row.predicted_mean, "predicted_sd": row.predicted_sd,
                               "planner": row.planner}, clock_s=camp.clock_s)
             for e in requeue:
                 append_event(s, camp.id, EventKind.EXPERIMENT_REQUEUED,
-                             {"experiment_id": e.id, "round": index}, clock_s=camp.clock_s)
+                             {"experiment_id": e.id, "round": index + 1}, clock_s=camp.clock_s)
             append_event(s, camp.id, EventKind.ROUND_PROPOSED,
-                         {"round": index, "plate": rnd.plate_id, "n": len(rows)}, clock_s=camp.clock_s)
+                         {"round": index + 1, "plate": rnd.plate_id, "n": len(rows)}, clock_s=camp.clock_s)
             s.commit()
             s.refresh(rnd)
         failpoints.hit("round_proposed")
-        self.bus.publish(EventKind.ROUND_PROPOSED, {"round": index, "plate": rnd.plate_id, "n": len(rows)})
+        self.bus.publish(EventKind.ROUND_PROPOSED, {"round": index + 1, "plate": rnd.plate_id, "n": len(rows)})
         return rnd
 
     def _plan(self, history, pending, rejected, n: int, seed: int):
@@ -492,10 +492,10 @@ class CampaignRunner:
             r.status = RoundStatus.COMPILED.value
             s.add(r)
             append_event(s, camp.id, EventKind.ROUND_COMPILED,
-                         {"round": rnd.index, "plate": rnd.plate_id, "wells": len(compiled.layout.wells),
+                         {"round": rnd.index + 1, "plate": rnd.plate_id, "wells": len(compiled.layout.wells),
                           "steps": len(compiled.steps)}, clock_s=camp.clock_s)
             s.commit()
-        self.bus.publish(EventKind.ROUND_COMPILED, {"round": rnd.index, "steps": len(compiled.steps),
+        self.bus.publish(EventKind.ROUND_COMPILED, {"round": rnd.index + 1, "steps": len(compiled.steps),
                                                     "plate": rnd.plate_id})
 
     # -- endings -----------------------------------------------------------------------------
@@ -526,7 +526,8 @@ class CampaignRunner:
             history, _ = self._history(s)
         best: dict[str, Any] = {}
         obj = self.spec.objectives[0]
-        scored = [h for h in history if obj.metric in h.outcomes]
+        scored = [h for h in history if obj.metric in h.outcomes and all(
+            c.metric in h.outcomes and c.satisfied(h.outcomes[c.metric]) for c in self.spec.outcome_constraints)]
         if scored:
             b = max(scored, key=lambda h: obj.sign * h.outcomes[obj.metric])
             best = {"params": b.params, "outcomes": b.outcomes}
