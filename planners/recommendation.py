@@ -150,7 +150,8 @@ def _maximise(
     acqf = FeasiblePosteriorMean(
         surrogate, float(obj.mean()), float(obj.std().clamp_min(1e-9)), min_probability
     )
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         values = acqf(X.unsqueeze(1))
     starts = X[values.topk(min(settings["num_restarts"], X.shape[0])).indices].unsqueeze(1)
     kwargs: dict[str, Any] = {
