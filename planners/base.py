@@ -7,13 +7,17 @@ approved or running but not yet measured, which a batch must not duplicate.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, Union, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from planners.exceptions import DuplicatePlannerName, PlannerError
-from planners.space import Objective, OutcomeConstraint, Params, SearchSpace
+from planners.space import Objective, OutcomeConstraint, Params, ParamValue, SearchSpace
+
+#: Names of parameters shared by a whole batch (the planner picks the value), or a mapping
+#: name -> value when the value is already fixed (topping up a partly proposed plate).
+PlateParameters = Union[Sequence[str], Mapping[str, ParamValue]]  # noqa: UP007 (runtime alias)
 
 
 class Observation(BaseModel):
@@ -72,11 +76,12 @@ class Planner(Protocol):
         seed: int,
         *,
         outcome_constraints: Sequence[OutcomeConstraint] = (),
-        plate_parameters: Sequence[str] = (),
+        plate_parameters: PlateParameters = (),
     ) -> list[Proposal]:
         """Return ``n`` proposals inside ``space`` (validated with ``space.validate_point``).
 
-        Parameters named in ``plate_parameters`` take one value across the whole batch. No
+        Parameters named in ``plate_parameters`` take one value across the whole batch (the
+        given value, when ``plate_parameters`` maps names to values). No
         two proposals of a batch are equal, and none equals a ``pending`` point (except in a
         discrete space with fewer free points than ``n``).
         """
@@ -87,7 +92,7 @@ class Planner(Protocol):
         space: SearchSpace,
         objectives: Sequence[Objective],
         outcome_constraints: Sequence[OutcomeConstraint] = (),
-        plate_parameters: Sequence[str] = (),
+        plate_parameters: PlateParameters = (),
     ) -> None:
         """Raise :class:`~planners.exceptions.UnsupportedPlanningFeature` for a combination
         this planner does not support; the controller calls it before a campaign starts."""

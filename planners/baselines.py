@@ -8,14 +8,14 @@ Plate parameters (shared by a whole batch) take the values of the batch's first 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.quasirandom import SobolEngine
 
-from planners.base import Observation, Proposal, register_planner
+from planners.base import Observation, PlateParameters, Proposal, register_planner
 from planners.encoding import DTYPE, SpaceEncoder
 from planners.exceptions import FeasibleRegionTooSmall, UnsupportedPlanningFeature
 from planners.space import Objective, OutcomeConstraint, Params, SearchSpace
@@ -79,12 +79,20 @@ def random_points(
 
 
 def check_plate_parameters(
-    planner: str, space: SearchSpace, plate_parameters: Sequence[str]
-) -> None:
-    """Refuse plate parameters that are not parameters of ``space``.
+    planner: str, space: SearchSpace, plate_parameters: PlateParameters
+) -> Params | None:
+    """Refuse plate parameters that are not parameters of ``space``; return pinned values.
+
+    ``plate_parameters`` is a sequence of names (the planner chooses their shared value) or
+    a mapping name -> value (the value is already chosen, e.g. when the controller tops up a
+    plate whose other wells are proposed).
+
+    Returns:
+        the pinned values (validated and coerced), or ``None`` for a sequence of names.
 
     Raises:
         UnsupportedPlanningFeature: naming the unknown parameters.
+        PointOutsideSpace: a pinned value outside its parameter's range or levels.
     """
     unknown = sorted(set(plate_parameters) - set(space.names))
     if unknown:
@@ -93,15 +101,24 @@ def check_plate_parameters(
             f"plate parameters {unknown}, which are not parameters of the search space",
             hint=f"plate_parameters must name parameters among {space.names}",
         )
+    if not isinstance(plate_parameters, Mapping):
+        return None
+    pinned = dict(plate_parameters)
+    probe = SearchSpace(parameters=[space.parameter(k) for k in pinned])
+    return probe.validate_point(pinned)
 
 
 def plate_batch(
-    points: Callable[[Params | None], list[Params]], plate_parameters: Sequence[str]
+    points: Callable[[Params | None], list[Params]],
+    plate_parameters: PlateParameters,
+    pinned: Params | None = None,
 ) -> list[Params]:
-    """A batch sharing plate parameters: the first point of the free batch sets their values.
+    """A batch sharing plate parameters: pinned values, or the first free point's values.
 
     ``points(fixed)`` returns the batch with ``fixed`` parameters pinned (``None``: free).
     """
+    if pinned:
+        return points(pinned)
     free = points(None)
     if not plate_parameters or not free:
         return free
@@ -128,13 +145,15 @@ class SobolPlanner:
         seed: int,
         *,
         outcome_constraints: Sequence[OutcomeConstraint] = (),
-        plate_parameters: Sequence[str] = (),
+        plate_parameters: PlateParameters = (),
     ) -> list[Proposal]:
         """``n`` points; ``plate_parameters`` take the first point's values in all of them."""
-        check_plate_parameters(self.name, space, plate_parameters)
+        pinned = check_plate_parameters(self.name, space, plate_parameters)
         skip = sum(o.task is None for o in history) + len(pending)
         pts = plate_batch(
-            lambda fixed: sobol_points(space, n, seed, skip=skip, fixed=fixed), plate_parameters
+            lambda fixed: sobol_points(space, n, seed, skip=skip, fixed=fixed),
+            plate_parameters,
+            pinned,
         )
         return [Proposal(params=p, planner=self.name) for p in pts]
 
@@ -143,7 +162,7 @@ class SobolPlanner:
         space: SearchSpace,
         objectives: Sequence[Objective],
         outcome_constraints: Sequence[OutcomeConstraint] = (),
-        plate_parameters: Sequence[str] = (),
+        plate_parameters: PlateParameters = (),
     ) -> None:
         """Model-free: everything is supported except unknown plate parameters."""
         check_plate_parameters(self.name, space, plate_parameters)
@@ -165,14 +184,15 @@ class RandomPlanner:
         seed: int,
         *,
         outcome_constraints: Sequence[OutcomeConstraint] = (),
-        plate_parameters: Sequence[str] = (),
+        plate_parameters: PlateParameters = (),
     ) -> list[Proposal]:
         """``n`` points; ``plate_parameters`` take the first point's values in all of them."""
-        check_plate_parameters(self.name, space, plate_parameters)
+        pinned = check_plate_parameters(self.name, space, plate_parameters)
         stream = sum(o.task is None for o in history) + len(pending)
         pts = plate_batch(
             lambda fixed: random_points(space, n, seed, stream=stream, fixed=fixed),
             plate_parameters,
+            pinned,
         )
         return [Proposal(params=p, planner=self.name) for p in pts]
 
@@ -181,7 +201,7 @@ class RandomPlanner:
         space: SearchSpace,
         objectives: Sequence[Objective],
         outcome_constraints: Sequence[OutcomeConstraint] = (),
-        plate_parameters: Sequence[str] = (),
+        plate_parameters: PlateParameters = (),
     ) -> None:
         """Model-free: everything is supported except unknown plate parameters."""
         check_plate_parameters(self.name, space, plate_parameters)

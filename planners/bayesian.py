@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from planners.base import Observation, Proposal, register_planner
+from planners.base import Observation, PlateParameters, Proposal, register_planner
 from planners.baselines import check_plate_parameters
 from planners.encoding import SpaceEncoder
 from planners.exceptions import PlannerError, UnsupportedPlanningFeature
@@ -84,8 +84,8 @@ def _check(
     space: SearchSpace,
     objectives: Sequence[Objective],
     outcome_constraints: Sequence[OutcomeConstraint],
-    plate_parameters: Sequence[str],
-) -> SpaceEncoder:
+    plate_parameters: PlateParameters,
+) -> tuple[SpaceEncoder, Params | None]:
     if not objectives:
         raise PlannerError("the campaign names no objective to optimise")
     metrics = [o.metric for o in objectives]
@@ -98,8 +98,7 @@ def _check(
             "linear constraints over log-scaled parameters",
             hint="constrain parameters on a linear scale, or use the 'sobol' planner",
         )
-    check_plate_parameters(_NAME, space, plate_parameters)
-    return encoder
+    return encoder, check_plate_parameters(_NAME, space, plate_parameters)
 
 
 @register_planner(_NAME)
@@ -155,7 +154,7 @@ class BayesianPlanner:
         space: SearchSpace,
         objectives: Sequence[Objective],
         outcome_constraints: Sequence[OutcomeConstraint] = (),
-        plate_parameters: Sequence[str] = (),
+        plate_parameters: PlateParameters = (),
     ) -> None:
         """Raise :class:`UnsupportedPlanningFeature` (or :class:`PlannerError`) early for what
         this planner refuses; see the module docstring."""
@@ -171,10 +170,11 @@ class BayesianPlanner:
         seed: int,
         *,
         outcome_constraints: Sequence[OutcomeConstraint] = (),
-        plate_parameters: Sequence[str] = (),
+        plate_parameters: PlateParameters = (),
     ) -> list[Proposal]:
         """Propose ``n`` experiments; see the module docstring for the method."""
-        encoder = _check(space, objectives, outcome_constraints, plate_parameters)
+        encoder, pinned = _check(space, objectives, outcome_constraints, plate_parameters)
+        plate = list(plate_parameters)
         if n < 1:
             return []
         metrics = [o.metric for o in objectives]
@@ -186,7 +186,14 @@ class BayesianPlanner:
         if n_obs < max(2, self.initial_design_size(space, with_prior)):
             empty = torch.zeros(0, encoder.dim, dtype=encoder.bounds.dtype)
             params = repair(
-                encoder, empty, pending, n, seed, plate_parameters, skip=n_current + len(pending)
+                encoder,
+                empty,
+                pending,
+                n,
+                seed,
+                plate,
+                skip=n_current + len(pending),
+                pinned=pinned,
             )
             return [Proposal(params=p, planner=self.name) for p in params]
         with torch.random.fork_rng():
@@ -199,7 +206,8 @@ class BayesianPlanner:
                 n,
                 seed,
                 outcome_constraints,
-                plate_parameters,
+                plate,
+                pinned,
             )
 
     def _model_based(
@@ -212,6 +220,7 @@ class BayesianPlanner:
         seed: int,
         outcome_constraints: Sequence[OutcomeConstraint],
         plate_parameters: Sequence[str],
+        pinned: Params | None,
     ) -> list[Proposal]:
         surrogate = Surrogate(
             encoder, objectives, history, outcome_constraints, use_prior_data=self.use_prior_data
@@ -225,9 +234,10 @@ class BayesianPlanner:
             self.settings["multi_objective"],
         )
         plate_dims = [encoder.space.names.index(k) for k in plate_parameters]
-        X = optimise_batch(acqf, encoder, n, seed, self.settings, plate_dims)
+        pinned_columns = encoder.fixed_columns(pinned) if pinned else None
+        X = optimise_batch(acqf, encoder, n, seed, self.settings, plate_dims, pinned_columns)
         n_current = sum(o.task is None for o in history)
-        params = repair(encoder, X, pending, n, seed + n_current, plate_parameters)
+        params = repair(encoder, X, pending, n, seed + n_current, plate_parameters, pinned=pinned)
         X_final = encoder.encode(params)
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -271,7 +281,7 @@ class BayesianPlanner:
             PlannerError: if fewer than 2 current observations carry every objective, or the
                 preference names a metric that is not an objective.
         """
-        encoder = _check(space, objectives, outcome_constraints, ())
+        encoder, _ = _check(space, objectives, outcome_constraints, ())
         metrics = [o.metric for o in objectives]
         have = len(current_rows(history, metrics))
         if have < 2:

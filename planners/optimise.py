@@ -106,11 +106,15 @@ def optimise_batch(
     seed: int,
     settings: dict[str, Any],
     plate_dims: Sequence[int] = (),
+    pinned: dict[int, float] | None = None,
 ) -> Tensor:
     """Optimise the acquisition for a batch of ``n``: returns ``n x d`` encoded candidates.
 
-    With ``plate_dims``, every candidate shares the first candidate's values there.
+    With ``plate_dims``, every candidate shares the first candidate's values there; with
+    ``pinned`` (encoded column -> value), every candidate takes those values.
     """
+    if pinned:
+        return _optimise(acqf, encoder, n, seed, settings, pinned)
     if not plate_dims or n == 1:
         return _optimise(acqf, encoder, n, seed, settings, None)
     first = _optimise(acqf, encoder, 1, seed, settings, None)
@@ -181,6 +185,7 @@ def repair(
     seed: int,
     plate_parameters: Sequence[str] = (),
     skip: int = 0,
+    pinned: Params | None = None,
 ) -> list[Params]:
     """Decode; replace repeats and rounding-infeasible points by Sobol points (see module).
 
@@ -190,14 +195,18 @@ def repair(
     taken = {encoder.key(p) for p in pending}
     out: list[Params] = []
     for p in encoder.decode(X):
-        if out and plate_parameters:  # rounding must not split the plate
+        if pinned:
+            p = {**p, **pinned}
+        elif out and plate_parameters:  # rounding must not split the plate
             p = {**p, **{k: out[0][k] for k in plate_parameters}}
         key = encoder.key(p)
         if key in taken or not encoder.feasible([p])[0]:
             continue
         taken.add(key)
         out.append(encoder.space.validate_point(p))
-    fixed = {k: out[0][k] for k in plate_parameters} if out and plate_parameters else None
+    fixed = pinned or (
+        {k: out[0][k] for k in plate_parameters} if out and plate_parameters else None
+    )
     attempts = 0
     while len(out) < n:
         unique = attempts < 20

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from planners.base import Observation, get_planner
-from planners.exceptions import UnsupportedPlanningFeature
+from planners.exceptions import PointOutsideSpace, UnsupportedPlanningFeature
 from planners.space import (
     CategoricalParameter,
     ContinuousParameter,
@@ -105,3 +105,15 @@ def test_prior_campaign_rows_do_not_shift_the_sobol_sequence() -> None:
     a = get_planner("sobol").propose(SPACE, OBJ, prior, [], 3, seed=1)
     b = get_planner("sobol").propose(SPACE, OBJ, [], [], 3, seed=1)
     assert a == b
+
+
+@pytest.mark.parametrize("name", ["bayesian", "sobol", "random"])
+def test_pinned_plate_values_top_up_a_partly_proposed_plate(name: str) -> None:
+    hist = _history(10)
+    pinned = {"incubation_h": 24, "medium": "MEM"}
+    planner = get_planner(name, **({"n_initial": 8, **TINY} if name == "bayesian" else {}))
+    props = planner.propose(SPACE, OBJ, hist, [hist[0].params], 3, seed=0, plate_parameters=pinned)
+    assert len(props) == 3 and len(set(_keys(props))) == 3
+    assert all(p.params["incubation_h"] == 24 and p.params["medium"] == "MEM" for p in props)
+    with pytest.raises(PointOutsideSpace, match="incubation_h"):
+        planner.propose(SPACE, OBJ, hist, [], 2, seed=0, plate_parameters={"incubation_h": 99})
