@@ -14,6 +14,7 @@ fitting ``MixedSingleTaskGP`` (categorical kernel) took 1.3-1.6 s, the one-hot
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -107,6 +108,7 @@ def fit_gp(encoder: SpaceEncoder, X: Tensor, Y: Tensor) -> Model:
 #: Fitted hyperparameters by (model kind, training data); bounded, oldest dropped first.
 _FIT_CACHE: OrderedDict[tuple[object, ...], dict[str, Tensor]] = OrderedDict()
 _FIT_CACHE_SIZE = 64
+_FIT_CACHE_LOCK = threading.Lock()
 #: default cap on marginal-likelihood optimiser iterations
 FIT_MAXITER = 100
 
@@ -131,16 +133,17 @@ def _fit_cached(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # input-range and optimisation warnings
         model = build()
-        state = _FIT_CACHE.get(key)
+        with _FIT_CACHE_LOCK:
+            state = _FIT_CACHE.get(key)
         if state is not None:
             model.load_state_dict(state)
-            _FIT_CACHE.move_to_end(key)
         else:
             mll = ExactMarginalLogLikelihood(model.likelihood, model)
             fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter or FIT_MAXITER}})
-            _FIT_CACHE[key] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            while len(_FIT_CACHE) > _FIT_CACHE_SIZE:
-                _FIT_CACHE.popitem(last=False)
+            with _FIT_CACHE_LOCK:
+                _FIT_CACHE[key] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                while len(_FIT_CACHE) > _FIT_CACHE_SIZE:
+                    _FIT_CACHE.popitem(last=False)
     model.eval()
     return model
 

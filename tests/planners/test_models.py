@@ -1,0 +1,40 @@
+"""GP fitting and the fit cache keyed by the training data (planners/models.py)."""
+
+from __future__ import annotations
+
+import torch
+
+from planners import models
+from planners.encoding import SpaceEncoder
+from planners.space import ContinuousParameter, SearchSpace
+
+SPACE = SearchSpace(parameters=[ContinuousParameter(name="x", low=0, high=1)])
+
+
+def test_identical_data_reuses_the_fitted_hyperparameters(monkeypatch) -> None:
+    calls = []
+    real = models.fit_gpytorch_mll
+    monkeypatch.setattr(
+        models, "fit_gpytorch_mll", lambda mll, **kw: calls.append(1) or real(mll, **kw)
+    )
+    encoder = SpaceEncoder(SPACE)
+    X = torch.linspace(0, 1, 9, dtype=torch.double).reshape(-1, 1)
+    Y = torch.sin(6 * X) + 0.3 * X
+    a = models.fit_gp(encoder, X, Y)
+    b = models.fit_gp(encoder, X.clone(), Y.clone())
+    c = models.fit_gp(encoder, X, Y + 1.0)  # other data: a fresh fit
+    assert len(calls) == 2
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert ka == kb and torch.equal(va, vb)
+    assert a is not b and c is not a
+    Xt = torch.rand(5, 1, dtype=torch.double)
+    assert torch.allclose(models.predict(a, Xt)[0], models.predict(b, Xt)[0])
+
+
+def test_the_cache_is_bounded(monkeypatch) -> None:
+    monkeypatch.setattr(models, "_FIT_CACHE_SIZE", 2)
+    encoder = SpaceEncoder(SPACE)
+    X = torch.linspace(0, 1, 5, dtype=torch.double).reshape(-1, 1)
+    for k in range(4):
+        models.fit_gp(encoder, X, X * (k + 1))
+    assert len(models._FIT_CACHE) <= 2
