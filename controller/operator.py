@@ -143,6 +143,12 @@ def edit(db: Engine, proposal_id: int, changes: dict[str, Any], actor: str, reas
         unknown = set(changes) - set(spec.space.names)
         if unknown:
             raise OperatorError(f"unknown parameters {sorted(unknown)}; the space has {spec.space.names}")
+        shared = set(spec.planner.plate_parameters)
+        shared |= {spec.protocol.settings.get("incubation_parameter")} - {None}
+        touched = sorted(shared & {k for k, v in changes.items() if str(v) != str(p.params.get(k))})
+        if touched:
+            raise OperatorError(f"{touched} are shared by the whole plate; reject the round's "
+                                "proposals or approve them as they are")
         merged = {**p.params, **changes}
         try:
             params = spec.space.validate_point(merged)

@@ -361,6 +361,13 @@ class CampaignRunner:
             requeued_ids = set(s.exec(select(Proposal.requeued_from_experiment_id).where(
                 Proposal.campaign_id == camp.id, col(Proposal.requeued_from_experiment_id).is_not(None))))
             requeue = [e for e in exps if e.status == ExperimentStatus.QUARANTINED.value and e.id not in requeued_ids]
+            plate = self.plate_parameters
+            if plate and requeue:
+                # One plate shares its plate-wide values: re-queue only experiments that agree with
+                # the first, and have the planner fill the plate with those values pinned.
+                pinned = {name: requeue[0].params[name] for name in plate}
+                requeue = [e for e in requeue if all(e.params[k] == v for k, v in pinned.items())]
+                plate = pinned
             n = self.capacity()
             if spec.budget.experiments is not None:
                 n = min(n, spec.budget.experiments - self._valid_experiments(s, camp.id))
@@ -372,7 +379,8 @@ class CampaignRunner:
                 Proposal.campaign_id == camp.id, Proposal.status == ProposalStatus.REJECTED.value)))
             n_new = n - len(requeue)
             history = history + self._prior_history(s)
-            proposals = self._plan(history, pending + rejected, rejected, n_new, seed=spec.seed * 1000 + index)
+            proposals = self._plan(history, pending + rejected, rejected, n_new,
+                                   seed=spec.seed * 1000 + index, plate_parameters=plate)
             rnd = Round(campaign_id=camp.id, index=index, plate_id=f"{spec.name[:12]}-P{index + 1:03d}",
                         status=RoundStatus.PROPOSED.value)
             s.add(rnd)
@@ -403,7 +411,7 @@ class CampaignRunner:
         self.bus.publish(EventKind.ROUND_PROPOSED, {"round": index + 1, "plate": rnd.plate_id, "n": len(rows)})
         return rnd
 
-    def _plan(self, history, pending, rejected, n: int, seed: int):
+    def _plan(self, history, pending, rejected, n: int, seed: int, plate_parameters=()):
         """Ask the planner for ``n`` proposals, none equal to a point an operator rejected."""
         spec = self.spec
         out: list = []
@@ -415,7 +423,7 @@ class CampaignRunner:
                                              [*pending, *(p.params for p in out)], n - len(out),
                                              seed=seed + 7919 * attempt,
                                              outcome_constraints=spec.outcome_constraints,
-                                             plate_parameters=self.plate_parameters)
+                                             plate_parameters=plate_parameters)
             except PlannerError as err:
                 raise CampaignError(f"planner {spec.planner.name!r}: {err}") from err
             out += [p for p in batch if not any(_same_point(p.params, r) for r in rejected)]
