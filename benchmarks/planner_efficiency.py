@@ -347,7 +347,7 @@ def latency(
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--assays", nargs="+", default=sorted(ASSAYS), choices=sorted(ASSAYS))
+    ap.add_argument("--assays", nargs="*", default=sorted(ASSAYS), choices=sorted(ASSAYS))
     ap.add_argument(
         "--planners", nargs="+", default=["bayesian", "bayesian:thorough", "sobol", "random"]
     )

@@ -10,6 +10,14 @@ experiments as ``X_pending``, outcome constraints as BoTorch ``constraints`` cal
 parameter constraints as ``inequality_constraints`` and plate parameters fixed across the
 batch. ``recommend`` is :mod:`planners.recommendation`.
 
+Prior campaigns (observations with ``task`` set) shorten the initial design to
+``max(4, number of parameters + 1)`` and guide a quarter of it (at least one point) while it
+lasts: those points maximise the acquisition on a model of the largest prior campaign alone
+(pending and already-measured points count as pending). It is a bounded bet, since no
+current data can yet say whether the prior is related; the rest of the initial design stays
+Sobol, and once :data:`planners.transfer.MIN_CURRENT` current observations exist the guard
+of :mod:`planners.transfer` decides per round whether prior data are used at all.
+
 Supported together: any number of objectives, outcome constraints, linear parameter
 constraints over non-log parameters, plate parameters, categorical/integer parameters and
 prior campaigns. Refused (:meth:`BayesianPlanner.check`): linear constraints over
@@ -20,6 +28,7 @@ twice, no objective.
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -184,18 +193,33 @@ class BayesianPlanner:
             o.task is not None and metrics[0] in o.outcomes for o in history
         )
         if n_obs < max(2, self.initial_design_size(space, with_prior)):
+            guided: list[Proposal] = []
+            if with_prior and n >= 2:
+                guided = self._prior_guided(
+                    encoder,
+                    objectives,
+                    history,
+                    pending,
+                    max(1, n // 4),
+                    seed,
+                    outcome_constraints,
+                    plate,
+                    pinned,
+                )
+            if guided and plate and pinned is None:
+                pinned = {k: guided[0].params[k] for k in plate}
             empty = torch.zeros(0, encoder.dim, dtype=encoder.bounds.dtype)
             params = repair(
                 encoder,
                 empty,
-                pending,
-                n,
+                [*pending, *(g.params for g in guided)],
+                n - len(guided),
                 seed,
                 plate,
                 skip=n_current + len(pending),
                 pinned=pinned,
             )
-            return [Proposal(params=p, planner=self.name) for p in params]
+            return guided + [Proposal(params=p, planner=self.name) for p in params]
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             return self._model_based(
@@ -209,6 +233,48 @@ class BayesianPlanner:
                 plate,
                 pinned,
             )
+
+    def _prior_guided(
+        self,
+        encoder: SpaceEncoder,
+        objectives: Sequence[Objective],
+        history: Sequence[Observation],
+        pending: Sequence[Params],
+        k: int,
+        seed: int,
+        outcome_constraints: Sequence[OutcomeConstraint],
+        plate: Sequence[str],
+        pinned: Params | None,
+    ) -> list[Proposal]:
+        """``k`` initial-design points chosen by the acquisition on the largest prior
+        campaign's model (see the module docstring); none if it has fewer than 3 rows."""
+        metrics = [o.metric for o in objectives]
+        sizes = Counter(o.task for o in history if o.task is not None)
+        task = min(sizes, key=lambda t: (-sizes[t], str(t)))
+        prior = [
+            Observation(params=o.params, outcomes=o.outcomes) for o in history if o.task == task
+        ]
+        if len(current_rows(prior, metrics)) < 3:
+            return []
+        avoid = [*pending, *(o.params for o in history if o.task is None)]
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            surrogate = Surrogate(
+                encoder, objectives, prior, outcome_constraints, use_prior_data=False
+            )
+            multi = len(objectives) > 1
+            acqf = build_acquisition(
+                surrogate,
+                encoder.encode(avoid) if avoid else None,
+                seed,
+                self.settings["mc_samples_multi" if multi else "mc_samples"],
+                self.settings["multi_objective"],
+            )
+            plate_dims = [encoder.space.names.index(name) for name in plate]
+            columns = encoder.fixed_columns(pinned) if pinned else None
+            X = optimise_batch(acqf, encoder, k, seed, self.settings, plate_dims, columns)
+        params = repair(encoder, X, avoid, k, seed + 1, plate, pinned=pinned)
+        return [Proposal(params=p, planner=self.name) for p in params]
 
     def _model_based(
         self,
