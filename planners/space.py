@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from planners.exceptions import PointOutsideSpace
 
-ParamValue = Union[float, int, str]
+ParamValue = Union[float, int, str]  # noqa: UP007 (runtime alias)
 Params = dict[str, ParamValue]
 
 _NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
