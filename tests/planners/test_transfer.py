@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 
 import numpy as np
@@ -128,6 +129,15 @@ def test_guard_keeps_the_cold_model_for_unrelated_data_and_takes_related_data() 
         for name, c in (("rel", rel), ("unrel", unrel))
     }
     assert err["rel"] < err["unrel"]
+
+
+def test_too_many_current_points_keep_the_cold_model(monkeypatch) -> None:
+    import planners.transfer as transfer
+
+    monkeypatch.setattr(transfer, "MAX_CURRENT", 6)
+    encoder = SpaceEncoder(SPACE)
+    choice = choose_model(encoder, _data(encoder, f, 8, seed=1), [_data(encoder, related, 10, 2)])
+    assert not choice.transfer and math.isnan(choice.loo_transfer)
 
 
 def test_too_few_current_points_keep_the_cold_model() -> None:
