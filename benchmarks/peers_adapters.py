@@ -45,7 +45,10 @@ CONSTRAINT_HANDLING: dict[str, str] = {
 
 #: how each tool's recommended condition is obtained
 RECOMMENDATION: dict[str, str] = {
-    "bayesian": "planner.recommend(): best posterior mean among observed points (+ argmax)",
+    "bayesian": (
+        "planner.recommend(): highest posterior mean with P(feasible) >= 0.9 among observed, "
+        "Sobol and optimised candidates"
+    ),
     "sobol": "best observed (noisy) feasible measurement",
     "random": "best observed (noisy) feasible measurement",
     "ax": "Client.get_best_parameterization(use_model_predictions=True)",
