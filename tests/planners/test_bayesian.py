@@ -7,6 +7,7 @@ import statistics
 
 import numpy as np
 import pytest
+import torch
 
 from planners.base import Observation, Proposal, get_planner
 from planners.bayesian import BayesianPlanner
@@ -101,6 +102,43 @@ def test_deterministic_per_seed() -> None:
     a = planner.propose(CONT, OBJ, hist, [], 3, seed=7)
     b = planner.propose(CONT, OBJ, hist, [], 3, seed=7)
     assert a == b
+
+
+def test_same_arguments_same_proposals_whatever_ran_before() -> None:
+    """Pure: A, then B (other data, other seed, other global RNG), then A again; and A with
+    the fit cache cleared (a fresh fit) or warm (a loaded fit): bit-for-bit the same."""
+    from planners import models
+
+    planner = get_planner("bayesian", n_initial=6, **TINY)
+    cons = [OutcomeConstraint.model_validate("v >= 0.4")]
+
+    def with_v(hist: list[Observation]) -> list[Observation]:  # a second, constrained metric
+        return [
+            Observation(
+                params=o.params,
+                outcomes={**o.outcomes, "v": 1 - float(o.params["b"]) + 0.1 * o.outcomes["y"]},
+            )
+            for o in hist
+        ]
+
+    def a() -> tuple[list[Proposal], Proposal]:
+        hist = with_v(_history(CONT, smooth, 16))
+        props = planner.propose(CONT, OBJ, hist, [], 3, seed=7, outcome_constraints=cons)
+        rec = planner.recommend(CONT, OBJ, hist, outcome_constraints=cons, seed=7)
+        return props, rec
+
+    models._FIT_CACHE.clear()
+    cold = a()
+    warm = a()
+    other = with_v(_history(CONT, smooth, 12, seed=3))
+    planner.propose(CONT, OBJ, other, [], 2, seed=1, outcome_constraints=cons)
+    planner.recommend(CONT, OBJ, other, outcome_constraints=cons, seed=2)
+    torch.manual_seed(99)
+    np.random.seed(99)
+    after_other = a()
+    models._FIT_CACHE.clear()
+    cold_again = a()
+    assert cold == warm == after_other == cold_again
 
 
 def test_minimize_is_supported() -> None:
