@@ -341,7 +341,9 @@ class BayesianPlanner:
                 point of the predicted Pareto front with the best weighted sum of normalised
                 objectives wins. ``None``: the knee (max-min of normalised objectives).
             optimize: also search the space (not only observed and Sobol conditions).
-            min_probability: probability of feasibility a recommendation needs.
+            min_probability: probability (joint over the outcome constraints, of the
+                condition's expected outcome) that a recommendation is feasible; see
+                :data:`planners.recommendation.MIN_PROBABILITY` for the default 0.99.
 
         Raises:
             PlannerError: if fewer than 2 current observations carry every objective, or the

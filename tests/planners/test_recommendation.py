@@ -95,3 +95,14 @@ def test_recommendation_in_a_mixed_space_is_valid() -> None:
     best = BayesianPlanner(**TINY).recommend(space, OBJ, hist, outcome_constraints=CONS)
     assert space.validate_point(best.params) == best.params
     assert best.params["m"] == "b"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_default_recommendation_is_truly_feasible_with_noisy_data(seed: int) -> None:
+    """The default probability (0.99) keeps the recommended condition inside the bound,
+    by the truth, although it sits at the boundary the model draws from noisy data."""
+    hist = _history(24, seed=seed, noise=0.05)
+    best = BayesianPlanner(**TINY).recommend(SPACE, OBJ, hist, outcome_constraints=CONS, seed=seed)
+    assert best.probability_feasible is not None and best.probability_feasible >= 0.99
+    assert truth(best.params)["viability"] >= 0.6
+    assert float(best.params["x"]) > 0.2  # still near the constrained optimum x = 0.4
