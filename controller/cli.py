@@ -23,7 +23,7 @@ import signal  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Annotated, Optional  # noqa: E402
+from typing import Annotated  # noqa: E402
 
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
@@ -33,9 +33,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 console = Console()
 err_console = Console(stderr=True)
 
-LedgerOpt = Annotated[Optional[str], typer.Option("--ledger", envvar="CELLPILOT_LEDGER",
+LedgerOpt = Annotated[str | None, typer.Option("--ledger", envvar="CELLPILOT_LEDGER",
                                                   help="ledger URL (default sqlite:///runs/cellpilot.db)")]
-CampaignOpt = Annotated[Optional[str], typer.Option("--campaign", help="campaign name (default: the latest)")]
+CampaignOpt = Annotated[str | None, typer.Option("--campaign", help="campaign name (default: the latest)")]
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -48,9 +48,9 @@ def run(
     file: Annotated[Path, typer.Argument(help="campaign YAML file")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="simulated instruments and clock")] = False,
     ledger: LedgerOpt = None,
-    data_dir: Annotated[Optional[Path], typer.Option(help="raw data folder (default runs/<name>)")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="raw data folder (default runs/<name>)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
-    at: Annotated[Optional[str], typer.Option("--at", help="start later: ISO time (UTC if no zone); needs `cellpilot scheduler`")] = None,
+    at: Annotated[str | None, typer.Option("--at", help="start later: ISO time (UTC if no zone); needs `cellpilot scheduler`")] = None,
 ) -> None:
     """Run a campaign, or resume it from the ledger where it stopped."""
     if at is not None:
@@ -155,7 +155,7 @@ def verify(campaign: CampaignOpt = None, ledger: LedgerOpt = None) -> None:
         raise typer.Exit(4)
 
 
-ActorOpt = Annotated[Optional[str], typer.Option("--as", envvar="CELLPILOT_USER",
+ActorOpt = Annotated[str | None, typer.Option("--as", envvar="CELLPILOT_USER",
                                                  help="who acts (default: the login name)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
@@ -199,7 +199,7 @@ def proposals(campaign: CampaignOpt = None, ledger: LedgerOpt = None, as_json: J
 
 @app.command()
 def approve(
-    ids: Annotated[Optional[list[int]], typer.Argument(help="proposal ids")] = None,
+    ids: Annotated[list[int] | None, typer.Argument(help="proposal ids")] = None,
     all_: Annotated[bool, typer.Option("--all", help="every pending proposal of the campaign")] = False,
     campaign: CampaignOpt = None, ledger: LedgerOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False,
 ) -> None:
@@ -237,7 +237,7 @@ def reject(
 def edit(
     proposal_id: Annotated[int, typer.Argument(help="proposal id")],
     assignments: Annotated[list[str], typer.Argument(help="param=value ...")],
-    reason: Annotated[Optional[str], typer.Option("--reason")] = None,
+    reason: Annotated[str | None, typer.Option("--reason")] = None,
     ledger: LedgerOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Change a proposal's parameters (within the search space) and approve the edited version."""

@@ -1,4 +1,4 @@
-"""The engine: runs one compiled plate's steps on instruments, journaling before and after.
+"""The step engine (:class:`StepEngine`): runs one compiled plate's steps on instruments, journaling before and after.
 
 Journal contract (DESIGN.md): a step is written ``started`` before the instrument is called and
 ``done`` (with its result) after. A step found ``started`` (or ``failed``) when the engine
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 import tifffile
-from sqlalchemy import Engine
+from sqlalchemy import Engine as DatabaseEngine
 from sqlmodel import Session, col, select
 
 from controller import failpoints
@@ -149,12 +149,12 @@ def read_well_images(raw: RawData) -> list[Frame]:
     return frames
 
 
-class Engine:
+class StepEngine:
     """Executes the journaled steps of one round against the instruments."""
 
     def __init__(
         self,
-        db: Engine,
+        db: DatabaseEngine,
         liquid_handler: LiquidHandler,
         microscope: Microscope,
         clock: Clock,
@@ -383,7 +383,7 @@ class Engine:
         self.bus.publish(EventKind.WELL_QUARANTINED, {"well": well.well, "reason": reason})
 
 
-def load_round_context(db: Engine, round_id: int, data_dir: Path) -> RoundContext:
+def load_round_context(db: DatabaseEngine, round_id: int, data_dir: Path) -> RoundContext:
     with Session(db) as s:
         r = s.get(Round, round_id)
         return RoundContext(r.campaign_id, r.id, r.plate_id, data_dir / "images" / f"round_{r.index:02d}")

@@ -22,7 +22,6 @@ from sqlmodel import Session, col, select  # noqa: E402
 
 from controller.ledger.db import open_ledger_engine  # noqa: E402
 from controller.ledger.models import (  # noqa: E402
-    Campaign,
     Experiment,
     ExperimentStatus,
     Measurement,
@@ -249,10 +248,10 @@ def _pareto_section(spec: CampaignSpec, measured: list[Experiment], out: Path) -
     fig, ax = plt.subplots(figsize=(5.5, 4))
     pts = [(o.outcomes[a.metric], o.outcomes[b.metric]) for o in obs if a.metric in o.outcomes and b.metric in o.outcomes]
     if pts:
-        ax.scatter(*zip(*pts), s=10, color="lightgrey", label="measured")
+        ax.scatter(*zip(*pts, strict=True), s=10, color="lightgrey", label="measured")
     fr = sorted((o.outcomes[a.metric], o.outcomes[b.metric]) for o in front)
     if fr:
-        ax.plot(*zip(*fr), "o-", color="tab:red", label="Pareto front (feasible)")
+        ax.plot(*zip(*fr, strict=True), "o-", color="tab:red", label="Pareto front (feasible)")
     ax.set_xlabel(f"{a.metric} ({a.direction})")
     ax.set_ylabel(f"{b.metric} ({b.direction})")
     ax.legend(fontsize=7)

@@ -25,9 +25,9 @@ from sqlmodel import Session, col, select
 from controller import failpoints
 from controller.analysis import analyze_round
 from controller.clocks import WallClock
-from controller.engine import Engine as StepEngine
-from controller.engine import PauseRequested, StepFailed, load_round_context
-from controller.events import EventBus, EventKind, append_event, bus as default_bus
+from controller.engine import PauseRequested, StepEngine, StepFailed, load_round_context
+from controller.events import EventBus, EventKind, append_event
+from controller.events import bus as default_bus
 from controller.gate import run_gate
 from controller.instrument_setup import Instruments, build_instruments, check_instruments
 from controller.ledger.db import DEFAULT_LEDGER_URL, open_ledger_engine

@@ -7,7 +7,7 @@ concentrations in µM. ``Step`` is a union told apart by ``type``.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -95,7 +95,7 @@ class Acquire(_Step):
         return (self.well,)
 
 
-Step = Annotated[Union[Aspirate, Dispense, Mix, Incubate, Acquire], Field(discriminator="type")]
+Step = Annotated[Aspirate | Dispense | Mix | Incubate | Acquire, Field(discriminator="type")]
 
 STEP_ADAPTER: TypeAdapter[Step] = TypeAdapter(Step)
 

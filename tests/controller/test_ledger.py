@@ -11,7 +11,13 @@ from sqlalchemy import text
 from sqlmodel import Session, select
 
 from controller.events import EventKind, append_event, verify_chain
-from controller.ledger.db import create_ledger_engine, head_revision, open_ledger_engine, schema_revision, upgrade
+from controller.ledger.db import (
+    create_ledger_engine,
+    head_revision,
+    open_ledger_engine,
+    schema_revision,
+    upgrade,
+)
 from controller.ledger.models import Campaign, Event, Experiment, Step
 from tests.controller.conftest import run_cli
 

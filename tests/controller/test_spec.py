@@ -7,7 +7,13 @@ import json
 import pytest
 import yaml
 
-from controller.spec import CampaignFileError, CampaignSpec, campaign_json_schema, load_campaign, parse_campaign
+from controller.spec import (
+    CampaignFileError,
+    CampaignSpec,
+    campaign_json_schema,
+    load_campaign,
+    parse_campaign,
+)
 from tests.controller.conftest import EXAMPLE, run_cli
 
 
