@@ -46,7 +46,7 @@ CONSTRAINT_HANDLING: dict[str, str] = {
 #: how each tool's recommended condition is obtained
 RECOMMENDATION: dict[str, str] = {
     "bayesian": (
-        "planner.recommend(): highest posterior mean with P(feasible) >= 0.9 among observed, "
+        "planner.recommend(): highest posterior mean with P(feasible) >= 0.99 among observed, "
         "Sobol and optimised candidates"
     ),
     "sobol": "best observed (noisy) feasible measurement",

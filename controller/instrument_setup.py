@@ -197,6 +197,7 @@ def simulated_lab(ctx: BuildContext):
             VirtualBiology(seed=sim.seed, failure_rate=sim.failed_well_rate),
             plate_type=str(psettings.get("plate_type", "96")),
             seeded_volume_ul=float(psettings.get("seeded_volume_ul", 150.0)),
+            seeded_cells=(sim.seeded_cells_per_line, sim.seeded_cells_per_line),
         )
     return ctx.shared["lab"]
 

@@ -154,6 +154,11 @@ class SimulationSpec(_Spec):
         default=True, description="False: the simulated handler cannot measure wells (no LLD)"
     )
     failed_well_rate: float = Field(default=0.01, ge=0, le=0.5)
+    seeded_cells_per_line: float = Field(
+        default=1000, gt=0,
+        description="cells of each line seeded per well; ~1000 keeps vehicle wells at ~170 nuclei "
+        "per field, where counting is accurate (denser fields undercount overlapping nuclei)",
+    )
     image_size_px: int = Field(default=256, ge=64, le=2048)
 
 
