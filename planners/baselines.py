@@ -125,8 +125,51 @@ def plate_batch(
     return points({k: free[0][k] for k in plate_parameters})
 
 
+class _ModelFreePlanner:
+    """What the model-free baselines share: plate-aware batches and the ``check`` method.
+
+    Subclasses give ``_points(space, n, seed, offset, fixed)``, where ``offset`` counts the
+    current campaign's points already used (history and pending) and ``fixed`` pins values.
+    """
+
+    name: str
+
+    def _points(self, space, n, seed, offset, fixed):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def propose(
+        self,
+        space: SearchSpace,
+        objectives: Sequence[Objective],
+        history: Sequence[Observation],
+        pending: Sequence[Params],
+        n: int,
+        seed: int,
+        *,
+        outcome_constraints: Sequence[OutcomeConstraint] = (),
+        plate_parameters: PlateParameters = (),
+    ) -> list[Proposal]:
+        """``n`` points; ``plate_parameters`` take the first point's values in all of them."""
+        pinned = check_plate_parameters(self.name, space, plate_parameters)
+        offset = sum(o.task is None for o in history) + len(pending)
+        pts = plate_batch(
+            lambda fixed: self._points(space, n, seed, offset, fixed), plate_parameters, pinned
+        )
+        return [Proposal(params=p, planner=self.name) for p in pts]
+
+    def check(
+        self,
+        space: SearchSpace,
+        objectives: Sequence[Objective],
+        outcome_constraints: Sequence[OutcomeConstraint] = (),
+        plate_parameters: PlateParameters = (),
+    ) -> None:
+        """Model-free: everything is supported except unknown plate parameters."""
+        check_plate_parameters(self.name, space, plate_parameters)
+
+
 @register_planner("sobol")
-class SobolPlanner:
+class SobolPlanner(_ModelFreePlanner):
     """Scrambled Sobol design; each round continues the sequence after the points already used.
 
     The number of points already used is ``len(history) + len(pending)``, so consecutive rounds
@@ -135,73 +178,15 @@ class SobolPlanner:
 
     name = "sobol"
 
-    def propose(
-        self,
-        space: SearchSpace,
-        objectives: Sequence[Objective],
-        history: Sequence[Observation],
-        pending: Sequence[Params],
-        n: int,
-        seed: int,
-        *,
-        outcome_constraints: Sequence[OutcomeConstraint] = (),
-        plate_parameters: PlateParameters = (),
-    ) -> list[Proposal]:
-        """``n`` points; ``plate_parameters`` take the first point's values in all of them."""
-        pinned = check_plate_parameters(self.name, space, plate_parameters)
-        skip = sum(o.task is None for o in history) + len(pending)
-        pts = plate_batch(
-            lambda fixed: sobol_points(space, n, seed, skip=skip, fixed=fixed),
-            plate_parameters,
-            pinned,
-        )
-        return [Proposal(params=p, planner=self.name) for p in pts]
-
-    def check(
-        self,
-        space: SearchSpace,
-        objectives: Sequence[Objective],
-        outcome_constraints: Sequence[OutcomeConstraint] = (),
-        plate_parameters: PlateParameters = (),
-    ) -> None:
-        """Model-free: everything is supported except unknown plate parameters."""
-        check_plate_parameters(self.name, space, plate_parameters)
+    def _points(self, space, n, seed, offset, fixed):
+        return sobol_points(space, n, seed, skip=offset, fixed=fixed)
 
 
 @register_planner("random")
-class RandomPlanner:
+class RandomPlanner(_ModelFreePlanner):
     """Uniform random sampling in the encoded space (log10 for log-scaled parameters)."""
 
     name = "random"
 
-    def propose(
-        self,
-        space: SearchSpace,
-        objectives: Sequence[Objective],
-        history: Sequence[Observation],
-        pending: Sequence[Params],
-        n: int,
-        seed: int,
-        *,
-        outcome_constraints: Sequence[OutcomeConstraint] = (),
-        plate_parameters: PlateParameters = (),
-    ) -> list[Proposal]:
-        """``n`` points; ``plate_parameters`` take the first point's values in all of them."""
-        pinned = check_plate_parameters(self.name, space, plate_parameters)
-        stream = sum(o.task is None for o in history) + len(pending)
-        pts = plate_batch(
-            lambda fixed: random_points(space, n, seed, stream=stream, fixed=fixed),
-            plate_parameters,
-            pinned,
-        )
-        return [Proposal(params=p, planner=self.name) for p in pts]
-
-    def check(
-        self,
-        space: SearchSpace,
-        objectives: Sequence[Objective],
-        outcome_constraints: Sequence[OutcomeConstraint] = (),
-        plate_parameters: PlateParameters = (),
-    ) -> None:
-        """Model-free: everything is supported except unknown plate parameters."""
-        check_plate_parameters(self.name, space, plate_parameters)
+    def _points(self, space, n, seed, offset, fixed):
+        return random_points(space, n, seed, stream=offset, fixed=fixed)
