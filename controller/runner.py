@@ -553,14 +553,3 @@ def _same_point(a: dict, b: dict, rel: float = 1e-6) -> bool:
         elif abs(float(v) - float(w)) > rel * max(1.0, abs(float(v))):
             return False
     return True
-
-
-def steps_summary(db: Engine, round_id: int) -> dict[str, int]:
-    with Session(db) as s:
-        rows = s.exec(select(Step.status, func.count()).where(Step.round_id == round_id).group_by(Step.status))
-        return {status: n for status, n in rows}
-
-
-def wells_of(db: Engine, round_id: int) -> list[Well]:
-    with Session(db) as s:
-        return list(s.exec(select(Well).where(Well.round_id == round_id)))
