@@ -35,7 +35,6 @@ from analyzers.features import (
     well_metrics,
 )
 from analyzers.nuclei import segmentation_params
-from analyzers.registry import register_analyzer
 from analyzers.scoring import SCORE_METRICS, ExperimentScore, score_experiments
 from instruments.interfaces import Frame
 from protocols.layout import PlateLayout, WellRole
@@ -187,7 +186,6 @@ def _normalise(
             )
 
 
-@register_analyzer(ANALYZER_NAME)
 def analyze_plate(
     frames_by_well: Mapping[str, Sequence[Frame]],
     layout: PlateLayout,

@@ -263,7 +263,7 @@ def load_campaign(path: str | Path) -> CampaignSpec:
 
 def campaign_json_schema() -> dict[str, Any]:
     """JSON Schema of campaign files, with the registered protocols' settings filled in."""
-    from protocols.base import protocol_class, registered_protocols
+    from protocols import protocol_class, registered_protocols
 
     schema = CampaignSpec.model_json_schema()
     variants = []

@@ -41,7 +41,6 @@ from protocols.base import (
     WellContents,
     choose_stock,
     max_volume_over_range,
-    register_protocol,
     split_volume,
 )
 from protocols.exceptions import (
@@ -246,11 +245,10 @@ class DoseResponseSettings(_Frozen):
 Addition = tuple[str, float, float]  # (reagent, stock_concentration_um, volume_ul)
 
 
-@register_protocol("dose_response")
 class DoseResponse:
     """Dose seeded wells with reagents at planned concentrations, incubate, image."""
 
-    name: ClassVar[str]
+    name: ClassVar[str] = "dose_response"
     settings_model: ClassVar[type[BaseModel]] = DoseResponseSettings
 
     def __init__(self, settings: DoseResponseSettings | dict[str, Any]) -> None:
