@@ -243,6 +243,9 @@ def analyze_plate(
 
 
 analyze_plate.settings_model = AnalysisSettings  # type: ignore[attr-defined]
+# What campaign files may name as objectives/constraints, and the channels the plate must have.
+analyze_plate.metrics = SCORE_METRICS  # type: ignore[attr-defined]
+analyze_plate.channels = lambda s: {s.nuclear_channel, s.marker_channel}  # type: ignore[attr-defined]
 
 
 def _check_inputs(

@@ -1,8 +1,10 @@
 """Analyzers by the name campaign files use: entry points of the group ``cellpilot.analyzers``.
 
 An analyzer is a callable ``(frames_by_well, layout, settings=None) -> PlateAnalysis`` (see
-:func:`analyzers.plate.analyze_plate`), optionally with a ``settings_model`` attribute (a
-pydantic model of its settings). The built-in ``nuclei_coculture`` is an entry point of
+:func:`analyzers.plate.analyze_plate`) with optional attributes that let a campaign be checked
+before anything moves: ``settings_model`` (a pydantic model of its settings), ``metrics`` (the
+experiment-level metrics it produces, or a function of its settings returning them) and
+``channels`` (the imaging channels it needs, likewise). The built-in ``nuclei_coculture`` is an entry point of
 cellpilot itself; a lab's package adds its own by declaring one. :func:`register_analyzer`
 registers in code; a duplicate name raises.
 """

@@ -57,7 +57,8 @@ from protocols.steps import Acquire, Aspirate, Dispense, Incubate, Mix, Step
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # No NaN or infinity anywhere: a dose, a volume or an hour must be a real number.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class DoseMapping(_Frozen):
@@ -102,17 +103,17 @@ class ImagingSettings(_Frozen):
     """What the microscope acquires in each used well after incubation."""
 
     channels: list[str] = Field(default=["DAPI", "GFP"], min_length=1)
-    fields_per_well: int = Field(default=4, ge=1)
-    exposure_ms: float = Field(default=20.0, gt=0)
+    fields_per_well: int = Field(default=4, ge=1, le=400, description="fields imaged per well")
+    exposure_ms: float = Field(default=20.0, gt=0, le=60_000, description="exposure per channel, ms")
 
 
 class DoseResponseSettings(_Frozen):
     """Settings of the ``dose_response`` protocol (the campaign file's protocol section)."""
 
     plate_type: Literal["96", "384"] = Field(default="96", description="key of PLATE_TYPES")
-    replicates: int = Field(default=3, ge=1, description="wells per experiment")
-    negative_controls: int = Field(default=6, ge=0, description="vehicle-only wells per plate")
-    positive_controls: int = Field(default=6, ge=0, description="wells with the positive control")
+    replicates: int = Field(default=3, ge=1, le=384, description="wells per experiment")
+    negative_controls: int = Field(default=6, ge=0, le=384, description="vehicle-only wells per plate")
+    positive_controls: int = Field(default=6, ge=0, le=384, description="wells with the positive control")
     positive_control: PositiveControl | None = Field(
         default=None, validate_default=True, description="required when positive_controls > 0"
     )
@@ -141,20 +142,22 @@ class DoseResponseSettings(_Frozen):
         default=50.0, gt=0, description="largest volume per aspirate (tip capacity)"
     )
     mix_cycles: int = Field(
-        default=3, ge=0, description="mix cycles per well after dosing; 0: no mix"
+        default=3, ge=0, le=100, description="mix cycles per well after dosing; 0: no mix"
     )
     mix_volume_ul: float | None = Field(
         default=None,
         gt=0,
         description="mix volume; default min(max_volume_ul, final_volume_ul / 2)",
     )
-    incubation_h: float = Field(default=48.0, ge=0, description="incubation before imaging, hours")
+    incubation_h: float = Field(
+        default=48.0, ge=0, le=24 * 60, description="incubation before imaging, hours (at most 60 days)"
+    )
     incubation_parameter: str | None = Field(
         default=None,
         description="campaign parameter (hours) that sets the incubation per plate, overriding "
         "incubation_h; every experiment of a plate must share its value",
     )
-    temperature_c: float = Field(default=37.0, description="incubator temperature, °C")
+    temperature_c: float = Field(default=37.0, ge=0, le=60, description="incubator temperature, °C")
     co2_percent: float = Field(default=5.0, ge=0, le=100, description="incubator CO2, %")
     imaging: ImagingSettings = Field(default_factory=ImagingSettings)
 
@@ -375,6 +378,10 @@ class DoseResponse:
         return hours
 
     # -- plate capacity and search space -----------------------------------------------------
+
+    def channels(self) -> list[str]:
+        """The imaging channels every plate is acquired in (the microscope must have them)."""
+        return list(self.settings.imaging.channels)
 
     def capacity(self) -> int:
         """Most experiments one plate holds after controls, replicates and edge exclusion."""

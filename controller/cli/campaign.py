@@ -21,6 +21,7 @@ def run(
     data_dir: Annotated[Path | None, typer.Option(help="raw data folder (default runs/<name>)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     at: Annotated[str | None, typer.Option("--at", help="start later: ISO time (UTC if no zone); needs `cellpilot scheduler`")] = None,
+    amend: Annotated[bool, typer.Option("--amend", help="resume with a corrected file; the change is recorded in the event log")] = False,
 ) -> None:
     """Run a campaign, or resume it from the ledger where it stopped."""
     if at is not None:
@@ -29,9 +30,10 @@ def run(
         schedule_campaign_file(file, dry_run, ledger, at)
         return
     from controller.cli.progress import ProgressView
+    from controller.loop.preflight import CampaignConfigError
     from controller.loop.runner import CampaignError, CampaignRunner
     from controller.rig.registry import InstrumentConfigError
-    from controller.spec import CampaignFileError, load_campaign
+    from controller.spec import CampaignFileError, load_campaign, shorten
     from instruments.exceptions import InstrumentError
     from planners.exceptions import PlannerError
     from protocols.exceptions import ProtocolError
@@ -39,11 +41,12 @@ def run(
     try:
         spec = load_campaign(file)
         stop = threading.Event()
-        runner = CampaignRunner(spec, dry_run=dry_run, ledger_url=ledger, data_dir=data_dir, stop=stop)
+        runner = CampaignRunner(spec, dry_run=dry_run, ledger_url=ledger, data_dir=data_dir, stop=stop,
+                                amend=amend)
     except CampaignFileError as e:
         fail(str(e))
-    except (ProtocolError, PlannerError) as e:
-        fail(f"campaign file {file} is invalid: {e}")
+    except (CampaignConfigError, ProtocolError, PlannerError) as e:
+        fail(f"campaign file {file} is invalid: {shorten(str(e), 2000)}")
 
     def on_signal(signum, _frame):
         if stop.is_set():
@@ -57,10 +60,10 @@ def run(
     try:
         with view:
             result = runner.run()
-    except InstrumentConfigError as e:
-        fail(f"campaign file {file} is invalid: {e}")
+    except (CampaignConfigError, InstrumentConfigError) as e:
+        fail(f"campaign file {file} is invalid: {shorten(str(e), 2000)}")
     except (CampaignError, ProtocolError, PlannerError, InstrumentError) as e:
-        fail(f"campaign {spec.name!r} cannot run: {e}")
+        fail(f"campaign {spec.name!r} cannot run: {shorten(str(e), 2000)}")
     view.summary(result)
     if result.status == "paused":
         raise typer.Exit(3)

@@ -23,14 +23,17 @@ def devices_check(
     import tempfile
 
     from controller.loop.clocks import WallClock
-    from controller.rig.registry import InstrumentConfigError, check_devices, check_instruments
-    from controller.spec import CampaignFileError, load_campaign
+    from controller.loop.preflight import CampaignConfigError, check_campaign
+    from controller.rig.registry import check_devices
+    from controller.spec import CampaignFileError, load_campaign, shorten
 
     try:
         spec = load_campaign(file)
-        check_instruments(spec, dry_run=dry_run)
-    except (CampaignFileError, InstrumentConfigError) as e:
+        check_campaign(spec, dry_run=dry_run)  # the whole file, as `run` checks it
+    except CampaignFileError as e:
         fail(str(e))
+    except CampaignConfigError as e:
+        fail(f"campaign file {file} is invalid: {shorten(str(e), 2000)}")
     if dry_run:
         from simulators.clock import SimulatedClock
 

@@ -29,6 +29,7 @@ class EventKind(str, Enum):
     CAMPAIGN_PAUSED = "campaign_paused"
     CAMPAIGN_COMPLETED = "campaign_completed"
     CAMPAIGN_ABORTED = "campaign_aborted"
+    CAMPAIGN_AMENDED = "campaign_amended"
     ROUND_PROPOSED = "round_proposed"
     PROPOSAL_CREATED = "proposal_created"
     PROPOSAL_APPROVED = "proposal_approved"

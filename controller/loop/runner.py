@@ -13,6 +13,7 @@ The campaign is ``running``, ``paused`` (a fault, a signal, an operator) or ``co
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -45,16 +46,16 @@ from controller.loop.events import EventBus, EventKind, append_event
 from controller.loop.events import bus as default_bus
 from controller.loop.exceptions import CampaignError
 from controller.loop.gate import run_gate
+from controller.loop.preflight import build_parts, check_campaign
 from controller.loop.proposing import (
     campaign_history,
     prior_history,
     propose_round,
     valid_experiments,
 )
-from controller.rig.registry import Instruments, build_instruments, check_instruments
+from controller.rig.registry import Instruments, build_instruments
 from controller.spec import CampaignSpec
-from planners import Observation, get_planner
-from protocols import get_protocol
+from planners import Observation
 from protocols.exceptions import ProtocolError
 
 
@@ -80,15 +81,18 @@ class CampaignRunner:
         data_dir: str | Path | None = None,
         events: EventBus = default_bus,
         stop: threading.Event | None = None,
+        amend: bool = False,
     ) -> None:
         self.spec = spec
+        self.amend = amend
         self.dry_run = dry_run
         self.ledger_url = resolve_ledger_url(spec, ledger_url)
         self.data_dir = Path(data_dir or spec.ledger.data_dir or Path("runs") / spec.name)
         self.bus = events
         self.stop = stop or threading.Event()
-        self.protocol = get_protocol(spec.protocol.name, spec.protocol.settings)
-        self.planner = get_planner(spec.planner.name, **spec.planner.settings)
+        self.parts = build_parts(spec)  # raises CampaignConfigError before anything is written
+        self.protocol = self.parts.protocol
+        self.planner = self.parts.planner
         self.db: Engine | None = None
         self.instruments: Instruments | None = None
         self.campaign_id: int | None = None
@@ -97,16 +101,9 @@ class CampaignRunner:
     # -- checks before anything moves -----------------------------------------------------
 
     def preflight(self) -> None:
-        """Refuse, before any robot moves, what cannot work."""
-        spec = self.spec
-        self.protocol.check_space(spec.space)
-        check_instruments(spec, dry_run=self.dry_run)
-        check = getattr(self.planner, "check", None)
-        if check is not None:
-            check(spec.space, spec.objectives, spec.outcome_constraints,
-                  plate_parameters=self.plate_parameters)
-        if self.capacity() < 1:
-            raise CampaignError("the plate holds no experiment with these protocol settings")
+        """Refuse, before the ledger is touched or any robot moves, what cannot work."""
+        check_campaign(self.spec, dry_run=self.dry_run, plate_parameters=self.plate_parameters,
+                       parts=self.parts)
 
     @property
     def plate_parameters(self) -> list[str]:
@@ -138,11 +135,7 @@ class CampaignRunner:
                 kind = EventKind.CAMPAIGN_STARTED
             else:
                 if camp.spec_hash != spec.spec_hash():
-                    raise CampaignError(
-                        f"campaign {spec.name!r} in the ledger was started from a different file "
-                        "(space, objectives, protocol or instruments changed); give the new "
-                        "campaign another name"
-                    )
+                    self._amend(s, camp)
                 if camp.dry_run != self.dry_run:
                     mode = "a dry-run" if camp.dry_run else "on instruments"
                     raise CampaignError(f"campaign {spec.name!r} was started {mode}; resume it the same way")
@@ -162,6 +155,26 @@ class CampaignRunner:
             s.refresh(camp)
             self.campaign_id = camp.id
             return camp
+
+    def _amend(self, s: Session, camp: Campaign) -> None:
+        """The file changed since the campaign started: refuse, or (``--amend``) record the change."""
+        spec = self.spec
+        changes = spec_changes(camp.spec, spec.model_dump(mode="json"))
+        fixed = sorted({c.split(".")[0] for c in changes} & FIXED_SECTIONS)
+        where = ", ".join(changes[:8]) + (" ..." if len(changes) > 8 else "")
+        if not self.amend:
+            raise CampaignError(
+                f"campaign {spec.name!r} in the ledger was started from a different file "
+                f"(changed: {where}); run again with --amend to continue with the change recorded "
+                "in the event log, or give the new campaign another name")
+        if fixed:
+            raise CampaignError(f"campaign {spec.name!r}: {fixed} cannot change once a campaign has "
+                                "started (its history would not mean the same); start a new campaign")
+        append_event(s, camp.id, EventKind.CAMPAIGN_AMENDED,
+                     {"changed": changes[:50], "old_spec_hash": camp.spec_hash,
+                      "new_spec_hash": spec.spec_hash(), "old": {c: _at(camp.spec, c) for c in changes[:50]}},
+                     clock_s=camp.clock_s)
+        camp.spec_hash = spec.spec_hash()
 
     def _make_clock(self, camp: Campaign):
         if self.dry_run:
@@ -443,3 +456,25 @@ class CampaignRunner:
             b = max(scored, key=lambda h: obj.sign * h.outcomes[obj.metric])
             best = {"params": b.params, "outcomes": b.outcomes}
         return RunResult(camp.name, camp.status, n_rounds, len(history), camp.pause_reason, best)
+
+
+#: Sections a running campaign cannot amend: what its history's parameters mean, its seed,
+#: and (dry-runs) the virtual lab the plates already in it were made in.
+FIXED_SECTIONS = {"name", "space", "seed", "simulation"}
+
+
+def spec_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted paths where two campaign files (as JSON data) differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new), key=str):
+            out += spec_changes(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else str(key))
+        return out
+    return [] if old == new else [prefix or "(whole file)"]
+
+
+def _at(data: Any, path: str) -> Any:
+    for part in path.split("."):
+        data = data.get(part) if isinstance(data, dict) else None
+    text = json.dumps(data, default=str)
+    return data if len(text) <= 200 else text[:200] + "…"

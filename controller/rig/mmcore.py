@@ -43,7 +43,52 @@ _KNOWN = {
 }  # fmt: skip
 
 
-@driver("microscope", "mmcore", dry_run=True)
+def _validate(settings: dict[str, Any], spec: Any, dry_run: bool) -> None:
+    """Preflight: known settings, a config, options that parse, a config file that exists."""
+    unknown = sorted(set(settings) - _KNOWN)
+    if unknown:
+        raise InstrumentConfigError(
+            f"instruments.microscope.settings: unknown settings {unknown}; known: {sorted(_KNOWN)}"
+        )
+    config = settings.get("config")
+    if config is None:
+        raise InstrumentConfigError(
+            "instruments.microscope.settings.config: give a Micro-Manager .cfg path or 'simulated'"
+        )
+    _microscope_options(settings, BuildContext(spec=spec, data_dir=Path("."), clock=None, dry_run=dry_run))
+    if not dry_run and str(config) != "simulated" and not _config_path(config).is_file():
+        raise InstrumentConfigError(
+            f"instruments.microscope.settings.config: {str(_config_path(config))!r} does not exist")
+
+
+def _config_path(config: Any) -> Path:
+    path = Path(str(config)).expanduser()
+    return path if path.is_absolute() else Path.cwd() / path
+
+
+def config_presets(path: Path, group: str) -> set[str]:
+    """Preset names of ``group`` in a Micro-Manager configuration file (``ConfigGroup`` lines)."""
+    presets = set()
+    for line in path.read_text(errors="replace").splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) >= 3 and parts[0] in ("ConfigGroup", "Config") and parts[1] == group:
+            presets.add(parts[2])
+    return presets
+
+
+def _channels(settings: dict[str, Any], spec: Any) -> set[str] | None:
+    """The channel group's presets: the simulated core's, or those the config file defines."""
+    config = settings.get("config")
+    group = str(settings.get("channel_group", "Channel"))
+    if config is None or str(config) == "simulated":
+        from simulators.microscope import CHANNELS
+
+        return set(CHANNELS)
+    path = _config_path(config)
+    return config_presets(path, group) if path.is_file() else None
+
+
+@driver("microscope", "mmcore", dry_run=True, validate=_validate, channels=_channels)
 def mmcore_microscope(settings: dict[str, Any], ctx: BuildContext) -> Microscope:
     """Build :class:`MMCoreMicroscope` from the campaign's settings (see the module doc).
 

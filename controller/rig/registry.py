@@ -47,6 +47,7 @@ class BuildContext:
 
 Factory = Callable[[dict[str, Any], BuildContext], Any]
 Validator = Callable[[dict[str, Any], CampaignSpec, bool], None]
+ChannelLister = Callable[[dict[str, Any], CampaignSpec], "set[str] | None"]
 ROLES = ("liquid_handler", "microscope")
 GROUP = "cellpilot.drivers"
 
@@ -62,6 +63,8 @@ class Driver:
         dry_run: the driver runs its real code against an emulator in a dry-run (``ctx.dry_run``).
         validate: ``validate(settings, spec, dry_run)`` checks settings before a campaign starts,
             raising an error that names the field, so nothing is written or moved first.
+        channels: a microscope's ``channels(settings, spec)``: the channel names it can image
+            (None: cannot tell without connecting).
     """
 
     role: str
@@ -69,19 +72,20 @@ class Driver:
     factory: Factory
     dry_run: bool = False
     validate: Validator | None = None
+    channels: ChannelLister | None = None
 
     def __call__(self, settings: dict[str, Any], ctx: BuildContext) -> Any:
         return self.factory(settings, ctx)
 
 
-def driver(role: str, name: str, *, dry_run: bool = False,
-           validate: Validator | None = None) -> Callable[[Factory], Driver]:
+def driver(role: str, name: str, *, dry_run: bool = False, validate: Validator | None = None,
+           channels: ChannelLister | None = None) -> Callable[[Factory], Driver]:
     """Decorator: turn a factory into a :class:`Driver` (point an entry point at the result)."""
     if role not in ROLES:
         raise InstrumentConfigError(f"unknown instrument role {role!r}; roles: {list(ROLES)}")
 
     def deco(factory: Factory) -> Driver:
-        return Driver(role, name, factory, dry_run, validate)
+        return Driver(role, name, factory, dry_run, validate, channels)
 
     return deco
 
@@ -130,6 +134,13 @@ def check_instruments(spec: CampaignSpec, *, dry_run: bool) -> None:
         found = _require(role, name)
         if found.validate is not None:
             found.validate(settings, spec, dry_run)
+
+
+def microscope_channels(spec: CampaignSpec, *, dry_run: bool) -> set[str] | None:
+    """The channels the campaign's microscope can image, or None when the driver cannot tell."""
+    name, settings = _chosen(spec, "microscope", dry_run)
+    found = _require("microscope", name)
+    return None if found.channels is None else found.channels(settings, spec)
 
 
 def _require(role: str, name: str) -> Driver:

@@ -92,3 +92,5 @@ def analyze_confluence(
 
 
 analyze_confluence.settings_model = ConfluenceSettings  # type: ignore[attr-defined]
+analyze_confluence.metrics = (METRIC,)  # type: ignore[attr-defined]
+analyze_confluence.channels = lambda s: {s.nuclear_channel}  # type: ignore[attr-defined]
