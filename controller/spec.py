@@ -185,6 +185,22 @@ class SimulationSpec(_Spec):
     image_size_px: int = Field(default=256, ge=64, le=2048)
 
 
+class WorkcellSpec(_Spec):
+    """The workcell's capacities: how many plates may be in flight at once.
+
+    With ``max_plates_in_flight: 1`` (the default) a campaign runs one plate at a time. With
+    more, the next plate is proposed (the plates in flight passed to the planner as pending),
+    approved, pipetted and put in the incubator while earlier plates incubate; plates are read
+    when their incubation ends.
+    """
+
+    max_plates_in_flight: int = Field(default=1, ge=1, le=200, description="plates between proposal and analysis")
+    incubator_slots: int | None = Field(
+        default=None, ge=1, le=1000, description="plates the incubator holds; default max_plates_in_flight")
+    read_tolerance_h: float = Field(
+        default=1.0, ge=0, le=48, description="a read later than this after the incubation ends is recorded as late")
+
+
 class LedgerSpec(_Spec):
     url: str | None = Field(
         default=None, description="SQLAlchemy URL; default sqlite:///runs/cellpilot.db"
@@ -210,6 +226,7 @@ class CampaignSpec(_Spec):
     alerts: AlertsSpec = Field(default_factory=AlertsSpec)
     instruments: InstrumentsSpec = Field(default_factory=InstrumentsSpec)
     simulation: SimulationSpec = Field(default_factory=SimulationSpec)
+    workcell: WorkcellSpec = Field(default_factory=WorkcellSpec)
     ledger: LedgerSpec = Field(default_factory=LedgerSpec)
 
     @model_validator(mode="after")
@@ -229,7 +246,7 @@ class CampaignSpec(_Spec):
     def spec_hash(self) -> str:
         """Hash of what defines the experiment (not the budget, approval or alerts, which may change)."""
         d = self.model_dump(
-            mode="json", exclude={"budget", "ledger", "description", "approval", "alerts"}
+            mode="json", exclude={"budget", "ledger", "description", "approval", "alerts", "workcell"}
         )
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 

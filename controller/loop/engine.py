@@ -45,6 +45,7 @@ from controller.ledger.models import (
 from controller.loop import failpoints
 from controller.loop.clocks import Interrupted
 from controller.loop.events import EventBus, EventKind, append_event
+from controller.loop.workcell import RESOURCE_OF_STEP
 from instruments.exceptions import InstrumentError
 from instruments.interfaces import Clock, Frame, LiquidHandler, Microscope
 from protocols.steps import STEP_ADAPTER, Acquire, Aspirate, Dispense, Incubate, Mix
@@ -204,16 +205,35 @@ class StepEngine:
     # -- main loop ---------------------------------------------------------------------------
 
     def run_round(self, ctx: RoundContext) -> None:
-        """Run every step of the round not yet done; raises PauseRequested or StepFailed."""
+        """Run every step of the round not yet done, incubations included (one plate at a
+        time); raises PauseRequested or StepFailed."""
+        while True:
+            kind = self.run_segment(ctx, stop_at_incubation=False)
+            if kind is None:
+                return
+
+    def run_segment(self, ctx: RoundContext, *, stop_at_incubation: bool = True) -> str | None:
+        """Run the round's pending steps that need the same instrument as the first of them.
+
+        Returns the kind of the step it stopped at (a step on another instrument, or an
+        incubation when ``stop_at_incubation``), or None when every step is done. Raises
+        PauseRequested or StepFailed.
+        """
         with Session(self.db, expire_on_commit=False) as session:
             steps = list(session.exec(select(Step).where(Step.round_id == ctx.round_id).order_by(col(Step.seq))))
             wells = {w.well: w for w in session.exec(select(Well).where(Well.round_id == ctx.round_id))}
+            resource: str | None = None
             i = 0
             while i < len(steps):
                 step = steps[i]
                 if step.status in (StepStatus.DONE.value, StepStatus.SKIPPED.value):
                     i += 1
                     continue
+                here = RESOURCE_OF_STEP.get(step.kind, "liquid_handler")
+                if resource is None:
+                    resource = here
+                if here != resource or (stop_at_incubation and step.kind == "incubate"):
+                    return step.kind
                 if self.stop.is_set() or self.should_stop():
                     raise PauseRequested("pause requested")
                 if any(wells[w].status == WellStatus.QUARANTINED.value
@@ -235,6 +255,40 @@ class StepEngine:
                         continue
                 self._execute(session, ctx, step)
                 i += 1
+            return None
+
+    def start_incubation(self, ctx: RoundContext) -> float:
+        """Put the plate in the incubator: journal its pending incubation ``started`` with the
+        time; returns when it is due out (campaign clock, s)."""
+        with Session(self.db, expire_on_commit=False) as session:
+            step = self._incubation(session, ctx)
+            started = self.clock.now()
+            self._mark(session, ctx, step, StepStatus.STARTED, {"incubation_started_s": started})
+            failpoints.hit("step_started", "incubate")
+            return started + float(step.payload["duration_s"])
+
+    def end_incubation(self, ctx: RoundContext, late_s: float = 0.0) -> None:
+        """Take the plate out: journal its incubation ``done``; a late read is recorded with
+        how late it is beyond the tolerance."""
+        with Session(self.db, expire_on_commit=False) as session:
+            step = self._incubation(session, ctx)
+            now = self.clock.now()
+            result = {"incubation_ended_s": now, "late_s": late_s}
+            if late_s > 0:
+                append_event(session, ctx.campaign_id, EventKind.READ_LATE,
+                             {"round_id": ctx.round_id, "plate": ctx.plate_id, "late_h": round(late_s / 3600, 3)},
+                             clock_s=now)
+            self._mark(session, ctx, step, StepStatus.DONE, result)
+        if late_s > 0:
+            self.bus.publish(EventKind.READ_LATE, {"plate": ctx.plate_id, "late_h": round(late_s / 3600, 3)})
+
+    @staticmethod
+    def _incubation(session: Session, ctx: RoundContext) -> Step:
+        steps = session.exec(select(Step).where(Step.round_id == ctx.round_id).order_by(col(Step.seq)))
+        step = next((s for s in steps if s.status not in (StepStatus.DONE.value, StepStatus.SKIPPED.value)), None)
+        if step is None or step.kind != "incubate":
+            raise RuntimeError(f"round {ctx.round_id}: the next step is not an incubation")
+        return step
 
     @staticmethod
     def _target_wells(steps: list[Step], i: int) -> list[str]:

@@ -55,6 +55,7 @@ class EventKind(str, Enum):
     MEASUREMENT_RECORDED = "measurement_recorded"
     ROUND_ANALYZED = "round_analyzed"
     PLATE_QC_FAILED = "plate_qc_failed"
+    READ_LATE = "read_late"
 
 
 # Events journaled only in the step table, not duplicated in the event log (too many per plate).

@@ -62,6 +62,13 @@ def valid_experiments(s: Session, campaign_id: int) -> int:
         Experiment.status == ExperimentStatus.MEASURED.value)).one()
 
 
+def in_flight_experiments(s: Session, campaign_id: int) -> int:
+    """Experiments approved but not yet measured (scheduled or running)."""
+    return s.exec(select(func.count()).select_from(Experiment).where(
+        Experiment.campaign_id == campaign_id,
+        col(Experiment.status).in_([ExperimentStatus.SCHEDULED.value, ExperimentStatus.RUNNING.value]))).one()
+
+
 def _requeue(s: Session, campaign_id: int, exps: list[Experiment], plate: list[str]
              ) -> tuple[list[Experiment], list[str] | dict[str, Any]]:
     """Quarantined experiments not yet re-queued, and the plate-wide values they pin."""
@@ -89,7 +96,7 @@ def propose_round(s: Session, spec: CampaignSpec, planner: Planner, campaign_id:
     requeue, plate = _requeue(s, camp.id, exps, plate_parameters)
     n = capacity
     if spec.budget.experiments is not None:
-        n = min(n, spec.budget.experiments - valid_experiments(s, camp.id))
+        n = min(n, spec.budget.experiments - valid_experiments(s, camp.id) - in_flight_experiments(s, camp.id))
     n = max(n, len(requeue))
     pending = [e.params for e in exps if e.status in (ExperimentStatus.SCHEDULED.value, ExperimentStatus.RUNNING.value)]
     pending += [e.params for e in requeue]

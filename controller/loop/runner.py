@@ -40,7 +40,7 @@ from controller.ledger.models import (
 )
 from controller.loop import failpoints
 from controller.loop.analysis import analyze_round
-from controller.loop.clocks import WallClock
+from controller.loop.clocks import Interrupted, WallClock
 from controller.loop.engine import PauseRequested, StepEngine, StepFailed, load_round_context
 from controller.loop.events import EventBus, EventKind, append_event
 from controller.loop.events import bus as default_bus
@@ -53,6 +53,7 @@ from controller.loop.proposing import (
     propose_round,
     valid_experiments,
 )
+from controller.loop.workcell import PlateView, next_action, step_view, workcell_limits
 from controller.rig.registry import Instruments, build_instruments
 from controller.spec import CampaignSpec
 from planners import Observation
@@ -67,6 +68,11 @@ class RunResult:
     valid_experiments: int
     pause_reason: str | None = None
     best: dict[str, Any] = field(default_factory=dict)
+
+
+#: Longest single sleep on the wall clock while plates incubate (operators' requests are read
+#: between sleeps).
+WALL_WAIT_S = 5.0
 
 
 class CampaignRunner:
@@ -97,6 +103,8 @@ class CampaignRunner:
         self.instruments: Instruments | None = None
         self.campaign_id: int | None = None
         self._last_control_check = 0.0
+        self._asked: dict[int, float] = {}  # round id -> when the gate last said "waiting" (monotonic)
+        self.limits = workcell_limits(spec)
 
     # -- checks before anything moves -----------------------------------------------------
 
@@ -191,7 +199,7 @@ class CampaignRunner:
             Round.campaign_id == camp.id, Round.status != RoundStatus.SKIPPED.value)).one()
         if b.rounds is not None and n_rounds >= b.rounds:
             return False
-        if b.experiments is not None and valid_experiments(s, camp.id) >= b.experiments:
+        if b.experiments is not None and valid_experiments(s, camp.id) + in_flight_experiments(s, camp.id) >= b.experiments:
             return False
         if b.deadline_h is not None and camp.clock_s - camp.started_clock_s >= b.deadline_h * 3600:
             return False
@@ -228,7 +236,7 @@ class CampaignRunner:
                         return self._pause("interrupted while held")
                     continue
                 try:
-                    done = self._advance(engine, clock)
+                    done = self._tick(engine, clock)
                 except PauseRequested:
                     if self.stop.is_set():
                         return self._pause("interrupted (signal)")
@@ -241,25 +249,71 @@ class CampaignRunner:
             unsubscribe()
             self.instruments.close()
 
-    def _advance(self, engine: StepEngine, clock) -> RunResult | None:
-        """Move the current round one state forward; a RunResult when the campaign ends."""
-        rnd = self._current_round()
-        if rnd is None:
-            with Session(self.db) as s:
-                if not self._budget_left(s, s.get(Campaign, self.campaign_id)):
-                    return self._complete()
+    def _tick(self, engine: StepEngine, clock) -> RunResult | None:
+        """Do the most urgent thing any plate can do (see :mod:`controller.loop.workcell`), or
+        wait for the next; a RunResult when the campaign ends."""
+        with Session(self.db) as s:
+            can_propose = self._budget_left(s, s.get(Campaign, self.campaign_id))
+        plates = self._plates_in_flight()
+        action = next_action(plates, clock.now(), self.limits, can_propose=can_propose)
+        kind, rid = action.kind, action.round_id
+        if kind in ("image", "dispense"):
+            self._set_round_status(rid, RoundStatus.EXECUTING, started=clock.now())
+            engine.run_segment(self._context(rid))
+        elif kind == "start_incubation":
+            engine.start_incubation(self._context(rid))
+        elif kind == "end_incubation":
+            engine.end_incubation(self._context(rid), action.late_s)
+        elif kind == "analyse":
+            analyze_round(self.db, self.spec, rid, clock.now(), self.bus)
+        elif kind == "compile":
+            self._compile(self._round(rid))
+        elif kind == "approve":
+            return self._approve(self._round(rid))
+        elif kind == "propose":
             if self.stop.is_set():
                 raise PauseRequested("pause requested")
-            rnd = self._propose_round()
-        if rnd.status == RoundStatus.PROPOSED.value:
-            return self._approve(rnd)
-        if rnd.status == RoundStatus.APPROVED.value:
-            self._compile(rnd)
-        elif rnd.status in (RoundStatus.COMPILED.value, RoundStatus.EXECUTING.value):
-            self._set_round_status(rnd.id, RoundStatus.EXECUTING, started=clock.now())
-            engine.run_round(load_round_context(self.db, rnd.id, self.data_dir))
-            analyze_round(self.db, self.spec, rnd.id, clock.now(), self.bus)
+            self._propose_round()
+        elif kind == "done":
+            return self._complete()
+        elif kind == "wait":
+            self._wait_until(clock, action.until_s)
+        elif not self._wait():  # poll: a person must decide (or a slot must free up)
+            raise PauseRequested("interrupted while waiting for approval")
         return None
+
+    def _wait_until(self, clock, until_s: float) -> None:
+        """Wait for the next incubation to end: a simulated clock jumps; a wall clock sleeps
+        in short stretches so that operators' requests are seen."""
+        remaining = max(0.0, until_s - clock.now())
+        try:
+            clock.sleep(remaining if self.dry_run else min(remaining, WALL_WAIT_S))
+        except Interrupted:
+            raise PauseRequested("interrupted while plates incubate") from None
+
+    def _context(self, round_id: int):
+        return load_round_context(self.db, round_id, self.data_dir)
+
+    def _round(self, round_id: int) -> Round:
+        with Session(self.db) as s:
+            return s.get(Round, round_id)
+
+    def _plates_in_flight(self) -> list[PlateView]:
+        """Every round not yet analysed, failed or skipped, with its steps."""
+        poll = self.spec.approval.poll_s
+        with Session(self.db) as s:
+            rounds = list(s.exec(select(Round).where(
+                Round.campaign_id == self.campaign_id,
+                col(Round.status).not_in([RoundStatus.ANALYZED.value, RoundStatus.FAILED.value,
+                                          RoundStatus.SKIPPED.value]))))
+            views = []
+            for r in rounds:
+                steps = s.exec(select(Step).where(Step.round_id == r.id).order_by(col(Step.seq)))
+                asked = self._asked.get(r.id)
+                views.append(PlateView(
+                    r.id, r.index, r.status, tuple(step_view(st) for st in steps),
+                    waiting_for_person=asked is not None and time.monotonic() - asked < poll))
+        return views
 
     # -- operators ---------------------------------------------------------------------------
 
@@ -313,14 +367,6 @@ class CampaignRunner:
                 s.commit()
         return True
 
-    def _current_round(self) -> Round | None:
-        with Session(self.db) as s:
-            return s.exec(select(Round).where(
-                Round.campaign_id == self.campaign_id,
-                col(Round.status).not_in([RoundStatus.ANALYZED.value, RoundStatus.FAILED.value,
-                                          RoundStatus.SKIPPED.value]),
-            ).order_by(col(Round.index))).first()
-
     def _set_round_status(self, round_id: int, status: RoundStatus, started: float | None = None) -> None:
         with Session(self.db) as s:
             r = s.get(Round, round_id)
@@ -357,9 +403,9 @@ class CampaignRunner:
         if outcome.pause_reason:
             return self._pause(outcome.pause_reason)
         if outcome.waiting:
-            if not self._wait():
-                raise PauseRequested("interrupted while waiting for approval")
+            self._asked[rnd.id] = time.monotonic()  # look again after a poll interval
             return None
+        self._asked.pop(rnd.id, None)
         self._schedule(rnd)
         return None
 

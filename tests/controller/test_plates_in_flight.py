@@ -1,0 +1,85 @@
+"""Several plates in flight: interleaved on one workcell, and as crash-safe as one at a time."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+from sqlmodel import Session, select
+
+from controller.ledger.models import Campaign, Event, Experiment, Round, Step
+from tests.controller.conftest import run_cli
+from tests.controller.test_crash_resume import _check_wells_exact, _ledger
+
+WORKCELL = {"max_plates_in_flight": 3, "incubator_slots": 3}
+# Counts are per process: each point fires in the run that resumes from the previous kill.
+KILL_POINTS = [
+    "step_started/incubate:1",        # plate 1 going into the incubator
+    "round_proposed:1",               # plate 2 proposed while plate 1 incubates
+    "step_started/dispense:40",       # pipetting plate 2
+    "step_executed/dispense:47",      # pipetting plate 3: liquid moved, not journaled
+    "step_executed/acquire:20",       # imaging plate 1 while plates 2 and 3 incubate
+    "before_analysis_commit:1",       # plate 1 measured, not committed
+    "step_started/acquire:25",        # imaging plate 2
+    "before_analysis_commit:2",       # plate 3 measured, not committed
+]
+
+
+def _incubations(db, campaign: str) -> list[tuple[float, float]]:
+    with Session(db) as s:
+        camp = s.exec(select(Campaign).where(Campaign.name == campaign)).one()
+        out = []
+        for r in s.exec(select(Round).where(Round.campaign_id == camp.id).order_by(Round.index)):
+            inc = s.exec(select(Step).where(Step.round_id == r.id, Step.kind == "incubate")).one()
+            out.append((inc.result["incubation_started_s"], inc.result["incubation_ended_s"]))
+    return out
+
+
+def test_plates_interleave_and_the_clock_saves_days(write_campaign):
+    seq = write_campaign("seq.yaml", name="seq", budget={"rounds": 3})
+    par = write_campaign("par.yaml", name="par", budget={"rounds": 3}, workcell=WORKCELL)
+    for path in (seq, par):
+        out = run_cli("run", str(path), "--dry-run", "--quiet")
+        assert out.returncode == 0, out.stderr
+    spec, db = _ledger(par)
+    serial, parallel = _incubations(db, "seq"), _incubations(db, "par")
+    # one at a time: each plate goes in after the previous came out
+    assert all(serial[i + 1][0] >= serial[i][1] for i in range(2))
+    # three in flight: all three incubate at once, and each for its 48 h
+    assert max(start for start, _ in parallel) < min(end for _, end in parallel)
+    assert all(end - start >= 48 * 3600 for start, end in parallel)
+    assert parallel[-1][1] < serial[-1][1] / 2
+    with Session(db) as s:
+        for name in ("seq", "par"):
+            camp = s.exec(select(Campaign).where(Campaign.name == name)).one()
+            assert sum(e.status == "measured" for e in s.exec(select(Experiment).where(
+                Experiment.campaign_id == camp.id))) == 18
+        # later plates were planned with the earlier plates' experiments as pending
+        camp = s.exec(select(Campaign).where(Campaign.name == "par")).one()
+        proposed = [e.payload for e in s.exec(select(Event).where(
+            Event.campaign_id == camp.id, Event.kind == "round_proposed"))]
+        assert [p["round"] for p in proposed] == [1, 2, 3]
+    status = json.loads(run_cli("status", "--campaign", "par", "--json", "--ledger", spec.ledger.url).stdout)
+    assert status["status"] == "completed"
+
+
+def test_sigkill_with_several_plates_in_flight_loses_nothing(write_campaign, tmp_path):
+    path = write_campaign(budget={"rounds": 3}, workcell=WORKCELL)
+    kills = 0
+    for point in KILL_POINTS:
+        proc = run_cli("run", str(path), "--dry-run", "--quiet", env={"CELLPILOT_FAILPOINT": point})
+        kills += proc.returncode == -signal.SIGKILL
+        assert proc.returncode in (0, -signal.SIGKILL), proc.stderr
+    assert kills >= 7, "the failpoints did not fire"
+    final = run_cli("run", str(path), "--dry-run", "--quiet")
+    assert final.returncode == 0, final.stderr
+    spec, db = _ledger(path)
+    with Session(db) as s:
+        assert s.exec(select(Campaign)).one().status == "completed"
+        rounds = list(s.exec(select(Round)))
+        assert len(rounds) == 3 and {r.status for r in rounds} == {"analyzed"}
+        analysed = [e.payload["round"] for e in s.exec(select(Event).where(Event.kind == "round_analyzed"))]
+        assert sorted(analysed) == [1, 2, 3]  # each plate analysed exactly once
+        assert sum(e.status == "measured" for e in s.exec(select(Experiment))) == 18
+        assert {st.status for st in s.exec(select(Step))} <= {"done", "skipped"}
+    _check_wells_exact(spec, db, tmp_path / "data")
