@@ -49,6 +49,7 @@ from controller.loop.gate import run_gate
 from controller.loop.preflight import build_parts, check_campaign
 from controller.loop.proposing import (
     campaign_history,
+    in_flight_experiments,
     prior_history,
     propose_round,
     valid_experiments,
