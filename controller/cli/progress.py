@@ -76,6 +76,11 @@ class ProgressView:
             pars = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                              for k, v in result.best["params"].items())
             c.print(f"best measured (meeting every outcome constraint): {pars} -> {outs}")
+        sched = result.schedule
+        if sched and sched["plates"] > 1:
+            c.print(f"workcell time: {sched['elapsed_h'] / 24:.1f} days with plates in flight; one plate at "
+                    f"a time would have taken {sched['one_plate_at_a_time_h'] / 24:.1f} days "
+                    f"(saved {sched['saved_days']:.1f} days)")
 
 
 def print_status(console: Console, data: Any, detailed: bool) -> None:
@@ -91,14 +96,23 @@ def print_status(console: Console, data: Any, detailed: bool) -> None:
     if detailed:
         if data.get("pause_reason"):
             console.print(f"[yellow]paused:[/] {data['pause_reason']}")
-        r = Table(title=f"rounds of {data['name']}")
-        for col_name in ("round", "plate", "status", "experiments", "Z'", "quarantined wells"):
+        r = Table(title=f"plates of {data['name']}")
+        for col_name in ("round", "plate", "where", "experiments", "Z'", "quarantined wells"):
             r.add_column(col_name)
         for rd in data["round_details"]:
             z = (rd["z_prime"] or {}).get("tumour_count")
-            r.add_row(str(rd["index"] + 1), rd["plate"], rd["status"], str(rd["experiments"]),
+            r.add_row(str(rd["index"] + 1), rd["plate"], _where(rd, data), str(rd["experiments"]),
                       f"{z:.2f}" if z is not None else "-", ", ".join(rd["quarantined_wells"]) or "-")
         console.print(r)
+
+
+def _where(rd: dict[str, Any], data: dict[str, Any]) -> str:
+    """A plate's place; an incubating plate says until when (campaign clock hours)."""
+    place = rd.get("place") or rd["status"]
+    until = rd.get("incubating_until_clock_s")
+    if until is not None and data.get("started_clock_s") is not None:
+        return f"{place} until {(until - data['started_clock_s']) / 3600:.1f} h"
+    return place
 
 
 def print_proposals(console: Console, rows: list[dict[str, Any]]) -> None:

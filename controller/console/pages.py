@@ -22,7 +22,7 @@ router = APIRouter()
 PageUser = Annotated[CurrentUser, Depends(page_user)]
 ApiUser = Annotated[CurrentUser, Depends(api_user)]
 
-FRAGMENTS = ("status", "proposals", "images", "health", "events")
+FRAGMENTS = ("status", "proposals", "images", "plates", "health", "events")
 STREAM_POLL_S = 0.5
 STREAM_MAX_S = 300.0  # the browser's EventSource reconnects by itself
 
@@ -47,6 +47,7 @@ def campaign_context(request: Request, name: str) -> dict[str, Any]:
             "progress": views.progress_view(s, camp),
             "images": views.images_view(s, camp),
             "health": views.health_view(s, camp),
+            **views.plates_view(s, camp),
             "events": views.events_view(s, camp),
             "measured": len(views.measured_experiments(s, camp)),
         }
@@ -81,6 +82,19 @@ def convergence(request: Request, name: str, user: ApiUser) -> Response:
         if camp is None:
             raise HTTPException(404, f"no campaign named {name!r}")
         png = images.convergence_png(camp.id, camp.spec, views.measured_experiments(s, camp))
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, no-cache"})
+
+
+@router.get("/campaigns/{name}/timeline.png")
+def timeline(request: Request, name: str, user: ApiUser) -> Response:
+    from controller.ledger.queries import campaign_timeline
+    from controller.report.timeline import timeline_png
+
+    with Session(request.app.state.db) as s:
+        camp = views.get_campaign(s, name)
+        if camp is None:
+            raise HTTPException(404, f"no campaign named {name!r}")
+        png = timeline_png(campaign_timeline(s, camp), now_h=(camp.clock_s - camp.started_clock_s) / 3600)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, no-cache"})
 
 

@@ -92,6 +92,22 @@ def images_view(s: Session, camp: Campaign, limit: int = 8) -> list[dict[str, An
              "channels": r.meta.get("channels", [])} for r, rnd in rows]
 
 
+def plates_view(s: Session, camp: Campaign) -> dict[str, Any]:
+    """Each plate's place (waiting for approval, dispensing, incubating until ..., imaging,
+    analysed) and the schedule's saving."""
+    from controller.ledger.queries import campaign_schedule, plate_place
+
+    plates = []
+    for r in s.exec(select(Round).where(Round.campaign_id == camp.id).order_by(col(Round.index))):
+        steps = list(s.exec(select(Step).where(Step.round_id == r.id).order_by(col(Step.seq))))
+        place = plate_place(r, steps, camp.clock_s)
+        where = place["place"]
+        if place["incubating_until_clock_s"] is not None:
+            where += f" until {(place['incubating_until_clock_s'] - camp.started_clock_s) / 3600:.1f} h"
+        plates.append({"plate": r.plate_id, "where": where})
+    return {"plates": plates, "schedule": campaign_schedule(s, camp)}
+
+
 def health_view(s: Session, camp: Campaign) -> list[dict[str, Any]]:
     """Per instrument: failed and retried steps, the last fault, and whether the campaign is held."""
     instruments = dict(camp.spec.get("instruments") or {})

@@ -8,8 +8,18 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from controller.ledger.db import open_ledger_engine
-from controller.ledger.models import Campaign, Experiment, ExperimentStatus, Round, Well, WellStatus
+from controller.ledger.models import (
+    Campaign,
+    Experiment,
+    ExperimentStatus,
+    Round,
+    RoundStatus,
+    Step,
+    Well,
+    WellStatus,
+)
 from controller.loop.events import verify_chain
+from controller.loop.workcell import PlateView, plate_segments, schedule_summary, step_view
 from planners.space import OutcomeConstraint
 
 
@@ -42,6 +52,7 @@ def _summary(s: Session, camp: Campaign) -> dict[str, Any]:
         "valid_experiments": counts.get(ExperimentStatus.MEASURED.value, 0),
         "experiments_by_status": counts,
         "clock_h": round((camp.clock_s - camp.started_clock_s) / 3600, 2),
+        "started_clock_s": camp.started_clock_s,
         "pause_reason": camp.pause_reason,
         "best": _best(s, camp),
         "updated_at": camp.updated_at,
@@ -70,10 +81,46 @@ def campaign_status(url: str, name: str | None) -> dict[str, Any] | None:
             q = s.exec(select(Well.well).where(Well.round_id == r.id,
                                                Well.status == WellStatus.QUARANTINED.value)).all()
             n = s.exec(select(func.count()).select_from(Experiment).where(Experiment.round_id == r.id)).one()
+            steps = list(s.exec(select(Step).where(Step.round_id == r.id).order_by(col(Step.seq))))
             rounds.append({"index": r.index, "plate": r.plate_id, "status": r.status, "experiments": n,
-                           "z_prime": r.z_prime, "plate_ok": r.plate_ok, "quarantined_wells": list(q)})
+                           "z_prime": r.z_prime, "plate_ok": r.plate_ok, "quarantined_wells": list(q),
+                           **plate_place(r, steps, camp.clock_s)})
+        timeline = campaign_timeline(s, camp)
         data["round_details"] = rounds
+        data["timeline"] = timeline
+        data["schedule"] = schedule_summary(timeline, now_h=_hours(camp.clock_s, camp))
         return data
+
+
+def campaign_timeline(s: Session, camp: Campaign) -> list[dict[str, Any]]:
+    """Every plate's segments on the handler, in the incubator and on the microscope (campaign
+    clock hours; ``end_h`` None while under way)."""
+    out: list[dict[str, Any]] = []
+    for r in s.exec(select(Round).where(Round.campaign_id == camp.id).order_by(col(Round.index))):
+        steps = s.exec(select(Step).where(Step.round_id == r.id).order_by(col(Step.seq)))
+        for seg in plate_segments(r.plate_id, list(steps)):
+            out.append({"plate": seg.plate, "resource": seg.resource, "start_h": _hours(seg.start_s, camp),
+                        "end_h": None if seg.end_s is None else _hours(seg.end_s, camp)})
+    return out
+
+
+def campaign_schedule(s: Session, camp: Campaign) -> dict[str, float] | None:
+    """Elapsed hours, hours one plate at a time would have taken, days saved."""
+    return schedule_summary(campaign_timeline(s, camp), now_h=_hours(camp.clock_s, camp))
+
+
+def _hours(clock_s: float, camp: Campaign) -> float:
+    return round((clock_s - camp.started_clock_s) / 3600.0, 3)
+
+
+def plate_place(r: Round, steps: list[Step], now_s: float) -> dict[str, Any]:
+    """Where a plate is (waiting for approval, dispensing, incubating until ..., imaging,
+    analysed), with the clock hour its incubation ends when it is in the incubator."""
+    if r.status in (RoundStatus.FAILED.value, RoundStatus.SKIPPED.value):
+        return {"place": r.status, "incubating_until_clock_s": None}
+    view = PlateView(r.id, r.index, r.status, tuple(step_view(st) for st in steps))
+    due = view.due_s() if view.in_incubator() else None
+    return {"place": view.place(now_s).value, "incubating_until_clock_s": due}
 
 
 def verify_events(url: str, name: str | None) -> tuple[bool, list[tuple[str, str]]]:

@@ -38,6 +38,7 @@ from controller.ledger.models import (
     Well,
     utcnow,
 )
+from controller.ledger.queries import campaign_schedule
 from controller.loop import failpoints
 from controller.loop.analysis import analyze_round
 from controller.loop.clocks import Interrupted, WallClock
@@ -69,6 +70,7 @@ class RunResult:
     valid_experiments: int
     pause_reason: str | None = None
     best: dict[str, Any] = field(default_factory=dict)
+    schedule: dict[str, float] | None = None  # elapsed vs one-plate-at-a-time hours
 
 
 #: Longest single sleep on the wall clock while plates incubate (operators' requests are read
@@ -495,6 +497,7 @@ class CampaignRunner:
                 select(Campaign).where(Campaign.name == self.spec.name)).one()
             n_rounds = s.exec(select(func.count()).select_from(Round).where(Round.campaign_id == camp.id)).one()
             history, _ = self._history(s)
+            schedule = campaign_schedule(s, camp)
         best: dict[str, Any] = {}
         obj = self.spec.objectives[0]
         scored = [h for h in history if obj.metric in h.outcomes and all(
@@ -502,7 +505,7 @@ class CampaignRunner:
         if scored:
             b = max(scored, key=lambda h: obj.sign * h.outcomes[obj.metric])
             best = {"params": b.params, "outcomes": b.outcomes}
-        return RunResult(camp.name, camp.status, n_rounds, len(history), camp.pause_reason, best)
+        return RunResult(camp.name, camp.status, n_rounds, len(history), camp.pause_reason, best, schedule)
 
 
 #: Sections a running campaign cannot amend: what its history's parameters mean, its seed,

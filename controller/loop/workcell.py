@@ -240,3 +240,58 @@ def workcell_limits(spec: Any) -> WorkcellLimits:
     return WorkcellLimits(max_plates_in_flight=w.max_plates_in_flight,
                           incubator_slots=w.incubator_slots or w.max_plates_in_flight,
                           read_tolerance_s=w.read_tolerance_h * 3600.0)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of one plate on one resource (for the timeline): campaign clock seconds."""
+
+    plate: str
+    resource: str
+    start_s: float
+    end_s: float | None  # None: still under way
+
+
+def plate_segments(plate: str, steps: Sequence[Any]) -> list[Segment]:
+    """Group a plate's journaled steps (ledger ``Step`` rows, in order) into segments."""
+    out: list[Segment] = []
+    run: list[Any] = []
+
+    def close() -> None:
+        if not run:
+            return
+        resource = RESOURCE_OF_STEP.get(run[0].kind, "liquid_handler")
+        if resource == "incubator":
+            res = run[0].result or {}
+            start, end = res.get("incubation_started_s"), res.get("incubation_ended_s")
+        else:
+            starts = [s.started_clock_s for s in run if s.started_clock_s is not None]
+            ends = [s.finished_clock_s for s in run if s.finished_clock_s is not None]
+            start = min(starts) if starts else None
+            end = max(ends) if ends and all(s.status in ("done", "skipped") for s in run) else None
+        if start is not None:
+            out.append(Segment(plate, resource, float(start), None if end is None else float(end)))
+
+    for step in steps:
+        if run and RESOURCE_OF_STEP.get(step.kind) != RESOURCE_OF_STEP.get(run[-1].kind):
+            close()
+            run = []
+        run.append(step)
+    close()
+    return out
+
+
+def schedule_summary(timeline: Sequence[dict[str, Any]], now_h: float | None = None) -> dict[str, float] | None:
+    """Elapsed campaign hours, the hours one plate at a time would have taken (the sum of each
+    plate's own span), and the days saved. None without a timeline."""
+    if not timeline:
+        return None
+    spans: dict[str, list[float]] = {}
+    for seg in timeline:
+        end = seg["end_h"] if seg["end_h"] is not None else (now_h if now_h is not None else seg["start_h"])
+        lo, hi = spans.get(seg["plate"], [seg["start_h"], end])
+        spans[seg["plate"]] = [min(lo, seg["start_h"]), max(hi, end)]
+    elapsed = max(hi for _, hi in spans.values()) - min(lo for lo, _ in spans.values())
+    sequential = sum(hi - lo for lo, hi in spans.values())
+    return {"elapsed_h": round(elapsed, 2), "one_plate_at_a_time_h": round(sequential, 2),
+            "saved_days": round((sequential - elapsed) / 24.0, 2), "plates": len(spans)}

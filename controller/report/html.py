@@ -28,7 +28,8 @@ from controller.ledger.models import (  # noqa: E402
     Round,
     Well,
 )
-from controller.ledger.queries import find_campaign  # noqa: E402
+from controller.ledger.queries import campaign_schedule, campaign_timeline, find_campaign  # noqa: E402
+from controller.report.timeline import timeline_figure  # noqa: E402
 from controller.spec import CampaignSpec  # noqa: E402
 from planners import Observation, get_planner  # noqa: E402
 from protocols.labware import get_plate_type  # noqa: E402
@@ -155,6 +156,7 @@ def write_report(ledger_url: str, campaign: str | None, out: str | Path) -> Path
     fig.savefig(out / "z_prime.png", dpi=110)
     plt.close(fig)
     sections += ["<h2>Plate quality (Z')</h2>", '<img src="z_prime.png">']
+    sections += _timeline_section(db, camp.name, out)
 
     # heat maps
     sections.append("<h2>Plates: tumour viability per well</h2><div>")
@@ -223,6 +225,24 @@ def write_report(ledger_url: str, campaign: str | None, out: str | Path) -> Path
     path = out / "index.html"
     path.write_text(page)
     return path
+
+
+def _timeline_section(db, campaign: str, out: Path) -> list[str]:
+    """The workcell timeline (Gantt) and the time plates in flight saved."""
+    with Session(db) as s:
+        camp = find_campaign(s, campaign)
+        timeline = campaign_timeline(s, camp)
+        sched = campaign_schedule(s, camp)
+    if not timeline:
+        return []
+    fig = timeline_figure(timeline)
+    fig.savefig(out / "timeline.png", dpi=110)
+    text = ""
+    if sched and sched["plates"] > 1:
+        text = (f"<p>{sched['plates']} plates took {sched['elapsed_h'] / 24:.1f} days of campaign clock; one "
+                f"plate at a time they would have taken {sched['one_plate_at_a_time_h'] / 24:.1f} days "
+                f"(saved {sched['saved_days']:.1f} days).</p>")
+    return ["<h2>Workcell timeline</h2>", '<img src="timeline.png">', text]
 
 
 def _table(spec: CampaignSpec, exps: list[Experiment], title: str | None) -> str:
