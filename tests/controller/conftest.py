@@ -18,6 +18,7 @@ def small_campaign_data(**overrides) -> dict:
     data = yaml.safe_load(EXAMPLE.read_text())
     data = copy.deepcopy(data)
     data["name"] = "small"
+    data.pop("workcell", None)  # one plate at a time unless a test asks for plates in flight
     data["planner"] = {"name": "sobol", "batch_size": 6}
     s = data["protocol"]["settings"]
     s.update(replicates=2, negative_controls=4, positive_controls=4)
