@@ -5,6 +5,7 @@
 | :mod:`controller.cli.campaign` | ``run``, ``status``, ``report``, ``schema``, ``verify`` |
 | :mod:`controller.cli.operator` | ``proposals``, ``approve``, ``reject``, ``edit``, ``pause``, ``resume``, ``abort`` |
 | :mod:`controller.cli.schedule` | ``scheduler``, ``jobs`` (and ``run --at``) |
+| :mod:`controller.cli.worker` | ``submit``, ``worker`` (campaigns from a shared ledger) |
 | :mod:`controller.cli.devices` | ``devices check`` |
 | :mod:`controller.cli.pump` | ``pump init|valve|aspirate|dispense|status`` |
 | :mod:`controller.cli.console` | ``serve``, ``users ...`` |
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import typer
 
-from controller.cli import campaign, console, devices, operator, pump, schedule
+from controller.cli import campaign, console, devices, operator, pump, schedule, worker
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="cellpilot: closed-loop autonomous lab controller")
@@ -25,6 +26,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 campaign.register(app)
 operator.register(app)
 schedule.register(app)
+worker.register(app)
 devices.register(app)
 pump.register(app)
 console.register(app)

@@ -22,6 +22,7 @@ def utcnow() -> datetime:
 
 class CampaignStatus(str, Enum):
     CREATED = "created"
+    QUEUED = "queued"  # submitted for a worker (``cellpilot submit``), not started yet
     RUNNING = "running"
     PAUSED = "paused"
     COMPLETED = "completed"
@@ -85,6 +86,9 @@ class Campaign(SQLModel, table=True):
         default=None, description="an operator's pending request to the runner: pause | abort"
     )
     control_actor: str | None = None
+    runner_id: str | None = Field(default=None, description="the runner process holding the lease")
+    lease_expires_at: datetime | None = Field(default=None, description="the lease's end, UTC")
+    lease_generation: int = Field(default=0, description="incremented at every claim (fencing)")
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

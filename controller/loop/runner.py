@@ -17,6 +17,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ from controller.loop.events import EventBus, EventKind, append_event
 from controller.loop.events import bus as default_bus
 from controller.loop.exceptions import CampaignError
 from controller.loop.gate import run_gate
+from controller.loop.leases import DEFAULT_LEASE_S, LeaseKeeper, claim, holder, new_runner_id
 from controller.loop.preflight import build_parts, check_campaign
 from controller.loop.proposing import (
     campaign_history,
@@ -78,6 +80,10 @@ class RunResult:
 WALL_WAIT_S = 5.0
 
 
+class LeaseLost(CampaignError):
+    """Another runner took the campaign over (this one stalled past its lease): stop, write nothing."""
+
+
 class CampaignRunner:
     """Runs (or resumes) one campaign until its budget is spent, it is paused, or it fails."""
 
@@ -91,9 +97,15 @@ class CampaignRunner:
         events: EventBus = default_bus,
         stop: threading.Event | None = None,
         amend: bool = False,
+        runner_id: str | None = None,
+        lease_s: float = DEFAULT_LEASE_S,
     ) -> None:
         self.spec = spec
         self.amend = amend
+        self.runner_id = runner_id or new_runner_id()
+        self.lease_s = lease_s
+        self._lease: LeaseKeeper | None = None
+        self._lease_generation = 0
         self.dry_run = dry_run
         self.ledger_url = resolve_ledger_url(spec, ledger_url)
         self.data_dir = Path(data_dir or spec.ledger.data_dir or Path("runs") / spec.name)
@@ -134,11 +146,18 @@ class CampaignRunner:
         spec = self.spec
         with Session(self.db) as s:
             self._prior_history(s)  # refuse unknown or mismatched prior campaigns up front
+            existing = s.exec(select(Campaign.id).where(Campaign.name == spec.name)).first()
+        if existing is not None:
+            self._claim(existing)  # before anything is written: one runner per campaign
+        with Session(self.db) as s:
             camp = s.exec(select(Campaign).where(Campaign.name == spec.name)).first()
             if camp is None:
                 camp = Campaign(name=spec.name, spec=spec.model_dump(mode="json"),
                                 spec_hash=spec.spec_hash(), dry_run=self.dry_run,
-                                status=CampaignStatus.RUNNING.value)
+                                status=CampaignStatus.RUNNING.value, runner_id=self.runner_id,
+                                lease_expires_at=utcnow() + timedelta(seconds=self.lease_s),
+                                lease_generation=1)
+                self._lease_generation = 1
                 s.add(camp)
                 s.flush()
                 append_event(s, camp.id, EventKind.CAMPAIGN_CREATED,
@@ -155,17 +174,28 @@ class CampaignRunner:
                 if camp.status == CampaignStatus.COMPLETED.value and not self._budget_left(s, camp):
                     self.campaign_id = camp.id
                     return camp
-                kind = EventKind.CAMPAIGN_RESUMED
+                kind = (EventKind.CAMPAIGN_STARTED if camp.status == CampaignStatus.QUEUED.value
+                        else EventKind.CAMPAIGN_RESUMED)
                 camp.spec = spec.model_dump(mode="json")  # the budget may have been extended
             camp.status = CampaignStatus.RUNNING.value
             camp.pause_reason = None
             camp.updated_at = utcnow()
             s.add(camp)
-            append_event(s, camp.id, kind, {"ledger": self.ledger_url}, clock_s=camp.clock_s)
+            append_event(s, camp.id, kind, {"ledger": self.ledger_url, "runner": self.runner_id},
+                         clock_s=camp.clock_s)
             s.commit()
             s.refresh(camp)
             self.campaign_id = camp.id
             return camp
+
+    def _claim(self, campaign_id: int) -> None:
+        generation = claim(self.db, campaign_id, self.runner_id, self.lease_s)
+        if generation is None:
+            who, until = holder(self.db, campaign_id)
+            raise CampaignError(
+                f"campaign {self.spec.name!r} is being run by another runner ({who}, lease until "
+                f"{until:%Y-%m-%d %H:%M:%S} UTC); if that process is gone, try again after its lease expires")
+        self._lease_generation = generation
 
     def _amend(self, s: Session, camp: Campaign) -> None:
         """The file changed since the campaign started: refuse, or (``--amend``) record the change."""
@@ -211,10 +241,20 @@ class CampaignRunner:
     # -- the loop ----------------------------------------------------------------------------
 
     def run(self) -> RunResult:
+        """Run (or resume) the campaign until its budget is spent, it is paused, or it fails."""
         self.preflight()
         camp = self._open()
-        if camp.status == CampaignStatus.COMPLETED.value:
+        self._lease = LeaseKeeper(self.db, camp.id, self.runner_id, self._lease_generation, self.lease_s).start()
+        try:
+            if camp.status == CampaignStatus.COMPLETED.value:
+                return self._result()
+            return self._run_open(camp)
+        except LeaseLost:
             return self._result()
+        finally:
+            self._lease.stop(release_lease=True)
+
+    def _run_open(self, camp: Campaign) -> RunResult:
         clock = self._make_clock(camp)
         if not self.dry_run:
             with Session(self.db) as s:
@@ -230,6 +270,7 @@ class CampaignRunner:
                             clock, self.bus, self.stop, should_stop=self._control_pending)
         try:
             while True:
+                self._check_lease()
                 request = self._control_request()
                 if request == "abort":
                     return self._finish(CampaignStatus.ABORTED, EventKind.CAMPAIGN_ABORTED,
@@ -243,7 +284,7 @@ class CampaignRunner:
                 except PauseRequested:
                     if self.stop.is_set():
                         return self._pause("interrupted (signal)")
-                    continue  # an operator's request: handled at the top of the loop
+                    continue  # an operator's request (or a lost lease): handled at the top of the loop
                 if done is not None:
                     return done
         except StepFailed as err:
@@ -251,6 +292,10 @@ class CampaignRunner:
         finally:
             unsubscribe()
             self.instruments.close()
+
+    def _check_lease(self) -> None:
+        if self._lease is not None and self._lease.lost.is_set():
+            raise LeaseLost(f"runner {self.runner_id} lost the lease on campaign {self.spec.name!r}")
 
     def _tick(self, engine: StepEngine, clock) -> RunResult | None:
         """Do the most urgent thing any plate can do (see :mod:`controller.loop.workcell`), or
@@ -335,6 +380,8 @@ class CampaignRunner:
 
     def _control_pending(self) -> bool:
         """Polled by the engine between steps (at most every 0.5 s of wall time)."""
+        if self._lease is not None and self._lease.lost.is_set():
+            return True  # stop at once: another runner holds the campaign now
         now = time.monotonic()
         if now - self._last_control_check < 0.5:
             return False
@@ -474,6 +521,7 @@ class CampaignRunner:
     # -- endings -----------------------------------------------------------------------------
 
     def _finish(self, status: CampaignStatus, kind: EventKind, reason: str | None) -> RunResult:
+        self._check_lease()  # a runner that lost its lease writes nothing more
         with Session(self.db) as s:
             camp = s.get(Campaign, self.campaign_id)
             camp.status = status.value

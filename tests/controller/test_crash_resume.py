@@ -45,11 +45,13 @@ def _ledger(path):
 
 
 def _check_wells_exact(spec, db, data_dir):
-    """Every measured well holds exactly what the protocol planned: nothing dispensed twice."""
+    """Every measured well of the campaign holds exactly what the protocol planned: nothing
+    dispensed twice."""
     lab = SimulatedLab(data_dir / "sim_lab.json")  # the plate as it "physically" is
     proto = get_protocol(spec.protocol.name, spec.protocol.settings)
     with Session(db) as s:
-        for r in s.exec(select(Round)):
+        camp = s.exec(select(Campaign).where(Campaign.name == spec.name)).one()
+        for r in s.exec(select(Round).where(Round.campaign_id == camp.id)):
             steps = [STEP_ADAPTER.validate_python(st.payload)
                      for st in s.exec(select(Step).where(Step.round_id == r.id).order_by(Step.seq))]
             exps = s.exec(select(Experiment).where(Experiment.round_id == r.id).order_by(Experiment.position))
