@@ -29,7 +29,12 @@ from controller.engine import PauseRequested, StepEngine, StepFailed, load_round
 from controller.events import EventBus, EventKind, append_event
 from controller.events import bus as default_bus
 from controller.gate import run_gate
-from controller.instrument_setup import Instruments, build_instruments, check_instruments
+from controller.instrument_setup import (
+    InstrumentConfigError,
+    Instruments,
+    build_instruments,
+    check_instruments,
+)
 from controller.ledger.db import DEFAULT_LEDGER_URL, open_ledger_engine
 from controller.ledger.models import (
     Approval,
@@ -46,6 +51,7 @@ from controller.ledger.models import (
     utcnow,
 )
 from controller.spec import CampaignSpec
+from instruments.exceptions import InstrumentError
 from planners import Observation, get_planner
 from planners.exceptions import PlannerError
 from protocols.base import get_protocol
@@ -211,8 +217,17 @@ class CampaignRunner:
                     s.add(c)
                     s.commit()
         unsubscribe = self._attach_alerts()
-        self.instruments = build_instruments(self.spec, dry_run=self.dry_run,
-                                             data_dir=self.data_dir, clock=clock)
+        try:
+            self.instruments = build_instruments(self.spec, dry_run=self.dry_run,
+                                                 data_dir=self.data_dir, clock=clock)
+        except InstrumentConfigError:
+            unsubscribe()
+            raise
+        except InstrumentError as err:  # a device fault at start or resume: pause, keep state
+            try:
+                return self._pause(f"instruments did not start: {type(err).__name__}: {err}")
+            finally:
+                unsubscribe()
         engine = StepEngine(self.db, self.instruments.liquid_handler, self.instruments.microscope,
                             clock, self.bus, self.stop, should_stop=self._control_pending)
         try:

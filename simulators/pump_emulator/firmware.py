@@ -100,6 +100,11 @@ class PumpFirmware:
         self.protocol_lock: str | None = None
 
     # -- fault injection and listeners ---------------------------------------------------
+    @property
+    def addresses(self) -> list[int]:
+        """The driver addresses of the pumps on the bus."""
+        return list(self._numbers.values())
+
     def pump(self, address: int) -> PumpState:
         """The state of the pump at a driver address."""
         return self.pumps[single_address(address, model=self.model_name)]
