@@ -47,9 +47,7 @@ dispense (and once per pump after each start, when the line's contents are unkno
 dispenser flushes ``flush_ul`` (default 50 µL; several times the dead volume of valve and line;
 0 disables it) of the new source through the line into the waste trough.
 
-**Valves.** Each pump's valve type and port count are read from the pump where its firmware
-reports them (``?76`` on the Cavro models) and must match ``valve_ports``; ``output_port``,
-``waste_port`` and the lines' ports must exist on every pump that uses them.
+**Valves.** A pump's valve, where its firmware reports it (``?76``), must match ``valve_ports``.
 
 **Crash recovery.** Pumps cannot see wells, so ``well_volume_ul`` answers None and the engine
 quarantines a well whose dispense was interrupted (a fault or a kill between ``started`` and
@@ -86,8 +84,6 @@ import json
 import logging
 import os
 import re
-import time
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -99,11 +95,10 @@ from controller.instrument_setup import (
     simulated_lab,
 )
 from controller.spec import format_validation_error
-from instruments.dispenser import FixedNozzlePositioner, PlatePositioner, PumpDispenser
+from instruments.dispenser import BusDispenser, FixedNozzlePositioner, PlatePositioner
 from instruments.exceptions import InstrumentError
 from instruments.pumps import MODELS, SyringePump, open_transport
 from instruments.pumps.pump import valve_position
-from instruments.pumps.transport import PumpTransport
 
 log = logging.getLogger(__name__)
 
@@ -192,76 +187,6 @@ class CavroSettings(_Model):
     )
     log_path: str | None = Field(default=None, description="JSON-lines exchange log")
     emulator: EmulatorSettings = Field(default_factory=EmulatorSettings)
-
-
-class CavroDispenser(PumpDispenser):
-    """A :class:`PumpDispenser` that owns its serial bus (and, in a dry-run, its rig)."""
-
-    def __init__(
-        self,
-        *args: Any,
-        bus: PumpTransport,
-        rig: Any = None,
-        stats_path: Path | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self.bus = bus
-        self.rig = rig
-        self.stats_path = stats_path
-        self._started = time.monotonic()
-        self.pump_s = 0.0  # wall time spent in aspirate/dispense calls
-        self._closed = False
-
-    def aspirate(
-        self, source: str, reagent: str, stock_concentration_um: float, volume_ul: float
-    ) -> None:
-        started = time.monotonic()
-        try:
-            super().aspirate(source, reagent, stock_concentration_um, volume_ul)
-        finally:
-            self.pump_s += time.monotonic() - started
-
-    def dispense(self, plate: str, well: str, volume_ul: float) -> None:
-        started = time.monotonic()
-        try:
-            super().dispense(plate, well, volume_ul)
-        finally:
-            self.pump_s += time.monotonic() - started
-
-    def link_stats(self) -> dict[str, Any]:
-        """Blocks, retries, timeouts and bad frames summed over the pumps' sessions."""
-        keys = ("blocks", "retries", "timeouts", "bad_frames", "polls", "settled", "resent")
-        return {k: sum(getattr(p.session.stats, k) for p in self.pumps.values()) for k in keys}
-
-    def run_stats(self) -> dict[str, Any]:
-        """What this process did: link statistics, flushes, emulator counters, fluidics."""
-        out: dict[str, Any] = {
-            "pid": os.getpid(),
-            "wall_s": time.monotonic() - self._started,
-            "pump_s": self.pump_s,
-            "link": self.link_stats(),
-            "dispenser": {"flushes": self.flushes, "flush_ul": self.flush_ul},
-        }
-        if self.rig is not None:
-            out.update(self.rig.stats())
-        return out
-
-    def close(self) -> None:
-        """Record the run's statistics, close the bus, stop the built-in emulator."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            if self.stats_path is not None:
-                self.stats_path.parent.mkdir(parents=True, exist_ok=True)
-                with self.stats_path.open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(self.run_stats(), default=str) + "\n")
-        finally:
-            super().close()
-            self.bus.close()
-            if self.rig is not None:
-                self.rig.close()
 
 
 # -- settings -------------------------------------------------------------------------------
@@ -438,7 +363,7 @@ def validate_cavro(settings: dict[str, Any], spec: Any, dry_run: bool) -> None:
 
 
 @register_driver("liquid_handler", "cavro", dry_run=True, validate=validate_cavro)
-def build_cavro(settings: dict[str, Any], ctx: BuildContext) -> CavroDispenser:
+def build_cavro(settings: dict[str, Any], ctx: BuildContext) -> BusDispenser:
     """The ``cavro`` liquid handler: pumps on one serial bus behind a :class:`PumpDispenser`.
 
     Every pump is initialised (the waste under the nozzle first), except when the
@@ -483,7 +408,7 @@ def build_cavro(settings: dict[str, Any], ctx: BuildContext) -> CavroDispenser:
     }
     if rig is not None:
         rig.watch(pumps)
-    dispenser = CavroDispenser(
+    dispenser = BusDispenser(
         pumps,
         {key: (ln.pump, ln.port) for key, ln in lines.items()},
         output_port=parsed.output_port,

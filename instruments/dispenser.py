@@ -29,14 +29,20 @@ Physical model (an assumption, stated so a lab can check it against its rig):
 
 from __future__ import annotations
 
+import json
 import logging
 import math
-from collections.abc import Mapping
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from instruments.exceptions import LiquidHandlingError
 from instruments.pumps.pump import SyringePump, ValvePort
+from instruments.pumps.transport import PumpTransport
 
 log = logging.getLogger(__name__)
 
@@ -236,3 +242,85 @@ class PumpDispenser:
         """Close every pump's port."""
         for pump in self.pumps.values():
             pump.close()
+
+
+class BusDispenser(PumpDispenser):
+    """A :class:`PumpDispenser` that owns its serial bus (and, in a dry-run, its rig).
+
+    On :meth:`close` it appends what this process did (link counters, flushes, and the
+    rig's emulator and fluidics counts) as one JSON line to ``stats_path``.
+
+    Args:
+        *args, **kwargs: as for :class:`PumpDispenser`.
+        bus: the transport the pumps share (closed with the dispenser).
+        rig: a dry-run rig with ``stats()`` and ``close()`` (``simulators.pump_rig``).
+        stats_path: the JSON-lines file of run statistics (None: not written).
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        bus: PumpTransport,
+        rig: Any = None,
+        stats_path: Path | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.bus = bus
+        self.rig = rig
+        self.stats_path = stats_path
+        self._started = time.monotonic()
+        self.pump_s = 0.0  # wall time spent in aspirate/dispense calls
+        self._closed = False
+
+    @contextmanager
+    def _timed(self) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.pump_s += time.monotonic() - started
+
+    def aspirate(
+        self, source: str, reagent: str, stock_concentration_um: float, volume_ul: float
+    ) -> None:
+        with self._timed():
+            super().aspirate(source, reagent, stock_concentration_um, volume_ul)
+
+    def dispense(self, plate: str, well: str, volume_ul: float) -> None:
+        with self._timed():
+            super().dispense(plate, well, volume_ul)
+
+    def link_stats(self) -> dict[str, Any]:
+        """Blocks, retries, timeouts and bad frames summed over the pumps' sessions."""
+        keys = ("blocks", "retries", "timeouts", "bad_frames", "polls", "settled", "resent")
+        return {k: sum(getattr(p.session.stats, k) for p in self.pumps.values()) for k in keys}
+
+    def run_stats(self) -> dict[str, Any]:
+        """What this process did: link statistics, flushes, emulator counters, fluidics."""
+        out: dict[str, Any] = {
+            "pid": os.getpid(),
+            "wall_s": time.monotonic() - self._started,
+            "pump_s": self.pump_s,
+            "link": self.link_stats(),
+            "dispenser": {"flushes": self.flushes, "flush_ul": self.flush_ul},
+        }
+        if self.rig is not None:
+            out.update(self.rig.stats())
+        return out
+
+    def close(self) -> None:
+        """Record the run's statistics, close the bus, stop the built-in emulator."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.stats_path is not None:
+                self.stats_path.parent.mkdir(parents=True, exist_ok=True)
+                with self.stats_path.open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(self.run_stats(), default=str) + "\n")
+        finally:
+            super().close()
+            self.bus.close()
+            if self.rig is not None:
+                self.rig.close()

@@ -33,7 +33,6 @@ from instruments.pumps.errors import (
     InvalidCommand,
     InvalidOperand,
     PumpCommunicationError,
-    PumpConfigurationError,
     PumpError,
     PumpFirmwareError,
     PumpTimeout,
@@ -54,6 +53,7 @@ from instruments.pumps.moves import MoveListener, PlungerMove
 from instruments.pumps.transport import PumpTransport, SerialTransport
 from instruments.pumps.valves import (
     ValvePort,
+    check_reported_valve,
     display,
     valve_command,
     valve_position,
@@ -196,15 +196,9 @@ class SyringePump:
             PumpConfigurationError: the pump reports a valve other than ``valve_ports``.
         """
         reply = self.session.status()
-        reported = self._read_valve_type()
-        if reported is not None and self.valve_ports is not None:
-            if reported.ports != self.valve_ports:
-                raise PumpConfigurationError(
-                    f"the pump reports a {reported.name} valve ({reported.ports} ports), "
-                    f"configured with {self.valve_ports}",
-                    address=self.session.address,
-                )
-        self.valve_type = reported
+        self.valve_type = check_reported_valve(
+            self._read_valve_type(), self.valve_ports, self.session.address
+        )
         self._position_inc = self._read_position()
         self._valve = self._read_valve()
         self._ready_known = False

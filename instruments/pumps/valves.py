@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from instruments.pumps.errors import PumpVolumeError
+from instruments.pumps.errors import PumpConfigurationError, PumpVolumeError
 from instruments.pumps.models import MAX_VALVE_PORTS, ValveType
 
 ValvePort = str | int
@@ -68,3 +68,20 @@ def valve_command(port: ValvePort, ports: int, valve_type: ValveType | None) -> 
     if not 1 <= number <= ports:
         raise PumpVolumeError(f"valve port {number} not in 1..{ports}")
     return f"I{number}"
+
+
+def check_reported_valve(
+    reported: ValveType | None, configured: int | None, address: str
+) -> ValveType | None:
+    """The valve the pump reports, once checked against the configured port count.
+
+    Raises:
+        PumpConfigurationError: the pump reports a valve with another number of ports.
+    """
+    if reported is not None and configured is not None and reported.ports != configured:
+        raise PumpConfigurationError(
+            f"the pump reports a {reported.name} valve ({reported.ports} ports), "
+            f"configured with {configured}",
+            address=address,
+        )
+    return reported
