@@ -5,17 +5,14 @@ Example:
     >>> pump.initialize(); pump.aspirate(250, port="input"); pump.dispense(250, port="output")
 
 Volumes are checked before anything is sent. Every action is settled through the pump's own
-reports (the plunger position, the valve, the init counter), so an action runs once whatever
-happens to its answer (see :mod:`instruments.pumps.backend`). Before acting on a pump whose
-state this object has not just seen (after :meth:`connect`, :meth:`resume` or a fault) the
-driver waits until the pump is ready, and reports it stuck if it never is. After an overload,
-an initialisation error or a timeout the pump refuses further moves until
-:meth:`SyringePump.initialize` succeeds. Several pumps on one RS-485 bus share a transport:
-``bus = open_transport(url)`` and pass ``transport=bus`` to each pump.
-
-Listeners added with :meth:`SyringePump.add_move_listener` receive every plunger move the
-driver has confirmed (:class:`~instruments.pumps.moves.PlungerMove`), including the part of
-a move that stopped on a fault and what an initialisation pushed out.
+reports (plunger position, valve, init counter), so it runs once whatever happens to its
+answer (see :mod:`instruments.pumps.backend`). A pump in an unknown state (after
+:meth:`connect`, :meth:`resume` or a fault) is waited for until ready, or reported stuck.
+After an overload, an initialisation error or a timeout the pump refuses to move until
+:meth:`SyringePump.initialize` succeeds. Pumps on one RS-485 bus share a transport
+(``open_transport(url)``, passed as ``transport``). Move listeners
+(:meth:`SyringePump.add_move_listener`) receive every plunger move the driver has confirmed,
+including the part of a move that stopped on a fault and what an initialisation pushed out.
 """
 
 from __future__ import annotations
@@ -166,16 +163,16 @@ class SyringePump:
     def _init_count(self) -> int | None:
         try:
             return self.session.query_int("?15", 0, 10**6)
-        except (InvalidCommand, InvalidOperand):
-            return None  # a model without the counter
+        except (InvalidCommand, InvalidOperand, PumpCommunicationError):
+            return None  # a model (or an emulator) without the counter: settle by position
 
     def _read_valve_type(self) -> ValveType | None:
         if self.model.valve_report is None:
             return None
         try:
             return parse_valve_report(self.session.query(self.model.valve_report))
-        except (InvalidCommand, InvalidOperand):
-            return None
+        except (InvalidCommand, InvalidOperand, PumpCommunicationError):
+            return None  # not reported: the configured ports stand
 
     def _read_speeds(self) -> None:
         top = self.model.top_speed_range_hz[1]
@@ -187,7 +184,7 @@ class SyringePump:
         )
 
     def connect(self) -> Reply:
-        """Read the pump without moving it: ``Q``, its valve type, plunger and valve position.
+        """Read the pump without moving it: ``Q``, valve type, plunger, valve and speeds.
 
         Returns:
             The (confirmed) ``Q`` answer.
@@ -201,6 +198,7 @@ class SyringePump:
         )
         self._position_inc = self._read_position()
         self._valve = self._read_valve()
+        self._read_speeds()  # how long a move it may still be making could take
         self._ready_known = False
         return reply
 
@@ -300,7 +298,6 @@ class SyringePump:
         if reply.error_code in (1, 6, 7, 9, 10):
             self._needs_reinit_reason = f"pump reports error code {reply.error_code}"
             return
-        self._read_speeds()
         self._initialized = True
         self._needs_reinit_reason = None
 
@@ -312,7 +309,7 @@ class SyringePump:
         with self._guard():
             self._prepare("turning the valve")
             self.session.execute(
-                command + "R", self._turn_time(), settle=lambda: self._read_valve() == target
+                command + "R", self._turn_time(), settle=lambda: self._settled_valve(target)
             )
         self._valve = target
 
@@ -346,7 +343,7 @@ class SyringePump:
                 self.session.execute(
                     f"{valve}{letter}{increments}R",
                     predicted,
-                    settle=lambda: self._settled_move(start, target, valve_target),
+                    settle=lambda: self._settled_move(start, target),
                 )
             except (PumpFirmwareError, PumpTimeout):
                 self._report_partial(start, kind, valve_target or self._valve)
@@ -364,8 +361,12 @@ class SyringePump:
                 f"of {self.syringe_volume_ul:.4g} µL"
             )
 
-    def _settled_move(self, start: int, target: int, valve: str | None) -> bool:
-        """Whether a plunger move ran: at the target (True), still at the start (False)."""
+    def _settled_move(self, start: int, target: int) -> bool:
+        """Whether a plunger move ran: at the target (True), still at the start (False).
+
+        The valve turn of the same string ran before the plunger moved (or the string
+        stopped on a valve error, which ``Q`` reports), so the position settles both.
+        """
         position = self._read_position()
         if position == start:
             return False
@@ -375,11 +376,13 @@ class SyringePump:
                 f"(it was at {start})",
                 address=self.session.address,
             )
-        if valve is not None and (actual := self._read_valve()) != valve:
-            raise ReinitRequired(
-                f"valve at {actual!r} after a move through {valve!r}", address=self.session.address
-            )
         return True
+
+    def _settled_valve(self, target: str) -> bool:
+        """Whether a valve turn ran. A named position on a valve that reports port numbers
+        cannot be checked (the firmware maps it to a port): any port number counts."""
+        actual = self._read_valve()
+        return actual == target or (not target.isdigit() and actual.isdigit())
 
     def _report_partial(self, start: int, kind: str, valve: str | None) -> None:
         """After a fault mid-move, tell listeners the part of the move that happened."""
