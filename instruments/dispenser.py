@@ -10,11 +10,18 @@ Physical model (an assumption, stated so a lab can check it against its rig):
   line up by ``source`` first and by ``reagent`` second; with ``stocks`` (line key → µM) it
   refuses a step whose stock concentration differs from the line's.
 * Each pump's output port feeds a primed dispensing line ending in a fixed nozzle; the line's
-  dead volume is filled before the run, so every µL the plunger pushes reaches the well.
+  dead volume is filled before the run, so every µL the plunger pushes reaches the well. The
+  line (and the syringe) is shared by every source on that pump, so the first µL pushed after
+  a change of source are the previous source's: with ``flush_ul`` the dispenser flushes that
+  volume of the new source through the line to waste before its first dispense (and once per
+  pump after a start, when the line's contents are unknown).
 * A plate positioner moves the plate so the addressed well sits under the nozzle (or moves a
   waste trough under it). :class:`FixedNozzlePositioner` only records the targets, for rigs
   where positioning is done by another device or by hand; a motorised stage implements the
   same two-method protocol.
+* An initialisation homes the plunger, pushing the syringe's leftover out (after a crash or a
+  fault it may hold liquid): the waste trough is moved under the nozzle first, and pumps given
+  a ``waste_port`` push it through that port instead. Discards go to the waste port too.
 * Pumps cannot see wells, so :meth:`PumpDispenser.well_volume_ul` answers None and crash
   recovery quarantines uncertain wells. A fixed nozzle cannot pipette up and down, so
   :meth:`PumpDispenser.mix` refuses unless ``mix_policy="skip"``.
@@ -22,13 +29,20 @@ Physical model (an assumption, stated so a lab can check it against its rig):
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Mapping
+import math
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from instruments.exceptions import LiquidHandlingError
 from instruments.pumps.pump import SyringePump, ValvePort
+from instruments.pumps.transport import PumpTransport
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +85,11 @@ class PumpDispenser:
         mix_policy: "refuse" (raise LiquidHandlingError) or "skip" (log and do nothing).
         stocks: optional line key -> stock concentration (µM) of its reservoir; an aspirate
             whose ``stock_concentration_um`` differs is refused before anything moves.
+        flush_ul: volume of a new source flushed through the dispensing line to waste before
+            its first dispense (µL; 0 disables flushing). Several line volumes: the line
+            carries the previous source over otherwise.
+        waste_port: a valve port whose line goes to waste (the same on every pump), used for
+            discards; without it they go out of the nozzle over the waste trough.
     """
 
     def __init__(
@@ -82,23 +101,39 @@ class PumpDispenser:
         positioner: PlatePositioner | None = None,
         mix_policy: Literal["refuse", "skip"] = "refuse",
         stocks: Mapping[str, float] | None = None,
+        flush_ul: float = 0.0,
+        waste_port: ValvePort | None = None,
     ):
         for name, (address, _port) in reagents.items():
             if address not in pumps:
                 raise ValueError(f"reagent {name!r} is on pump {address}, which is not configured")
+        if not (math.isfinite(flush_ul) and flush_ul >= 0):
+            raise ValueError(f"flush_ul must be a volume >= 0 µL, got {flush_ul}")
         self.pumps = dict(pumps)
         self.reagents = dict(reagents)
         self.output_port = output_port
         self.positioner: PlatePositioner = positioner or FixedNozzlePositioner()
         self.mix_policy = mix_policy
         self.stocks = dict(stocks or {})
+        self.flush_ul = float(flush_ul)
+        self.waste_port = waste_port
+        self.flushes = 0
         self._active: int | None = None
         self._held: dict[int, tuple[str, float]] = {}
+        self._primed: dict[int, str] = {}  # pump -> the line whose liquid fills its output line
 
     def initialize(self) -> None:
-        """Initialise every pump (homes plungers and valves)."""
+        """Initialise every pump (homes plungers and valves), the waste under the nozzle.
+
+        Homing pushes what a syringe holds out (through the pumps' waste port if they have
+        one, else through the nozzle), so the waste trough is brought under the nozzle first.
+        """
+        self.positioner.move_to_waste()
         for pump in self.pumps.values():
             pump.initialize()
+        self._held.clear()
+        self._primed.clear()
+        self._active = None
 
     def aspirate(
         self, source: str, reagent: str, stock_concentration_um: float, volume_ul: float
@@ -118,12 +153,31 @@ class PumpDispenser:
                 f"pump {address} still holds {held[1]:g} µL of {held[0]!r}; discard it first"
             )
         pump = self.pumps[address]
+        if self.flush_ul > 0 and self._primed.get(address) != line:
+            self._flush(address, line, port)
         pump.aspirate(volume_ul, port=port)
         self._held[address] = (line, pump.position_ul)
         self._active = address
         log.debug(
             "aspirated %g µL %s (%s, %g µM)", volume_ul, reagent, source, stock_concentration_um
         )
+
+    def _flush(self, address: int, line: str, port: ValvePort) -> None:
+        """Prime pump ``address``'s output line with ``line``: ``flush_ul`` of it to waste."""
+        pump = self.pumps[address]
+        self.positioner.move_to_waste()
+        held = pump.position_ul
+        if held > 0:  # the same source (another is refused before): out with it
+            pump.dispense(held, port=self.output_port)
+        left = self.flush_ul
+        while left >= pump.ul_per_increment / 2:
+            volume = min(left, pump.syringe_volume_ul)
+            pump.aspirate(volume, port=port)
+            pump.dispense(pump.position_ul, port=self.output_port)
+            left -= volume
+        self._primed[address] = line
+        self.flushes += 1
+        log.debug("flushed %g µL of %s through pump %d's line", self.flush_ul, line, address)
 
     def line_for(self, source: str, reagent: str) -> str:
         """The key of the line that serves ``source`` (or, failing that, ``reagent``)."""
@@ -156,12 +210,15 @@ class PumpDispenser:
         raise LiquidHandlingError(f"a fixed-nozzle pump dispenser cannot mix {plate}:{well}")
 
     def discard_tip(self) -> None:
-        """Empty every syringe that holds liquid into the waste trough."""
+        """Empty every syringe that holds liquid to waste (its waste port, or the trough)."""
         for address, pump in self.pumps.items():
             volume = pump.position_ul
             if volume > 0:
-                self.positioner.move_to_waste()
-                pump.dispense(volume, port=self.output_port)
+                if self.waste_port is not None:
+                    pump.dispense(volume, port=self.waste_port)
+                else:
+                    self.positioner.move_to_waste()
+                    pump.dispense(volume, port=self.output_port)
             self._held.pop(address, None)
         self._active = None
 
@@ -176,6 +233,8 @@ class PumpDispenser:
             "pumps": {address: pump.identify() for address, pump in self.pumps.items()},
             "reagents": {name: list(line) for name, line in self.reagents.items()},
             "output_port": self.output_port,
+            "waste_port": self.waste_port,
+            "flush_ul": self.flush_ul,
             "measures_wells": False,
         }
 
@@ -183,3 +242,85 @@ class PumpDispenser:
         """Close every pump's port."""
         for pump in self.pumps.values():
             pump.close()
+
+
+class BusDispenser(PumpDispenser):
+    """A :class:`PumpDispenser` that owns its serial bus (and, in a dry-run, its rig).
+
+    On :meth:`close` it appends what this process did (link counters, flushes, and the
+    rig's emulator and fluidics counts) as one JSON line to ``stats_path``.
+
+    Args:
+        *args, **kwargs: as for :class:`PumpDispenser`.
+        bus: the transport the pumps share (closed with the dispenser).
+        rig: a dry-run rig with ``stats()`` and ``close()`` (``simulators.pump_rig``).
+        stats_path: the JSON-lines file of run statistics (None: not written).
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        bus: PumpTransport,
+        rig: Any = None,
+        stats_path: Path | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.bus = bus
+        self.rig = rig
+        self.stats_path = stats_path
+        self._started = time.monotonic()
+        self.pump_s = 0.0  # wall time spent in aspirate/dispense calls
+        self._closed = False
+
+    @contextmanager
+    def _timed(self) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.pump_s += time.monotonic() - started
+
+    def aspirate(
+        self, source: str, reagent: str, stock_concentration_um: float, volume_ul: float
+    ) -> None:
+        with self._timed():
+            super().aspirate(source, reagent, stock_concentration_um, volume_ul)
+
+    def dispense(self, plate: str, well: str, volume_ul: float) -> None:
+        with self._timed():
+            super().dispense(plate, well, volume_ul)
+
+    def link_stats(self) -> dict[str, Any]:
+        """Blocks, retries, timeouts and bad frames summed over the pumps' sessions."""
+        keys = ("blocks", "retries", "timeouts", "bad_frames", "polls", "settled", "resent")
+        return {k: sum(getattr(p.session.stats, k) for p in self.pumps.values()) for k in keys}
+
+    def run_stats(self) -> dict[str, Any]:
+        """What this process did: link statistics, flushes, emulator counters, fluidics."""
+        out: dict[str, Any] = {
+            "pid": os.getpid(),
+            "wall_s": time.monotonic() - self._started,
+            "pump_s": self.pump_s,
+            "link": self.link_stats(),
+            "dispenser": {"flushes": self.flushes, "flush_ul": self.flush_ul},
+        }
+        if self.rig is not None:
+            out.update(self.rig.stats())
+        return out
+
+    def close(self) -> None:
+        """Record the run's statistics, close the bus, stop the built-in emulator."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.stats_path is not None:
+                self.stats_path.parent.mkdir(parents=True, exist_ok=True)
+                with self.stats_path.open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(self.run_stats(), default=str) + "\n")
+        finally:
+            super().close()
+            self.bus.close()
+            if self.rig is not None:
+                self.rig.close()

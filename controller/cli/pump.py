@@ -7,8 +7,13 @@
     cellpilot pump status    --port ... [--json]
 
 Every command takes ``--port URL --address N --protocol oem|dt --syringe-ul N --model M
---baud B``. Commands other than ``init`` adopt a pump initialised earlier. Exit codes: 0 done,
-2 bad input (nothing was sent), 3 device fault (typed pump error, printed with its recovery).
+--baud B --valve-ports N``. The valve's type and port count are read from the pump where its
+firmware reports them (``--valve-ports`` must then agree); otherwise ``--valve-ports`` says how
+many numbered ports it has (default: any up to 12, the pump refuses the others). ``init
+--waste-port N`` pushes the syringe's leftover out through that port. Commands other than
+``init`` adopt a pump initialised earlier; ``status`` never moves and shows a pump in error.
+Exit codes: 0 done, 2 bad input (a bad number, port or option, or a command the pump refused:
+nothing moved), 3 device fault (typed pump error, printed with its recovery).
 """
 
 from __future__ import annotations
@@ -22,7 +27,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from instruments.pumps.errors import PumpError, PumpVolumeError
+from instruments.pumps.errors import (
+    InvalidCommand,
+    InvalidOperand,
+    PortUnavailable,
+    PumpConfigurationError,
+    PumpError,
+    PumpVolumeError,
+)
 from instruments.pumps.pump import SyringePump, ValvePort
 
 pump_app = typer.Typer(
@@ -39,28 +51,50 @@ ProtocolOpt = Annotated[str, typer.Option("--protocol", help="oem (checksummed) 
 SyringeOpt = Annotated[float, typer.Option("--syringe-ul", help="fitted syringe volume in µL")]
 ModelOpt = Annotated[str, typer.Option("--model", help="xcalibur, xlp6000, psd4 or psd6")]
 BaudOpt = Annotated[int, typer.Option("--baud", help="9600 or 38400")]
+ValvePortsOpt = Annotated[
+    int | None,
+    typer.Option("--valve-ports", help="numbered valve ports (default: as the pump reports)"),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+
+
+#: errors that mean the request was wrong, not the pump: exit 2, nothing moved.
+_BAD_INPUT = (PumpVolumeError, PortUnavailable, PumpConfigurationError)
+_REFUSED = (InvalidCommand, InvalidOperand)
 
 
 @contextmanager
 def _pump(
-    port: str, address: int, protocol: str, syringe_ul: float, model: str, baud: int
+    port: str,
+    address: int,
+    protocol: str,
+    syringe_ul: float,
+    model: str,
+    baud: int,
+    valve_ports: int | None = None,
+    waste_port: int | None = None,
 ) -> Iterator[SyringePump]:
     try:
         pump = SyringePump(
             port,
             address,
             syringe_ul,
-            protocol=protocol,
+            protocol=protocol,  # type: ignore[arg-type]
             model=model,
-            baudrate=baud,  # type: ignore[arg-type]
+            baudrate=baud,
+            valve_ports=valve_ports,
+            waste_port=waste_port,
         )
-    except (ValueError, PumpError) as exc:
-        _fail(str(exc), 2 if isinstance(exc, ValueError) else 3)
+    except (ValueError, PortUnavailable) as exc:
+        _fail(str(exc), 2)
+    except PumpError as exc:
+        _fail(f"{type(exc).__name__}: {exc}", 3)
     try:
         yield pump
-    except PumpVolumeError as exc:
+    except _BAD_INPUT as exc:
         _fail(str(exc), 2)
+    except _REFUSED as exc:
+        _fail(f"the pump refused the command ({type(exc).__name__}): {exc}", 2)
     except PumpError as exc:
         _fail(f"{type(exc).__name__}: {exc}\nrecovery: {exc.recovery}", 3)
     finally:
@@ -96,12 +130,10 @@ def _run(
     model: str,
     baud: int,
     as_json: bool,
-    *,
-    resume: bool = True,
+    valve_ports: int | None,
 ) -> None:
-    with _pump(port, address, protocol, syringe_ul, model, baud) as pump:
-        if resume:
-            pump.resume()
+    with _pump(port, address, protocol, syringe_ul, model, baud, valve_ports) as pump:
+        pump.resume()
         action(pump)
         data = pump.status()
     _show(data, as_json, title)
@@ -116,9 +148,13 @@ def init_cmd(
     model: ModelOpt = "xcalibur",
     baud: BaudOpt = 9600,
     as_json: JsonOpt = False,
+    valve_ports: ValvePortsOpt = None,
+    waste_port: Annotated[
+        int | None, typer.Option("--waste-port", help="push the syringe's leftover out here")
+    ] = None,
 ) -> None:
     """Initialise plunger and valve (Z), then print the pump's identity."""
-    with _pump(port, address, protocol, syringe_ul, model, baud) as pump:
+    with _pump(port, address, protocol, syringe_ul, model, baud, valve_ports, waste_port) as pump:
         pump.initialize()
         data = pump.identify()
     _show(data, as_json, f"pump {address} initialised")
@@ -134,11 +170,12 @@ def valve_cmd(
     model: ModelOpt = "xcalibur",
     baud: BaudOpt = 9600,
     as_json: JsonOpt = False,
+    valve_ports: ValvePortsOpt = None,
 ) -> None:
     """Turn the valve."""
     target = _port_arg(valve_port)
     _run(lambda p: p.set_valve(target), f"valve → {valve_port}",
-         port, address, protocol, syringe_ul, model, baud, as_json)  # fmt: skip
+         port, address, protocol, syringe_ul, model, baud, as_json, valve_ports)  # fmt: skip
 
 
 @pump_app.command("aspirate")
@@ -152,11 +189,12 @@ def aspirate_cmd(
     model: ModelOpt = "xcalibur",
     baud: BaudOpt = 9600,
     as_json: JsonOpt = False,
+    valve_ports: ValvePortsOpt = None,
 ) -> None:
     """Draw UL microlitres into the syringe."""
     target = _port_arg(valve_port) if valve_port else None
     _run(lambda p: p.aspirate(ul, port=target), f"aspirated {ul:g} µL",
-         port, address, protocol, syringe_ul, model, baud, as_json)  # fmt: skip
+         port, address, protocol, syringe_ul, model, baud, as_json, valve_ports)  # fmt: skip
 
 
 @pump_app.command("dispense")
@@ -170,11 +208,12 @@ def dispense_cmd(
     model: ModelOpt = "xcalibur",
     baud: BaudOpt = 9600,
     as_json: JsonOpt = False,
+    valve_ports: ValvePortsOpt = None,
 ) -> None:
     """Push UL microlitres out of the syringe."""
     target = _port_arg(valve_port) if valve_port else None
     _run(lambda p: p.dispense(ul, port=target), f"dispensed {ul:g} µL",
-         port, address, protocol, syringe_ul, model, baud, as_json)  # fmt: skip
+         port, address, protocol, syringe_ul, model, baud, as_json, valve_ports)  # fmt: skip
 
 
 @pump_app.command("status")
@@ -186,11 +225,13 @@ def status_cmd(
     model: ModelOpt = "xcalibur",
     baud: BaudOpt = 9600,
     as_json: JsonOpt = False,
+    valve_ports: ValvePortsOpt = None,
 ) -> None:
-    """Ready flag, error code, position (µL), valve and firmware version."""
-    with _pump(port, address, protocol, syringe_ul, model, baud) as pump:
+    """Ready flag, error code, position (µL), valve, valve type and firmware (moves nothing)."""
+    with _pump(port, address, protocol, syringe_ul, model, baud, valve_ports) as pump:
         pump.resume()
         data = pump.status()
+        data["valve_type"] = pump.valve_type.name if pump.valve_type else None
         data["firmware"] = pump.session.query("&")
     _show(data, as_json, f"pump {address}")
 

@@ -65,6 +65,39 @@ def _claim_in(s: Session, campaign_id: int, runner_id: str, lease_s: float) -> i
     return None if row is None else int(row[0])
 
 
+def holder_is_dead(runner_id: str | None) -> bool:
+    """True when the lease holder was a process on this host that no longer exists (killed
+    before it could release): its lease need not be waited out."""
+    if not runner_id:
+        return True
+    host, _, rest = runner_id.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine: only its lease's expiry can tell
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False
+
+
+def take_over(db: Engine, campaign_id: int, dead_runner: str, runner_id: str,
+              lease_s: float = DEFAULT_LEASE_S) -> int | None:
+    """Claim a lease whose holder is known dead (:func:`holder_is_dead`), before it expires."""
+    with Session(db) as s:
+        row = s.exec(
+            update(Campaign)
+            .where(col(Campaign.id) == campaign_id, col(Campaign.runner_id) == dead_runner)
+            .values(runner_id=runner_id, lease_expires_at=utcnow() + timedelta(seconds=lease_s),
+                    lease_generation=Campaign.lease_generation + 1)
+            .returning(Campaign.lease_generation)
+        ).first()
+        s.commit()
+        return None if row is None else int(row[0])
+
+
 def renew(db: Engine, campaign_id: int, runner_id: str, generation: int, lease_s: float = DEFAULT_LEASE_S) -> bool:
     """Extend a lease this runner holds; False when it was lost (expired and claimed by another)."""
     with Session(db) as s:

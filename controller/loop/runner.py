@@ -48,7 +48,15 @@ from controller.loop.events import EventBus, EventKind, append_event
 from controller.loop.events import bus as default_bus
 from controller.loop.exceptions import CampaignError
 from controller.loop.gate import run_gate
-from controller.loop.leases import DEFAULT_LEASE_S, LeaseKeeper, claim, holder, new_runner_id
+from controller.loop.leases import (
+    DEFAULT_LEASE_S,
+    LeaseKeeper,
+    claim,
+    holder,
+    holder_is_dead,
+    new_runner_id,
+    take_over,
+)
 from controller.loop.preflight import build_parts, check_campaign
 from controller.loop.proposing import (
     campaign_history,
@@ -58,8 +66,9 @@ from controller.loop.proposing import (
     valid_experiments,
 )
 from controller.loop.workcell import PlateView, next_action, step_view, workcell_limits
-from controller.rig.registry import Instruments, build_instruments
+from controller.rig.registry import InstrumentConfigError, Instruments, build_instruments
 from controller.spec import CampaignSpec
+from instruments.exceptions import InstrumentError
 from planners import Observation
 from protocols.exceptions import ProtocolError
 
@@ -192,6 +201,9 @@ class CampaignRunner:
         generation = claim(self.db, campaign_id, self.runner_id, self.lease_s)
         if generation is None:
             who, until = holder(self.db, campaign_id)
+            if holder_is_dead(who):  # killed on this host (kill -9): resume at once
+                generation = take_over(self.db, campaign_id, who, self.runner_id, self.lease_s)
+        if generation is None:
             raise CampaignError(
                 f"campaign {self.spec.name!r} is being run by another runner ({who}, lease until "
                 f"{until:%Y-%m-%d %H:%M:%S} UTC); if that process is gone, try again after its lease expires")
@@ -264,8 +276,17 @@ class CampaignRunner:
                     s.add(c)
                     s.commit()
         unsubscribe = self._attach_alerts()
-        self.instruments = build_instruments(self.spec, dry_run=self.dry_run,
-                                             data_dir=self.data_dir, clock=clock)
+        try:
+            self.instruments = build_instruments(self.spec, dry_run=self.dry_run,
+                                                 data_dir=self.data_dir, clock=clock)
+        except InstrumentConfigError:
+            unsubscribe()
+            raise
+        except InstrumentError as err:  # a device fault at start or resume: pause, keep state
+            try:
+                return self._pause(f"instruments did not start: {type(err).__name__}: {err}")
+            finally:
+                unsubscribe()
         engine = StepEngine(self.db, self.instruments.liquid_handler, self.instruments.microscope,
                             clock, self.bus, self.stop, should_stop=self._control_pending)
         try:

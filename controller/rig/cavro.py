@@ -18,6 +18,8 @@ Campaign file::
             "drug_a@1000uM": [2, 1]
             "drug_a@100uM": [2, 2]
           output_port: 6              # the dispensing line's port (same on every pump)
+          waste_port: 5               # optional: a port whose line goes to waste
+          flush_ul: 50                # flushed to waste before a source's first dispense
           mix_policy: refuse          # refuse | skip (a fixed nozzle cannot mix)
           positioner: {seconds_per_move: 2.0}
           emulator: {drop_reply: 0.05, garble_reply: 0.05}   # dry-runs only
@@ -39,24 +41,41 @@ refused when the instruments are built: set ``protocol.settings.mix_cycles: 0`` 
 (recommended: the dispense jet mixes), or ``mix_policy: skip`` to journal the Mix steps as done
 while doing nothing (a warning is logged per well).
 
+**Shared lines.** All the sources of a pump share its syringe and its dispensing line, so the
+first µL pushed after a change of source are the previous source's. Before a source's first
+dispense (and once per pump after each start, when the line's contents are unknown) the
+dispenser flushes ``flush_ul`` (default 50 µL; several times the dead volume of valve and line;
+0 disables it) of the new source through the line into the waste trough.
+
+**Valves.** A pump's valve, where its firmware reports it (``?76``), must match ``valve_ports``.
+
 **Crash recovery.** Pumps cannot see wells, so ``well_volume_ul`` answers None and the engine
 quarantines a well whose dispense was interrupted (a fault or a kill between ``started`` and
-``done``); its experiment is re-queued. A pump fault (overload, timeout, lost link) is a typed
-:class:`~instruments.pumps.PumpError`, an ``InstrumentError``: the campaign pauses (exit 3)
-and the same command resumes it. Every pump is initialised (homed) when the instruments are
-built, i.e. at each start or resume.
+``done``); its experiment is re-queued. A pump fault (overload, timeout, lost link, a pump that
+fails to initialise, a valve other than the file's) is a typed
+:class:`~instruments.pumps.PumpError`, an ``InstrumentError``: the campaign pauses (exit 3),
+also when it happens while the instruments start, and the same command resumes it. Every
+pump is initialised (homed) when the instruments are built, i.e. at each start or resume;
+homing pushes the syringe's leftover out, so the waste trough is moved under the nozzle first
+(or, with ``waste_port``, the init pushes through that port: ``Z0,0,<waste_port>``).
+``cellpilot devices check`` only reads the pumps (status, valve type, position): it moves
+nothing.
 
 **Dry-runs.** With ``--dry-run`` the real driver stack runs against a
 :class:`~simulators.pump_emulator.PumpEmulator` on a pseudo-terminal (``port`` is ignored),
 wired to the run's simulated lab by :mod:`simulators.fluidics`, so the virtual cells receive
-what the plungers metered. ``emulator`` settings: ``time_scale`` (default 0.0005),
-``transport`` (pty | tcp), ``drop_reply`` / ``garble_reply`` probabilities and ``seed``, and
-one-shot faults ``overload_after_moves`` / ``valve_overload_after_moves`` /
-``stuck_after_moves`` (N successful plunger moves, then the fault; optionally on
-``fault_pump``). The campaign file's settings are part of its identity (a changed file cannot
-resume a campaign), so a fault meant for one run only comes from the environment variable
-``CELLPILOT_PUMP_EMULATOR`` (JSON, merged over ``emulator``). Each process appends its link
-and move counts to ``<data_dir>/pump_runs.jsonl``.
+what the plungers metered (see :mod:`simulators.pump_rig`). ``emulator`` settings:
+``time_scale`` (default 0.0005), ``transport`` (pty | tcp), ``drop_reply`` / ``garble_reply``
+/ ``drop_request`` probabilities and ``seed``, one-shot faults ``overload_after_moves`` /
+``valve_overload_after_moves`` / ``stuck_after_moves`` (N successful plunger moves, then the
+fault; optionally on ``fault_pump``) and ``init_failure``, and ``line_ul`` (the simulated dead
+volume of each dispensing line, default 20 µL). ``emulator: {port: URL}`` dry-runs against
+*another* emulator or a bench pump on that port instead (the clock and the virtual lab stay
+simulated; the fluidics follow the moves the driver confirms; ``time_scale`` is then the
+external pumps', default 1). The campaign file's settings are part of its identity (a
+changed file cannot resume a campaign), so a fault meant for one run only comes from the
+environment variable ``CELLPILOT_PUMP_EMULATOR`` (JSON, merged over ``emulator``). Each
+process appends its link and move counts to ``<data_dir>/pump_runs.jsonl``.
 """
 
 from __future__ import annotations
@@ -65,11 +84,9 @@ import json
 import logging
 import os
 import re
-import time
-from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from controller.rig.registry import (
     BuildContext,
@@ -78,11 +95,10 @@ from controller.rig.registry import (
 )
 from controller.rig.simulated import simulated_lab
 from controller.spec import format_validation_error
-from instruments.dispenser import FixedNozzlePositioner, PlatePositioner, PumpDispenser
+from instruments.dispenser import BusDispenser, FixedNozzlePositioner, PlatePositioner
 from instruments.exceptions import InstrumentError
 from instruments.pumps import MODELS, SyringePump, open_transport
 from instruments.pumps.pump import valve_position
-from instruments.pumps.transport import PumpTransport
 
 log = logging.getLogger(__name__)
 
@@ -121,15 +137,36 @@ class PositionerSettings(_Model):
 
 
 class EmulatorSettings(_Model):
-    time_scale: float = Field(default=0.0005, gt=0, le=1, description="x real move times")
+    port: str | None = Field(
+        default=None, description="dry-run against another emulator or a bench pump here"
+    )
+    time_scale: float | None = Field(
+        default=None, gt=0, le=1, description="x real move times (0.0005; external: 1)"
+    )
     transport: Literal["pty", "tcp"] = "pty"
+    line_ul: float = Field(default=20.0, ge=0, le=5000, description="dispensing line dead volume")
     drop_reply: float = Field(default=0.0, ge=0, le=0.5)
     garble_reply: float = Field(default=0.0, ge=0, le=0.5)
-    seed: int = 0
+    drop_request: float = Field(default=0.0, ge=0, le=0.5)
+    seed: int = Field(default=0, ge=0, lt=2**63)
     overload_after_moves: int | None = Field(default=None, ge=0)
     valve_overload_after_moves: int | None = Field(default=None, ge=0)
     stuck_after_moves: int | None = Field(default=None, ge=0)
     fault_pump: int | None = Field(default=None, description="pump the faults hit; None: any")
+    init_failure: bool = Field(default=False, description="the first init of each pump fails")
+
+    @model_validator(mode="after")
+    def _faults_need_the_built_in_emulator(self) -> EmulatorSettings:
+        if self.port is None:
+            return self
+        faults = ("drop_reply", "garble_reply", "drop_request", "overload_after_moves",
+                  "valve_overload_after_moves", "stuck_after_moves", "init_failure")  # fmt: skip
+        given = [f for f in faults if getattr(self, f)]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)}: faults are injected by the built-in emulator, not at port"
+            )
+        return self
 
 
 class CavroSettings(_Model):
@@ -139,6 +176,10 @@ class CavroSettings(_Model):
     pumps: dict[int, PumpSettings] = Field(min_length=1)
     lines: dict[str, tuple[int, int | str] | LineSettings] = Field(min_length=1)
     output_port: int | str = "output"
+    waste_port: int | None = Field(default=None, ge=1, le=12, description="port to waste")
+    flush_ul: float = Field(
+        default=50.0, ge=0, le=100_000, description="flushed to waste before a new source"
+    )
     mix_policy: Literal["refuse", "skip"] = "refuse"
     positioner: PositionerSettings = Field(default_factory=PositionerSettings)
     session: dict[str, float] = Field(
@@ -146,100 +187,6 @@ class CavroSettings(_Model):
     )
     log_path: str | None = Field(default=None, description="JSON-lines exchange log")
     emulator: EmulatorSettings = Field(default_factory=EmulatorSettings)
-
-
-class CavroDispenser(PumpDispenser):
-    """A :class:`PumpDispenser` that owns its serial bus (and, in a dry-run, its emulator)."""
-
-    def __init__(
-        self,
-        *args: Any,
-        bus: PumpTransport,
-        emulator: Any = None,
-        bridge: Any = None,
-        stats_path: Path | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self.bus = bus
-        self.emulator = emulator
-        self.bridge = bridge
-        self.stats_path = stats_path
-        self._started = time.monotonic()
-        self.pump_s = 0.0  # wall time spent in aspirate/dispense calls
-        self._closed = False
-
-    def aspirate(
-        self, source: str, reagent: str, stock_concentration_um: float, volume_ul: float
-    ) -> None:
-        started = time.monotonic()
-        try:
-            super().aspirate(source, reagent, stock_concentration_um, volume_ul)
-        finally:
-            self.pump_s += time.monotonic() - started
-
-    def dispense(self, plate: str, well: str, volume_ul: float) -> None:
-        started = time.monotonic()
-        try:
-            super().dispense(plate, well, volume_ul)
-        finally:
-            self.pump_s += time.monotonic() - started
-
-    def link_stats(self) -> dict[str, Any]:
-        """Blocks, retries, timeouts and bad frames summed over the pumps' sessions."""
-        keys = ("blocks", "retries", "timeouts", "bad_frames", "polls")
-        return {k: sum(getattr(p.session.stats, k) for p in self.pumps.values()) for k in keys}
-
-    def run_stats(self) -> dict[str, Any]:
-        """What this process did: link statistics, emulator counters, fluidics totals."""
-        out: dict[str, Any] = {
-            "pid": os.getpid(),
-            "wall_s": time.monotonic() - self._started,
-            "pump_s": self.pump_s,
-            "link": self.link_stats(),
-        }
-        if self.emulator is not None:
-            out["emulator"] = {
-                "dropped": self.emulator.dropped,
-                "garbled": self.emulator.garbled,
-                "motion_s_unscaled": self.emulator.motion_s,
-                "listener_errors": list(self.emulator.listener_errors),
-                "pumps": {
-                    a: {
-                        "plunger_moves": self.emulator.pump(a).plunger_moves,
-                        "aspirated": self.emulator.pump(a).aspirated,
-                        "dispensed": self.emulator.pump(a).dispensed,
-                        "init_count": self.emulator.pump(a).init_count,
-                    }
-                    for a in self.pumps
-                },
-            }
-        if self.bridge is not None:
-            out["fluidics"] = {
-                "transfers": len(self.bridge.delivered),
-                "partial_transfers": sum(d["partial"] for d in self.bridge.delivered),
-                "delivered_ul": sum(d["volume_ul"] for d in self.bridge.delivered),
-                "wasted_ul": self.bridge.wasted_ul,
-                "returned_ul": self.bridge.returned_ul,
-                "anomalies": list(self.bridge.anomalies),
-            }
-        return out
-
-    def close(self) -> None:
-        """Record the run's statistics, close the bus, stop the emulator."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            if self.stats_path is not None:
-                self.stats_path.parent.mkdir(parents=True, exist_ok=True)
-                with self.stats_path.open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(self.run_stats(), default=str) + "\n")
-        finally:
-            super().close()
-            self.bus.close()
-            if self.emulator is not None:
-                self.emulator.close()
 
 
 # -- settings -------------------------------------------------------------------------------
@@ -303,10 +250,23 @@ def resolve_lines(parsed: CavroSettings, protocol: Any) -> dict[str, LineSetting
 
 
 def _check_ports(parsed: CavroSettings, lines: dict[str, LineSettings]) -> None:
+    settings = "instruments.liquid_handler.settings"
+    try:
+        output = valve_position(parsed.output_port)
+    except ValueError as exc:
+        raise CavroConfigError(f"{settings}.output_port: {exc}") from None
+    waste = str(parsed.waste_port) if parsed.waste_port is not None else None
+    if waste == output:
+        raise CavroConfigError(f"{settings}.waste_port: port {waste} is the output port")
+    for address, pump in parsed.pumps.items():
+        for name, port in (("output_port", output), ("waste_port", waste)):
+            if port is not None and port.isdigit() and int(port) > pump.valve_ports:
+                raise CavroConfigError(
+                    f"{settings}.{name}: port {port} not in 1..{pump.valve_ports} of pump {address}"
+                )
     used: dict[tuple[int, str], str] = {}
-    output = valve_position(parsed.output_port)
     for key, line in lines.items():
-        where = f"instruments.liquid_handler.settings.lines[{key!r}]"
+        where = f"{settings}.lines[{key!r}]"
         try:
             port = valve_position(line.port)
         except ValueError as exc:
@@ -314,8 +274,9 @@ def _check_ports(parsed: CavroSettings, lines: dict[str, LineSettings]) -> None:
         ports = parsed.pumps[line.pump].valve_ports
         if port.isdigit() and not 1 <= int(port) <= ports:
             raise CavroConfigError(f"{where}: port {port} not in 1..{ports} of pump {line.pump}")
-        if port == output:
-            raise CavroConfigError(f"{where}: port {port} is the output port")
+        if port in (output, waste):
+            what = "output" if port == output else "waste"
+            raise CavroConfigError(f"{where}: port {port} is the {what} port")
         if (line.pump, port) in used:
             raise CavroConfigError(
                 f"{where}: pump {line.pump} port {port} already carries {used[(line.pump, port)]!r}"
@@ -358,45 +319,38 @@ def check_protocol(parsed: CavroSettings, lines: dict[str, LineSettings], protoc
 # -- building -------------------------------------------------------------------------------
 
 
-def _start_emulator(parsed: CavroSettings, lines: dict[str, LineSettings], ctx: BuildContext):
-    from simulators.fluidics import FluidicsBridge, ReagentLine, SimulatedPositioner
-    from simulators.pump_emulator import FaultConfig, PumpEmulator
+def _start_rig(parsed: CavroSettings, lines: dict[str, LineSettings], ctx: BuildContext):
+    from simulators.fluidics import ReagentLine
+    from simulators.pump_emulator import FaultConfig
+    from simulators.pump_rig import RigPump, start_rig
 
-    emu_settings = parsed.emulator
-    addresses = tuple(sorted(parsed.pumps))
-    first = parsed.pumps[addresses[0]].model
-    emulator = PumpEmulator(
-        addresses,
-        model=first,
-        time_scale=emu_settings.time_scale,
-        transport=emu_settings.transport,
-        faults=FaultConfig(emu_settings.drop_reply, emu_settings.garble_reply, emu_settings.seed),
-        pump_models={a: p.model for a, p in parsed.pumps.items()},
-        pump_valve_ports={a: p.valve_ports for a, p in parsed.pumps.items()},
-    )
-    for kind, after in (
-        ("plunger", emu_settings.overload_after_moves),
-        ("valve", emu_settings.valve_overload_after_moves),
-        ("stuck", emu_settings.stuck_after_moves),
-    ):
-        if after is not None:
-            emulator.schedule_fault(kind, after, emu_settings.fault_pump)
-    lab = simulated_lab(ctx)
-    positioner = SimulatedPositioner(
-        lab, ctx.clock, seconds_per_move=parsed.positioner.seconds_per_move
-    )
-    bridge = FluidicsBridge(
-        lab,
+    emu = parsed.emulator
+    external = emu.port is not None
+    return start_rig(
+        simulated_lab(ctx),
         ctx.clock,
-        positioner,
-        syringes_ul={a: p.syringe_ul for a, p in parsed.pumps.items()},
+        ctx.data_dir,
+        pumps={a: RigPump(p.model, p.syringe_ul, p.valve_ports) for a, p in parsed.pumps.items()},
         lines={
             (ln.pump, ln.port): ReagentLine(key, ln.reagent or key, ln.stock_um or 0.0)
             for key, ln in lines.items()
         },
-        output_ports=parsed.output_port,
-    ).attach(emulator)
-    return emulator, bridge, positioner
+        output_port=parsed.output_port,
+        waste_port=parsed.waste_port,
+        line_ul=emu.line_ul,
+        seconds_per_move=parsed.positioner.seconds_per_move,
+        external_port=emu.port,
+        time_scale=emu.time_scale or (1.0 if external else 0.0005),
+        transport=emu.transport,
+        faults=FaultConfig(emu.drop_reply, emu.garble_reply, emu.seed, emu.drop_request),
+        scheduled={
+            "plunger": emu.overload_after_moves,
+            "valve": emu.valve_overload_after_moves,
+            "stuck": emu.stuck_after_moves,
+        },
+        fault_pump=emu.fault_pump,
+        init_failure=emu.init_failure,
+    )
 
 
 def validate_cavro(settings: dict[str, Any], spec: Any, dry_run: bool) -> None:
@@ -409,27 +363,35 @@ def validate_cavro(settings: dict[str, Any], spec: Any, dry_run: bool) -> None:
 
 
 @driver("liquid_handler", "cavro", dry_run=True, validate=validate_cavro)
-def build_cavro(settings: dict[str, Any], ctx: BuildContext) -> CavroDispenser:
-    """The ``cavro`` liquid handler: pumps on one serial bus behind a :class:`PumpDispenser`."""
+def build_cavro(settings: dict[str, Any], ctx: BuildContext) -> BusDispenser:
+    """The ``cavro`` liquid handler: pumps on one serial bus behind a :class:`PumpDispenser`.
+
+    Every pump is initialised (the waste under the nozzle first), except when the
+    instruments are built for commissioning (``devices check``): then the pumps are only
+    read (status, valve type checked against the file, position).
+    """
     from protocols import get_protocol
 
     parsed = parse_settings(settings, ctx.dry_run)
     protocol = get_protocol(ctx.spec.protocol.name, ctx.spec.protocol.settings)
     lines = resolve_lines(parsed, protocol)
     check_protocol(parsed, lines, protocol)
-    emulator = bridge = None
+    rig = None
     positioner: PlatePositioner = FixedNozzlePositioner()
     session = dict(parsed.session)
     url = parsed.port or ""
     if ctx.dry_run:
-        emulator, bridge, positioner = _start_emulator(parsed, lines, ctx)
-        session = {**emulator.driver_options(), **session}
-        url = emulator.port
+        rig = _start_rig(parsed, lines, ctx)
+        positioner, url = rig.positioner, rig.port
+        if rig.emulator is not None:
+            session = {**rig.emulator.driver_options(), **session}
+        else:
+            session = {"time_scale": parsed.emulator.time_scale or 1.0, **session}
     try:
         bus = open_transport(url, baudrate=parsed.baudrate, log_path=parsed.log_path)
-    except Exception:
-        if emulator is not None:
-            emulator.close()
+    except BaseException:
+        if rig is not None:
+            rig.close()
         raise
     pumps = {
         address: SyringePump(
@@ -439,24 +401,32 @@ def build_cavro(settings: dict[str, Any], ctx: BuildContext) -> CavroDispenser:
             model=p.model,
             transport=bus,
             valve_ports=p.valve_ports,
+            waste_port=parsed.waste_port,
             **session,
         )
         for address, p in parsed.pumps.items()
     }
-    dispenser = CavroDispenser(
+    if rig is not None:
+        rig.watch(pumps)
+    dispenser = BusDispenser(
         pumps,
         {key: (ln.pump, ln.port) for key, ln in lines.items()},
         output_port=parsed.output_port,
         positioner=positioner,
         mix_policy=parsed.mix_policy,
         stocks={key: ln.stock_um or 0.0 for key, ln in lines.items()},
+        flush_ul=parsed.flush_ul,
+        waste_port=parsed.waste_port,
         bus=bus,
-        emulator=emulator,
-        bridge=bridge,
-        stats_path=ctx.data_dir / "pump_runs.jsonl",
+        rig=rig,
+        stats_path=None if ctx.commissioning else ctx.data_dir / "pump_runs.jsonl",
     )
     try:
-        dispenser.initialize()
+        if ctx.commissioning:
+            for pump in pumps.values():
+                pump.connect()  # reads only; a valve other than the file's raises
+        else:
+            dispenser.initialize()
     except BaseException:
         dispenser.close()
         raise

@@ -36,12 +36,15 @@ class BuildContext:
 
     ``dry_run`` tells a dry-run-capable driver to talk to its emulator instead of hardware;
     :func:`controller.rig.simulated.simulated_lab` gives the virtual lab that emulators act on.
+    ``commissioning``: the instrument is built only to be identified (``devices check``), so
+    nothing may move.
     """
 
     spec: CampaignSpec
     data_dir: Path
     clock: Clock
     dry_run: bool = False
+    commissioning: bool = False
     shared: dict[str, Any] = field(default_factory=dict)  # e.g. the simulated lab
 
 
@@ -193,9 +196,11 @@ def check_devices(spec: CampaignSpec, *, dry_run: bool, data_dir: Path, clock: C
     """Connect to every instrument the campaign names; report each one's identity and state.
 
     For commissioning a rig: each role is built and asked ``identify()`` on its own, so one
-    unreachable device does not hide the others. Nothing is pipetted or imaged.
+    unreachable device does not hide the others. Nothing moves, is pipetted or imaged.
     """
-    ctx = BuildContext(spec=spec, data_dir=Path(data_dir), clock=clock, dry_run=dry_run)
+    ctx = BuildContext(
+        spec=spec, data_dir=Path(data_dir), clock=clock, dry_run=dry_run, commissioning=True
+    )
     report = []
     for role in ROLES:
         name, _ = _chosen(spec, role, dry_run)

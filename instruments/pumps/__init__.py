@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from instruments.pumps.backend import PumpSession, broadcast
 from instruments.pumps.errors import (
+    AnswerLost,
     CommandOverflow,
     EEPROMFailure,
     InitializationError,
@@ -18,19 +19,32 @@ from instruments.pumps.errors import (
     NotInitialized,
     PlungerMoveNotAllowed,
     PlungerOverload,
+    PortUnavailable,
     PumpCommunicationError,
+    PumpConfigurationError,
     PumpError,
+    PumpStuck,
     PumpTimeout,
     PumpVolumeError,
     ReinitRequired,
     ValveOverload,
 )
-from instruments.pumps.models import MODELS, PumpModel, SpeedSettings, move_time_s
+from instruments.pumps.models import (
+    MODELS,
+    VALVE_TYPES,
+    PumpModel,
+    SpeedSettings,
+    ValveType,
+    move_time_s,
+)
+from instruments.pumps.moves import PlungerMove
 from instruments.pumps.pump import SyringePump
 from instruments.pumps.transport import ReplayTransport, SerialTransport, open_transport
 
 __all__ = [
     "MODELS",
+    "VALVE_TYPES",
+    "AnswerLost",
     "CommandOverflow",
     "EEPROMFailure",
     "InitializationError",
@@ -39,11 +53,15 @@ __all__ = [
     "InvalidOperand",
     "NotInitialized",
     "PlungerMoveNotAllowed",
+    "PlungerMove",
     "PlungerOverload",
+    "PortUnavailable",
     "PumpCommunicationError",
+    "PumpConfigurationError",
     "PumpError",
     "PumpModel",
     "PumpSession",
+    "PumpStuck",
     "PumpTimeout",
     "PumpVolumeError",
     "ReinitRequired",
@@ -52,6 +70,7 @@ __all__ = [
     "SpeedSettings",
     "SyringePump",
     "ValveOverload",
+    "ValveType",
     "broadcast",
     "move_time_s",
     "open_transport",

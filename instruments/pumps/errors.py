@@ -117,7 +117,10 @@ class CommandOverflow(PumpFirmwareError):
     """Command overflow (code 15): a command was sent while the pump was moving."""
 
     code = 15
-    recovery = "poll Q until ready, then resend; no re-init needed"
+    recovery = (
+        "the pump was busy: wait until Q reports it ready, then resend (a pump that never "
+        "becomes ready is stuck: send T, inspect it, then initialise)"
+    )
 
 
 ERRORS_BY_CODE: dict[int, type[PumpFirmwareError]] = {
@@ -170,6 +173,12 @@ class PumpTimeout(PumpError):
         super().__init__(message, address=address)
 
 
+class PumpStuck(PumpTimeout):
+    """The pump never became ready before an action (busy past any move it could be making)."""
+
+    recovery = "the pump is stuck (T was sent): inspect the plunger and valve, then initialise"
+
+
 class ReinitRequired(PumpError):
     """The driver refuses to move: an earlier fault requires ``initialize()`` first."""
 
@@ -187,6 +196,22 @@ class PumpCommunicationError(PumpError, DeviceCommunicationError):
     """No valid answer from the pump after the allowed retries."""
 
     recovery = "check cabling, address and baud rate; query Q before resending a move"
+
+
+class PortUnavailable(PumpCommunicationError):
+    """The serial port could not be opened (wrong path or URL, or in use); nothing was sent."""
+
+    recovery = "check the port: its path or URL, that it exists and that no other program holds it"
+
+
+class AnswerLost(PumpCommunicationError):
+    """DT: no valid answer to an action (not resent blind: settled through Q and reports)."""
+
+
+class PumpConfigurationError(PumpError):
+    """The pump reports a configuration (its valve) that differs from the one configured."""
+
+    recovery = "fix the configured valve ports (or fit the valve the configuration names)"
 
 
 class FramingError(PumpError):

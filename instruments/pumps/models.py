@@ -47,16 +47,73 @@ class PumpModel:
     start_speed_range_hz: tuple[int, int] = (50, 1000)
     cutoff_speed_range_hz: tuple[int, int] = (50, 2700)
     vendor: str = "tecan"
+    valve_report: str | None = "?76"
 
 
 MODELS: dict[str, PumpModel] = {
     "xcalibur": PumpModel("Cavro XCalibur", 3000, 24000, (0, 40), (5, 6000)),
     "xlp6000": PumpModel("Cavro XLP 6000", 6000, 48000, (0, 40), (5, 6000)),
-    "psd4": PumpModel("Hamilton PSD/4", 3000, 24000, (1, 40), (2, 5800), vendor="hamilton"),
+    "psd4": PumpModel(
+        "Hamilton PSD/4", 3000, 24000, (1, 40), (2, 5800), vendor="hamilton", valve_report=None
+    ),
     # Assumption (not in the reference notes): the PSD/6 resolves 6000 / 48000 steps per
     # stroke and shares the PSD/4 speed ranges.
-    "psd6": PumpModel("Hamilton PSD/6", 6000, 48000, (1, 40), (2, 5800), vendor="hamilton"),
+    "psd6": PumpModel(
+        "Hamilton PSD/6", 6000, 48000, (1, 40), (2, 5800), vendor="hamilton", valve_report=None
+    ),
 }
+
+#: The most ports any supported distribution valve has.
+MAX_VALVE_PORTS = 12
+
+
+@dataclass(frozen=True)
+class ValveType:
+    """A valve head, as the ``U`` configuration code names it.
+
+    Attributes:
+        code: the ``U<n>`` code written to the pump's EEPROM.
+        name: human-readable name.
+        ports: the number of ports.
+        distribution: True when ports are numbered (``I<n>``/``O<n>``); False for valves with
+            named positions only (input, output, bypass, extra).
+    """
+
+    code: int
+    name: str
+    ports: int
+    distribution: bool
+
+
+#: Valve types by ``U`` code, from PyLabware's XLP 6000 table (T valves, code 5, come as 3- or
+#: 4-port heads, so their port count is not known from the code and they are left out).
+#: Assumption, not verified on a pump: the XCalibur's ``?76`` configuration report answers this
+#: code; any other answer is treated as "not reported" and the configured ports are used.
+VALVE_TYPES: dict[int, ValveType] = {
+    v.code: v
+    for v in (
+        ValveType(1, "3-port Y", 3, False),
+        ValveType(2, "4-port 90°", 4, False),
+        ValveType(7, "6-port distribution", 6, True),
+        ValveType(8, "9-port distribution", 9, True),
+        ValveType(9, "4-port loop", 4, False),
+        ValveType(11, "3-port distribution", 3, True),
+    )
+}
+
+
+def parse_valve_report(text: str) -> ValveType | None:
+    """The valve type in a ``?76`` answer, or None when the answer is not a known code."""
+    text = text.strip()
+    return VALVE_TYPES.get(int(text)) if text.isdigit() and len(text) <= 3 else None
+
+
+def distribution_valve_code(ports: int) -> int | None:
+    """The ``U`` code of a distribution valve with ``ports`` ports, if the table has one."""
+    for valve in VALVE_TYPES.values():
+        if valve.distribution and valve.ports == ports:
+            return valve.code
+    return None
 
 
 def get_model(name: str) -> PumpModel:

@@ -19,15 +19,19 @@ import serial
 
 from instruments.pumps.codec import Protocol as Framing
 from instruments.pumps.codec import find_reply
-from instruments.pumps.errors import PumpCommunicationError
+from instruments.pumps.errors import PortUnavailable, PumpCommunicationError
 
 BAUD_RATES = (9600, 38400)
 
 
 class PumpTransport(Protocol):
-    """What a backend needs from a byte transport."""
+    """What a backend needs from a byte transport.
+
+    ``epoch`` counts the broadcasts sent on it (sessions re-synchronise after one).
+    """
 
     lock: threading.RLock
+    epoch: int
 
     def write(self, data: bytes) -> None: ...
 
@@ -88,10 +92,11 @@ class SerialTransport:
                 xonxoff=False,
                 rtscts=False,
             )
-        except (serial.SerialException, ValueError) as exc:
-            raise PumpCommunicationError(f"cannot open {url!r}: {exc}") from exc
+        except (serial.SerialException, ValueError, OSError) as exc:
+            raise PortUnavailable(f"cannot open {url!r}: {exc}") from exc
         self.url = url
         self.lock = threading.RLock()
+        self.epoch = 0
         self._buffer = bytearray()
         self._inter_byte_s = inter_byte_timeout_s
         self._log = _ExchangeLog(log_path) if log_path else None
@@ -168,6 +173,7 @@ class ReplayTransport:
         self._index = 0
         self.strict = strict
         self.lock = threading.RLock()
+        self.epoch = 0
 
     def _next(self, kinds: tuple[str, ...]) -> dict[str, Any]:
         if self._index >= len(self._records):

@@ -33,7 +33,11 @@ LINES = {
 
 
 def pump_campaign(
-    write_campaign, protocol: str = "oem", emulator: dict | None = None, rounds: int = 1
+    write_campaign,
+    protocol: str = "oem",
+    emulator: dict | None = None,
+    rounds: int = 1,
+    **changes,
 ) -> Path:
     settings = {
         "pumps": PUMPS,
@@ -41,11 +45,12 @@ def pump_campaign(
         "output_port": 6,
         "protocol": protocol,
         "emulator": emulator or {},
+        **changes,
     }
     from tests.controller.conftest import small_campaign_data
 
     proto = small_campaign_data()["protocol"]
-    proto["settings"]["mix_cycles"] = 0  # a fixed nozzle cannot mix (see drivers_cavro)
+    proto["settings"]["mix_cycles"] = 0  # a fixed nozzle cannot mix (see controller/rig/cavro.py)
     return write_campaign(
         budget={"rounds": rounds},
         protocol=proto,
@@ -150,13 +155,14 @@ def test_dry_run_on_emulated_pumps_fills_the_plate_exactly(write_campaign, tmp_p
     dispenses = [st for st in _physical_steps(db) if st.kind == "dispense"]
     assert run["fluidics"]["transfers"] == len(dispenses)
     assert run["fluidics"]["anomalies"] == [] and run["emulator"]["listener_errors"] == []
-    assert sum(p["plunger_moves"] for p in run["emulator"]["pumps"].values()) == 2 * len(dispenses)
+    moves = 2 * (len(dispenses) + run["dispenser"]["flushes"])  # a flush: one stroke out
+    assert sum(p["plunger_moves"] for p in run["emulator"]["pumps"].values()) == moves
 
 
-def test_dropped_and_garbled_replies_never_dispense_twice(write_campaign, tmp_path):
-    path = pump_campaign(
-        write_campaign, emulator={"drop_reply": 0.05, "garble_reply": 0.05, "seed": 3}
-    )
+@pytest.mark.parametrize("protocol", ["oem", "dt"])
+def test_dropped_and_garbled_replies_never_dispense_twice(write_campaign, tmp_path, protocol):
+    faults = {"drop_reply": 0.05, "garble_reply": 0.05, "drop_request": 0.03, "seed": 3}
+    path = pump_campaign(write_campaign, protocol=protocol, emulator=faults)
     proc = run_cli("run", str(path), "--dry-run", "--quiet")
     assert proc.returncode == 0, proc.stderr + proc.stdout
     spec, db = _ledger(path)
@@ -167,12 +173,14 @@ def test_dropped_and_garbled_replies_never_dispense_twice(write_campaign, tmp_pa
         f"link {link}, dropped {emu['dropped']}, garbled {emu['garbled']}, "
         f"pump wall time {run['wall_s']:.2f} s"
     )
-    assert emu["dropped"] > 5 and emu["garbled"] > 5
-    assert link["retries"] >= emu["dropped"]
+    assert emu["dropped"] > 5 and emu["garbled"] > 5 and emu["lost_requests"] > 3
+    # each lost answer is resent (OEM, DT queries) or settled (DT actions), never ignored
+    assert link["retries"] + link["settled"] >= emu["dropped"]
     dispenses = [st for st in _physical_steps(db) if st.kind == "dispense"]
     assert all(st.status == "done" and st.attempts == 1 for st in _physical_steps(db))
     pumps = emu["pumps"].values()
-    assert sum(p["plunger_moves"] for p in pumps) == 2 * len(dispenses)  # each move once
+    moves = 2 * (len(dispenses) + run["dispenser"]["flushes"])
+    assert sum(p["plunger_moves"] for p in pumps) == moves  # each move once
     assert all(p["aspirated"] == p["dispensed"] for p in pumps)
     assert run["fluidics"]["transfers"] == len(dispenses)
 
@@ -188,7 +196,8 @@ def test_dropped_and_garbled_replies_never_dispense_twice(write_campaign, tmp_pa
 def test_pump_fault_pauses_then_the_same_command_resumes(
     write_campaign, tmp_path, fault, error_type, reason, failed_seq, quarantined
 ):
-    path = pump_campaign(write_campaign)
+    # no flush and no line dead volume: the fault lands on the plunger move counted above
+    path = pump_campaign(write_campaign, emulator={"line_ul": 0}, flush_ul=0)
     first = run_cli("run", str(path), "--dry-run", "--quiet", env={EMULATOR_ENV: json.dumps(fault)})
     assert first.returncode == 3, first.stderr + first.stdout
     spec, db = _ledger(path)
@@ -291,3 +300,112 @@ def test_sigkill_after_a_pump_dispense_quarantines_only_that_well(write_campaign
         assert sum(e.status == "measured" for e in s.exec(select(Experiment))) == 6
     # the killed process's dispense stayed in the persisted plate; every other well is exact
     assert _check_wells_metered(spec, db, tmp_path / "data") == 19
+
+
+# -- issue 9 --------------------------------------------------------------------------------
+
+
+def _campaign_status(path: Path) -> tuple[str, str | None, int]:
+    _, db = _ledger(path)
+    with Session(db) as s:
+        camp = s.exec(select(Campaign)).one()
+        done = len(s.exec(select(Step).where(Step.status == "done")).all())
+        return camp.status, camp.pause_reason, done
+
+
+def test_pumps_failing_at_start_pause_the_campaign(write_campaign, tmp_path):  # item 8
+    path = pump_campaign(write_campaign)
+    env = {EMULATOR_ENV: json.dumps({"init_failure": True})}
+    first = run_cli("run", str(path), "--dry-run", "--quiet", env=env)
+    assert first.returncode == 3, first.stderr + first.stdout
+    status, reason, done = _campaign_status(path)
+    assert status == "paused" and "InitializationError" in reason and done == 0
+    again = run_cli("run", str(path), "--dry-run", "--quiet")
+    assert again.returncode == 0, again.stderr + again.stdout
+    assert _campaign_status(path)[0] == "completed"
+
+
+def test_an_unreachable_pump_port_pauses_the_campaign(write_campaign, tmp_path):  # item 8
+    path = pump_campaign(write_campaign, port=str(tmp_path / "ttyUSB9"))
+    proc = run_cli("run", str(path), "--quiet")  # on "instruments": no such port
+    assert proc.returncode == 3, proc.stderr + proc.stdout
+    status, reason, _ = _campaign_status(path)
+    assert status == "paused" and "cannot open" in reason
+
+
+@pytest.fixture
+def external_pumps():
+    """The project's emulator started on its own, as if it were someone else's."""
+    from simulators.pump_emulator import PumpEmulator
+
+    emu = PumpEmulator(
+        tuple(PUMPS),
+        pump_models={a: p["model"] for a, p in PUMPS.items()},
+        time_scale=0.0005,
+        transport="tcp",  # the built-in emulator's tests use a pty
+    )
+    yield emu
+    emu.close()
+
+
+def _moves(emu) -> tuple[int, int]:
+    pumps = [emu.pump(a) for a in PUMPS]
+    return sum(p.plunger_moves for p in pumps), sum(p.init_count for p in pumps)
+
+
+def test_dry_run_against_an_external_emulator(write_campaign, tmp_path, external_pumps):
+    """Item 9: the real driver on another port; the clock and the virtual lab stay simulated,
+    and the virtual cells receive what the driver confirmed the pumps dispensed."""
+    emu = external_pumps
+    path = pump_campaign(write_campaign, emulator={"port": emu.port, "time_scale": 0.0005})
+    proc = run_cli("run", str(path), "--dry-run", "--quiet")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    spec, db = _ledger(path)
+    assert _check_wells_metered(spec, db, tmp_path / "data") == 20
+    (run,) = _pump_runs(tmp_path / "data")
+    assert "emulator" not in run and run["fluidics"]["external_pumps"]
+    assert run["fluidics"]["anomalies"] == []
+    dispenses = [st for st in _physical_steps(db) if st.kind == "dispense"]
+    assert run["fluidics"]["transfers"] == len(dispenses)
+    assert _moves(emu) == (2 * (len(dispenses) + run["dispenser"]["flushes"]), len(PUMPS))
+    assert not emu._listeners  # nothing in the campaign's process could see this firmware
+
+
+def test_devices_check_reads_the_pumps_and_moves_nothing(write_campaign, tmp_path, external_pumps):
+    """Items 5 and 6: commissioning reads status, valve type and position; no init."""
+    emu = external_pumps
+    path = pump_campaign(write_campaign, emulator={"port": emu.port})
+    proc = run_cli("devices", "check", str(path), "--dry-run", "--json")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    (row,) = [r for r in json.loads(proc.stdout) if r["role"] == "liquid_handler"]
+    pump = row["identity"]["pumps"]["2"]
+    assert pump["valve_type"] == "6-port distribution" and pump["initialized"] is False
+    assert _moves(emu) == (0, 0)
+    nine = {a: {**p, "valve_ports": 9} for a, p in PUMPS.items()}
+    path = pump_campaign(write_campaign, emulator={"port": emu.port}, pumps=nine)
+    proc = run_cli("devices", "check", str(path), "--dry-run", "--json")
+    assert proc.returncode == 3, proc.stderr + proc.stdout
+    (row,) = [r for r in json.loads(proc.stdout) if r["role"] == "liquid_handler"]
+    assert "PumpConfigurationError" in row["error"] and "6-port distribution" in row["error"]
+    assert _moves(emu) == (0, 0)
+
+
+def test_a_resume_never_pushes_the_leftover_into_a_well(write_campaign, tmp_path, external_pumps):
+    """Item 6: killed with liquid in a syringe and the stage over a well; the pumps (someone
+    else's emulator) keep it; the init at resume pushes it out over the waste."""
+    emu = external_pumps
+    path = pump_campaign(write_campaign, emulator={"port": emu.port, "time_scale": 0.0005})
+    killed = run_cli(
+        "run", str(path), "--dry-run", "--quiet",
+        env={"CELLPILOT_FAILPOINT": "step_executed/aspirate:12"},
+    )  # fmt: skip
+    assert killed.returncode == -9, killed.stderr
+    stage = json.loads((tmp_path / "data" / "sim_stage.json").read_text())["current"]
+    held = sum(emu.pump(a).position for a in PUMPS)
+    assert stage[0] != "waste" and held > 0  # the hazard: a full syringe over a well
+    final = run_cli("run", str(path), "--dry-run", "--quiet")
+    assert final.returncode == 0, final.stderr + final.stdout
+    spec, db = _ledger(path)
+    assert _check_wells_metered(spec, db, tmp_path / "data") == 20
+    second = _pump_runs(tmp_path / "data")[-1]
+    assert second["fluidics"]["anomalies"] == [] and second["fluidics"]["wasted_ul"] > 0

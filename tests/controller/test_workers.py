@@ -106,3 +106,30 @@ def test_three_workers_one_killed_mid_plate_every_plate_once(pg_url, tmp_path) -
         spec = load_campaign(path)
         spec = spec.model_copy(update={"ledger": spec.ledger.model_copy(update={"url": pg_url})})
         _check_wells_exact(spec, db, Path(spec.ledger.data_dir))
+
+
+def test_a_second_runner_of_a_running_campaign_is_refused(write_campaign) -> None:
+    path = write_campaign(approval={"mode": "manual", "poll_s": 0.2})
+    first = subprocess.Popen([sys.executable, "-m", "controller.cli", "run", str(path), "--dry-run", "--quiet"],
+                             cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        url = load_campaign(path).ledger.url
+        deadline = time.time() + 120
+        while time.time() < deadline:  # the first runner waits for a person: it holds the lease
+            time.sleep(0.5)
+            if json_status(url).get("status") == "running":
+                break
+        second = run_cli("run", str(path), "--dry-run", "--quiet")
+        assert second.returncode == 2 and "is being run by another runner" in second.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=60)
+    # the first runner paused and released its lease: a new runner resumes at once
+    assert run_cli("abort", "--ledger", url).returncode == 0
+
+
+def json_status(url: str) -> dict:
+    import json
+
+    out = run_cli("status", "--campaign", "small", "--json", "--ledger", url)
+    return json.loads(out.stdout) if out.returncode == 0 else {}

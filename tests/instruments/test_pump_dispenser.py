@@ -42,7 +42,8 @@ def test_aspirate_and_dispense_into_wells(dispenser, emulator) -> None:
     dispenser.aspirate("res1", "drug_a", 100.0, 60)
     for well in ("A01", "A02", "A03"):
         dispenser.dispense("P1", well, 20)
-    assert dispenser.positioner.history == [("P1", "A01"), ("P1", "A02"), ("P1", "A03")]
+    history = dispenser.positioner.history  # the init brought the waste under the nozzle
+    assert history == [("waste", ""), ("P1", "A01"), ("P1", "A02"), ("P1", "A03")]
     pump2 = emulator.pump(2)
     assert pump2.position == 0 and pump2.valve == "6" and pump2.plunger_moves == 4
     dispenser.aspirate("res0", "vehicle", 0.0, 100)

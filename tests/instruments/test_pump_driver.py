@@ -192,15 +192,20 @@ def test_overflow_when_not_polling(emulator) -> None:
     session.transport.close()
 
 
-def test_dt_never_resends_an_action(emulator) -> None:
+def test_dt_never_resends_an_action_blind(emulator) -> None:
     with _pump(emulator, protocol="dt") as pump:
         pump.initialize()
         emulator.drop_next_replies(1)
-        with pytest.raises(DeviceCommunicationError, match="never resent"):
-            pump.aspirate(100)
+        pump.aspirate(100)  # settled through Q and the position (issue 9, item 4)
         assert emulator.pump(1).plunger_moves == 1  # executed once, never twice
+        assert pump.session.stats.settled == 1 and pump.session.stats.resent == 0
         emulator.drop_next_replies(1)
         assert pump.position_ul == pytest.approx(100)  # a query is resent
+        session = PumpSession(open_transport(emulator.port), "1", protocol="dt")
+        emulator.drop_next_replies(1)
+        with pytest.raises(DeviceCommunicationError, match="DT"):
+            session.execute("P10R", 0.0)  # without a way to settle it, a lost answer raises
+        session.transport.close()
 
 
 def test_oem_lost_answer_is_repeated_not_re_executed(emulator) -> None:
@@ -246,3 +251,39 @@ def test_lost_link_during_a_move_locks_the_pump_until_resume(emulator) -> None:
         assert pump.position_ul == pytest.approx(100)  # it had moved once, never twice
         pump.dispense(100)
         assert emulator.pump(1).plunger_moves == 2 and emulator.pump(1).position == 0
+
+
+# -- issue 9, item 7: busy and stuck pumps --------------------------------------------------
+
+
+def test_a_move_waits_for_a_pump_still_busy_from_elsewhere() -> None:
+    with PumpEmulator((1,), time_scale=0.05) as emu:
+        options = emu.driver_options()
+        other = SyringePump(emu.port, syringe_volume_ul=1000, **options)
+        other.initialize()
+        other.session.send("P3000R")  # another process leaves a 0.2 s move running
+        other.close()
+        with SyringePump(emu.port, syringe_volume_ul=1000, **options) as pump:
+            pump.resume()
+            pump.dispense(100, port="output")  # no CommandOverflow
+            assert pump.position_ul == pytest.approx(900)
+        assert emu.pump(1).plunger_moves == 2
+
+
+def test_a_pump_that_never_becomes_ready_is_reported_stuck(emulator) -> None:
+    from instruments.pumps import PumpStuck
+
+    options = emulator.driver_options()
+    with _pump(emulator) as other:
+        other.initialize()
+    emulator.pump(1).stuck = True  # busy until T, e.g. a jammed plunger
+    with SyringePump(emulator.port, **options) as pump:
+        pump.resume()
+        with pytest.raises(PumpStuck, match="stuck") as info:
+            pump.aspirate(100, port="input")
+        assert info.value.requires_reinit and "initialise" in info.value.recovery
+        assert not emulator.pump(1).stuck  # T was sent
+        assert emulator.pump(1).plunger_moves == 0
+        with pytest.raises(PumpStuck, match="stuck"):
+            emulator.pump(1).stuck = True
+            pump.initialize()

@@ -90,7 +90,7 @@ def test_dispenses_reach_the_wells_metered_by_the_plunger(rig) -> None:
     state = lab.well_state("P1", "B02")
     assert state.volume_ul == pytest.approx(150.0 + metered, abs=1e-12)
     assert state.amounts_pmol == pytest.approx({"drug_a": 100.0 * metered})
-    assert state.dose_time_s == pytest.approx(102.0)  # one stage move of 2 s
+    assert state.dose_time_s == pytest.approx(104.0)  # to the waste at init, then to B02
     d.discard_tip()
     d.aspirate("medium", "medium", 0.0, 48.766)
     d.dispense("P1", "B02", 48.766)
@@ -120,10 +120,20 @@ def test_waste_and_init_never_reach_a_well(rig) -> None:
     d.discard_tip()  # the remaining 20 µL go to the waste trough
     assert rig.bridge.wasted_ul == pytest.approx(20.0)
     d.aspirate("medium", "medium", 0.0, 5.0)
-    d.initialize()  # homing pushes the syringe back into its line
-    assert rig.bridge.returned_ul == pytest.approx(5.0)
+    d.initialize()  # homing pushes the syringe out of the nozzle, which is over the waste
+    assert rig.bridge.wasted_ul == pytest.approx(25.0)
     assert rig.bridge.syringe_ul(1) == 0.0
     assert lab.well_state("P1", "D04").volume_ul == pytest.approx(160.0)
+
+
+def test_an_init_never_pushes_leftovers_into_the_last_well(rig) -> None:  # issue 9, item 6
+    d, lab = rig.dispenser, rig.lab
+    d.aspirate("medium", "medium", 0.0, 30.0)
+    d.dispense("P1", "D04", 10.0)  # 20 µL left, the nozzle over D04
+    d.initialize()  # as at a resume: the leftover leaves the nozzle
+    assert lab.well_state("P1", "D04").volume_ul == pytest.approx(160.0)
+    assert rig.bridge.wasted_ul == pytest.approx(20.0)
+    assert rig.bridge.anomalies == []
 
 
 def test_a_repeated_block_after_a_lost_answer_moves_liquid_once(rig) -> None:
@@ -188,3 +198,102 @@ def test_valve_positions() -> None:
     assert valve_position("03") == "3"
     with pytest.raises(ValueError, match="unknown valve port"):
         valve_position("sideways")
+
+
+def _line_rig(tmp_path, *, flush_ul: float, line_ul: float = 10.0, waste_port: int | None = None):
+    """Pump 2 (100 µL XLP) with two stocks of drug_a and a dispensing line of ``line_ul``."""
+    emulator = PumpEmulator((2,), time_scale=0.001, pump_models={2: "xlp6000"})
+    clock = SimulatedClock(0.0)
+    lab = SimulatedLab(tmp_path / "lab.json")
+    positioner = SimulatedPositioner(lab, clock)
+    lines = {k: v for k, v in LINES.items() if v[0] == 2}
+    bridge = FluidicsBridge(
+        lab,
+        clock,
+        positioner,
+        syringes_ul={2: 100.0},
+        lines={(a, p): ReagentLine(k, r, c) for k, (a, p, r, c) in lines.items()},
+        output_ports=6,
+        output_line_ul=line_ul,
+        waste_ports={2: waste_port} if waste_port else None,
+    ).attach(emulator)
+    pump = SyringePump(
+        emulator.port, address=2, syringe_volume_ul=100.0, model="xlp6000",
+        waste_port=waste_port, **emulator.driver_options(),
+    )  # fmt: skip
+    dispenser = PumpDispenser(
+        {2: pump},
+        {k: (a, p) for k, (a, p, _, _) in lines.items()},
+        output_port=6,
+        positioner=positioner,
+        stocks={k: c for k, (_, _, _, c) in lines.items()},
+        flush_ul=flush_ul,
+        waste_port=waste_port,
+    )
+    dispenser.initialize()
+    return emulator, lab, bridge, dispenser
+
+
+def _metered(volume_ul: float) -> float:
+    return round(volume_ul * 60) / 60  # 100 µL / 6000 increments
+
+
+def test_without_a_flush_the_shared_line_carries_the_last_stock_over(tmp_path) -> None:
+    emulator, lab, bridge, d = _line_rig(tmp_path, flush_ul=0.0)
+    try:
+        d.aspirate("drug_a@100uM", "drug_a", 100.0, 15.0)
+        d.dispense("P1", "B02", 15.0)  # 10 µL of line prime, then 5 µL of the stock
+        d.aspirate("drug_a@10uM", "drug_a", 10.0, 15.0)
+        d.dispense("P1", "C03", 15.0)  # 10 µL of the 100 µM stock from the line
+        assert lab.well_state("P1", "B02").amounts_pmol["drug_a"] == pytest.approx(500.0)
+        assert lab.well_state("P1", "C03").amounts_pmol["drug_a"] == pytest.approx(1050.0)
+        assert bridge.line_ul(2) == pytest.approx(10.0)
+    finally:
+        d.close()
+        emulator.close()
+
+
+@pytest.mark.parametrize("waste_port", [None, 5])
+def test_switching_sources_flushes_the_shared_line_to_waste(tmp_path, waste_port) -> None:
+    """Issue 9, item 10: a flush of the new source primes the shared line before a well."""
+    emulator, lab, bridge, d = _line_rig(tmp_path, flush_ul=30.0, waste_port=waste_port)
+    try:
+        for well, source, stock in (
+            ("B02", "drug_a@100uM", 100.0), ("C03", "drug_a@10uM", 10.0),
+            ("D04", "drug_a@10uM", 10.0), ("E05", "drug_a@100uM", 100.0),
+        ):  # fmt: skip
+            d.aspirate(source, "drug_a", stock, 1.234)
+            d.dispense("P1", well, 1.234)
+            state = lab.well_state("P1", well)
+            assert state.volume_ul == pytest.approx(150.0 + _metered(1.234), abs=1e-9)
+            assert state.amounts_pmol == pytest.approx({"drug_a": stock * _metered(1.234)})
+        assert d.flushes == 3  # first use, 100 -> 10, 10 -> 100; none for the repeat
+        assert bridge.wasted_ul == pytest.approx(90.0)
+        for source in ("drug_a@10uM", "drug_a@100uM"):  # what reached wells: its own wells'
+            assert lab.reservoir_drawn_ul(source) == pytest.approx(2 * _metered(1.234))
+        assert bridge.anomalies == []
+    finally:
+        d.close()
+        emulator.close()
+
+
+def test_an_init_through_a_waste_port_needs_no_stage(tmp_path) -> None:  # item 6
+    emulator, lab, bridge, d = _line_rig(tmp_path, flush_ul=0.0, line_ul=0.0, waste_port=5)
+    try:
+        d.aspirate("drug_a@10uM", "drug_a", 10.0, 20.0)
+        d.dispense("P1", "B02", 5.0)
+        d.initialize()
+        assert emulator.pump(2).init_count == 2 and bridge.wasted_ul == pytest.approx(15.0)
+        assert lab.well_state("P1", "B02").volume_ul == pytest.approx(155.0)
+    finally:
+        d.close()
+        emulator.close()
+
+
+def test_the_stage_and_the_lines_keep_their_state_across_processes(tmp_path) -> None:
+    clock = SimulatedClock(0.0)
+    lab = SimulatedLab(tmp_path / "lab.json")
+    stage = SimulatedPositioner(lab, clock, state_path=tmp_path / "stage.json")
+    stage.move_to_well("P1", "C03")
+    again = SimulatedPositioner(lab, clock, state_path=tmp_path / "stage.json")
+    assert again.over_well == ("P1", "C03")  # a stage stays where it was

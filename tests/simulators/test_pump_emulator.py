@@ -166,3 +166,101 @@ def test_serves_pyserial_on_a_pty() -> None:
         port.write(b"\xff\x0211ZR\x03\x00")  # bad checksum: ignored, no answer
         assert port.read(1) == b""
         port.close()
+
+
+def test_lost_requests_are_neither_executed_nor_answered(emu) -> None:
+    answer(emu, oem("ZR", 1))
+    wait_ready(emu)
+    emu.drop_next_requests(1)
+    assert emu.handle_block(oem("P300R", 2)) == b""
+    assert emu.pump(1).position == 0 and emu.lost_requests == 1
+    assert answer(emu, oem("P300R", 2, repeat=True)).error_code == 0  # never received: runs
+    wait_ready(emu)
+    assert emu.pump(1).position == 300 and emu.pump(1).plunger_moves == 1
+    with PumpEmulator((1,), faults=FaultConfig(drop_request=0.3, seed=1)) as noisy:
+        replies = [noisy.handle_block(oem("Q", i % 7 + 1)) for i in range(100)]
+        assert noisy.lost_requests == replies.count(b"") and 15 < noisy.lost_requests < 45
+
+
+def test_a_chosen_bit_of_a_chosen_answer_can_be_flipped(emu) -> None:
+    answer(emu, dt("ZR"))
+    wait_ready_dt = [answer(emu, dt("Q")) for _ in range(3)]
+    assert wait_ready_dt[-1].error_code == 0
+    emu.corrupt_next_replies(1, offset=2, mask=0x08, command="Q")
+    assert answer(emu, dt("?")).error_code == 0  # another command: untouched
+    assert answer(emu, dt("Q")).error_code == 8  # 0x60 -> 0x68
+    assert answer(emu, dt("Q")).error_code == 0
+    emu.corrupt_next_replies(1, offset=3, mask=0x12, command="?2")
+    assert answer(emu, dt("?2")).text == "#400"  # '1' (0x31) -> '#' (0x23)
+
+
+def test_init_failure_is_reported_by_q_until_a_good_init(emu) -> None:
+    emu.inject_init_failure(1)
+    answer(emu, oem("ZR", 1))
+    time.sleep(0.01)
+    assert answer(emu, oem("Q", 2)).error_code == 1
+    assert answer(emu, oem("P10R", 3)).error_code == 7
+    assert answer(emu, oem("?", 4)).text == "0"
+    answer(emu, oem("ZR", 5))
+    wait_ready(emu)
+    assert emu.pump(1).init_count == 1 and answer(emu, oem("Q", 6)).error_code == 0
+
+
+def test_valve_types_and_the_configuration_report() -> None:
+    with PumpEmulator((1, 2, 3), pump_valve_ports={2: 9, 3: 12}, pump_valve_types={1: 1}) as emu:
+        assert answer(emu, oem("?76", 1, address="1")).text == "1"  # 3-port Y
+        assert answer(emu, oem("?76", 1, address="2")).text == "8"  # 9-port distribution
+        assert answer(emu, oem("?76", 1, address="3")).error_code == 3  # no code known
+        for address in "123":
+            answer(emu, oem("ZR", 2, address=address))
+            wait_ready(emu, address)
+        assert answer(emu, oem("I3R", 3, address="1")).error_code == 3  # no numbered ports
+        assert answer(emu, oem("OR", 4, address="1")).error_code == 0
+        assert answer(emu, oem("I9R", 3, address="2")).error_code == 0
+        assert answer(emu, oem("I12R", 3, address="3")).error_code == 0
+    with PumpEmulator((16,), model="psd4") as emu:
+        assert answer(emu, oem("?76", 1, address="@")).error_code == 3  # not a PSD report
+
+
+def test_init_pushes_the_syringe_out_through_its_output_port(emu) -> None:
+    moves = []
+    emu.add_move_listener(moves.append)
+    answer(emu, oem("ZR", 1))
+    wait_ready(emu)
+    answer(emu, oem("I2P300R", 2))
+    wait_ready(emu)
+    answer(emu, oem("ZR", 3))  # port X of the 6-port valve
+    wait_ready(emu)
+    answer(emu, oem("I2P100R", 4))
+    wait_ready(emu)
+    answer(emu, oem("Z0,0,5R", 5))  # output operand: port 5
+    wait_ready(emu)
+    assert [(m.kind, m.increments, m.valve) for m in moves] == [
+        ("pickup", 300, "2"), ("init", 300, "6"), ("pickup", 100, "2"), ("init", 100, "5"),
+    ]  # fmt: skip
+
+
+def test_runs_on_its_own_and_keeps_state_across_connections() -> None:
+    import subprocess
+    import sys
+
+    from instruments.pumps import SyringePump
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "simulators.pump_emulator", "--transport", "tcp",
+         "--addresses", "1,2", "--time-scale", "0.001"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        port = proc.stdout.readline().split("port: ", 1)[1].strip()
+        options = {"reply_timeout_s": 0.1, "time_scale": 0.001, "poll_interval_s": 0.005}
+        with SyringePump(port, address=2, syringe_volume_ul=300, **options) as pump:
+            pump.initialize()
+            pump.aspirate(100, port=1)
+        with SyringePump(port, address=2, syringe_volume_ul=300, **options) as pump:
+            pump.resume()
+            assert pump.position_ul == pytest.approx(100)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=5)
+    assert proc.returncode == 0 and "'2': (1, 1)" in err

@@ -1,57 +1,40 @@
-"""Firmware emulator for Cavro XCalibur / XLP 6000 and Hamilton PSD/4 / PSD/6 syringe pumps.
+"""The pumps' firmware: command strings, motion, errors and reports (no transport here).
 
-Serves the real serial protocol on a pseudo-terminal (``.port`` is the pty path to open with
-pyserial) or on TCP (``.port`` is ``socket://127.0.0.1:PORT``), so the production driver runs
-unchanged against it. Both framings are understood; like the XCalibur it locks onto OEM once
-it sees an OEM block (the XLP 6000 locks onto whichever it sees first). Several pumps can
-share the bus; multi-pump addresses execute without an answer.
-
-Per pump: initialised flag, plunger position, valve, speeds, persistent error, busy-until
-time. Moves take the appendix-B time scaled by ``time_scale``. While busy, action, set and
-valve commands answer error 15. A repeated OEM block (repeat flag, same sequence number) is
-acknowledged and not executed again. Faults are injected with seeded probabilities (dropped
-and garbled answers), one-shot (overload on the next move, stuck busy, dropped answers), or
-scheduled after a number of plunger moves (:meth:`PumpEmulator.schedule_fault`).
-
-Physics hook: every executed plunger move (and every initialisation, which homes the plunger)
-is reported to the listeners added with :meth:`PumpEmulator.add_move_listener` as a
-:class:`PlungerMove`, from the serving thread, before the answer is sent. A repeated OEM block
-that is acknowledged without executing reports nothing, so a listener sees each physical move
-exactly once (``simulators.fluidics`` uses this to move liquid in the simulated lab).
+Semantics follow the XCalibur manual (see ``/work/shared/reference/syringe-pump-protocols.md``):
+immediate errors (2, 3, 7, 15) come back in the answer to the offending block and are not
+repeated by ``Q``; run-time errors (3 for a later operand, 9, 10, 11) stop the string and are
+reported by ``Q``; 1, 7, 9 and 10 persist until an initialisation. While busy, only reports,
+``Q``, ``T`` and ``V`` are accepted (others answer 15). A repeated OEM block (repeat flag, same
+sequence number as the last block the pump received) is acknowledged and not executed again.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import random
 import re
-import select
-import socket
-import threading
 import time
-import tty
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Literal
+from dataclasses import replace
 
 from instruments.pumps.codec import (
     MULTI_ADDRESSES,
     HostBlock,
-    encode_reply,
     members_of,
     single_address,
     status_byte,
-    take_host_block,
 )
 from instruments.pumps.models import (
     SPEED_CODES_HZ,
     VALVE_TURN_S,
+    VALVE_TYPES,
     SpeedSettings,
+    distribution_valve_code,
     get_model,
     init_time_s,
     move_time_s,
 )
+from instruments.pumps.moves import PlungerMove
+from simulators.pump_emulator.state import FAULT_KINDS, PumpState, ScheduledFault
 
 _TOKEN = re.compile(r"([A-Za-z?&#*%^])(\d+(?:,\d+)*)?")
 _REPORT_LETTERS = set("?&#*%FQ")
@@ -59,85 +42,8 @@ _PLUNGER = set("AaPpDd")
 _VALVE = set("IOBE")
 _CLEARED_BY_NEXT_COMMAND = frozenset({2, 3, 11, 15})
 _KNOWN = set("ZYWwzkIOBEAaPpDdvVScLKNURXMHTJsehgG") | _REPORT_LETTERS
-FAULT_KINDS = ("plunger", "valve", "stuck")
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PlungerMove:
-    """One executed plunger movement, as the liquid sees it.
-
-    Attributes:
-        address: the driver address of the pump (1-15, 16 for '@').
-        kind: "pickup" (plunger down: liquid drawn in through the valve), "dispense" (plunger
-            up: liquid pushed out through the valve) or "init" (the plunger homed by Z/Y/W,
-            pushing out whatever the syringe held).
-        increments: standard-mode increments actually travelled (>= 0; an overloaded move
-            travels only part of the way).
-        valve: the valve position during the move: "i", "o", "b", "e" or a port number.
-        increments_per_stroke: the pump's full stroke (3000 or 6000).
-        overloaded: the move stopped on a plunger overload.
-    """
-
-    address: int
-    kind: Literal["pickup", "dispense", "init"]
-    increments: int
-    valve: str
-    increments_per_stroke: int
-    overloaded: bool = False
-
-
-@dataclass
-class ScheduledFault:
-    """A fault that fires on the plunger move after ``after_moves`` more successful ones."""
-
-    kind: str
-    after_moves: int
-    address: int | None = None
-
-
-@dataclass
-class FaultConfig:
-    """Seeded fault probabilities per answer."""
-
-    drop_reply: float = 0.0
-    garble_reply: float = 0.0
-    seed: int = 0
-
-
-@dataclass
-class PumpState:
-    """Firmware state of one emulated pump (positions in standard increments)."""
-
-    address: str
-    increments: int
-    valve_ports: int
-    initialized: bool = False
-    position: int = 0
-    valve: str = "i"
-    speeds: SpeedSettings = field(default_factory=SpeedSettings)
-    error: int = 0
-    busy_until: float = 0.0
-    pending_error: int = 0
-    stuck: bool = False
-    buffer: str = ""
-    last_sequence: int = 0
-    last_answer_error: int = 0
-    plunger_moves: int = 0
-    valve_moves: int = 0
-    init_count: int = 0
-    aspirated: int = 0
-    dispensed: int = 0
-    inject_overload: str | None = None
-    inject_stuck: bool = False
-
-    def busy(self, now: float) -> bool:
-        if self.stuck:
-            return True
-        if now >= self.busy_until and self.pending_error:
-            self.error, self.pending_error = self.pending_error, 0
-        return now < self.busy_until
 
 
 class _Immediate(Exception):
@@ -145,20 +51,21 @@ class _Immediate(Exception):
         self.code = code
 
 
-class PumpEmulator:
-    """Emulated pumps on one serial bus.
+class PumpFirmware:
+    """The firmware of the pumps on one bus, driven block by block.
 
     Args:
         addresses: driver addresses (1-15, 16 = '@' on PSD models) of the pumps on the bus.
         model: "xcalibur", "xlp6000", "psd4" or "psd6".
         valve_ports: ports of the distribution valve.
         time_scale: multiplies every move time (0.001 for tests).
-        transport: "pty" or "tcp".
-        faults: seeded dropped/garbled answer probabilities.
         firmware: the ``&`` answer.
         pump_models: per-address model overriding ``model`` (its stroke length); the bus's
             protocol details (speed ranges, address '@') follow ``model``.
         pump_valve_ports: per-address valve ports overriding ``valve_ports``.
+        pump_valve_types: per-address ``U`` valve code (see
+            :data:`~instruments.pumps.models.VALVE_TYPES`); default: the distribution valve
+            with that many ports, when the table has one.
     """
 
     def __init__(
@@ -168,68 +75,36 @@ class PumpEmulator:
         model: str = "xcalibur",
         valve_ports: int = 6,
         time_scale: float = 1.0,
-        transport: str = "pty",
-        faults: FaultConfig | None = None,
         firmware: str = "XCalibur-emu 1.0",
         pump_models: Mapping[int, str] | None = None,
         pump_valve_ports: Mapping[int, int] | None = None,
+        pump_valve_types: Mapping[int, int] | None = None,
     ):
         self.model = get_model(model)
         self.model_name = model
         self.time_scale = time_scale
         self.firmware = firmware
-        self.faults = faults or FaultConfig()
-        self._rng = random.Random(self.faults.seed)
         self.pumps: dict[str, PumpState] = {}
         self._numbers: dict[str, int] = {}
-        pump_models = dict(pump_models or {})
-        pump_valve_ports = dict(pump_valve_ports or {})
         for number in addresses:
             char = single_address(number, model=model)
-            increments = get_model(pump_models.get(number, model)).increments
-            ports = pump_valve_ports.get(number, valve_ports)
-            self.pumps[char] = PumpState(char, increments, ports)
+            increments = get_model((pump_models or {}).get(number, model)).increments
+            ports = (pump_valve_ports or {}).get(number, valve_ports)
+            code = (pump_valve_types or {}).get(number)
+            self.pumps[char] = _new_state(char, increments, ports, code)
             self._numbers[char] = number
         self._listeners: list[Callable[[PlungerMove], None]] = []
         self._scheduled: list[ScheduledFault] = []
         self.listener_errors: list[str] = []
         self.motion_s = 0.0  # unscaled: what the moves would take on real pumps
         self.protocol_lock: str | None = None
-        self.dropped = 0
-        self.garbled = 0
-        self._drop_next = 0
-        self._stop = threading.Event()
-        self._kind = transport
-        self._inbuf = bytearray()
-        if transport == "pty":
-            self._master, self._slave = os.openpty()
-            tty.setraw(self._slave)
-            tty.setraw(self._master)
-            self.port = os.ttyname(self._slave)
-        elif transport == "tcp":
-            self._server = socket.create_server(("127.0.0.1", 0))
-            self._server.settimeout(0.05)
-            self.port = f"socket://127.0.0.1:{self._server.getsockname()[1]}"
-        else:
-            raise ValueError(f"transport must be 'pty' or 'tcp', got {transport!r}")
-        self._thread = threading.Thread(target=self._serve, name="pump-emulator", daemon=True)
-        self._thread.start()
 
-    def driver_options(self) -> dict[str, float]:
-        """:class:`~instruments.pumps.backend.PumpSession` settings matched to this emulator.
+    # -- fault injection and listeners ---------------------------------------------------
+    @property
+    def addresses(self) -> list[int]:
+        """The driver addresses of the pumps on the bus."""
+        return list(self._numbers.values())
 
-        It answers in well under a millisecond, so timeouts and delays shrink from the real
-        pump's 100 ms scale; predicted move times are scaled by ``time_scale``.
-        """
-        return {
-            "reply_timeout_s": 0.03,
-            "retry_delay_s": 0.005,
-            "poll_interval_s": 0.002,
-            "deadline_margin_s": 0.3,
-            "time_scale": self.time_scale,
-        }
-
-    # -- fault injection ----------------------------------------------------------------
     def pump(self, address: int) -> PumpState:
         """The state of the pump at a driver address."""
         return self.pumps[single_address(address, model=self.model_name)]
@@ -241,6 +116,10 @@ class PumpEmulator:
     def inject_stuck(self, address: int) -> None:
         """Make the next plunger move stay busy until ``T``."""
         self.pump(address).inject_stuck = True
+
+    def inject_init_failure(self, address: int) -> None:
+        """Make the next initialisation fail (error 1, cleared only by a successful init)."""
+        self.pump(address).inject_init_failure = True
 
     def schedule_fault(self, kind: str, after_moves: int, address: int | None = None) -> None:
         """Fault the plunger move that follows ``after_moves`` more successful plunger moves.
@@ -266,12 +145,14 @@ class PumpEmulator:
         """
         self._listeners.append(listener)
 
-    def _notify(self, state: PumpState, kind: str, increments: int, overloaded: bool) -> None:
+    def _notify(
+        self, state: PumpState, kind: str, increments: int, overloaded: bool, valve: str
+    ) -> None:
         move = PlungerMove(
             address=self._numbers[state.address],
             kind=kind,  # type: ignore[arg-type]
             increments=increments,
-            valve=state.valve,
+            valve=valve,
             increments_per_stroke=state.increments,
             overloaded=overloaded,
         )
@@ -297,98 +178,24 @@ class PumpEmulator:
             if fault.address in (None, number) and fault.after_moves > 0:
                 fault.after_moves -= 1
 
-    def drop_next_replies(self, count: int = 1) -> None:
-        """Execute the next ``count`` blocks but send no answer."""
-        self._drop_next += count
-
-    # -- serving -------------------------------------------------------------------------
-    def _serve(self) -> None:
-        if self._kind == "pty":
-            master = self._master
-            self._serve_channel(
-                master, lambda: os.read(master, 4096), lambda d: os.write(master, d)
-            )
-            return
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._server.accept()
-            except (TimeoutError, OSError):
-                continue
-            with conn:
-                self._serve_channel(conn.fileno(), lambda c=conn: c.recv(4096), conn.sendall)
-
-    def _serve_channel(self, fileno: int, read: Callable[[], bytes], write: Callable) -> None:
-        self._inbuf.clear()
-        while not self._stop.is_set():
-            try:
-                readable, _, _ = select.select([fileno], [], [], 0.05)
-                if not readable:
-                    continue
-                data = read()
-            except OSError:
-                return
-            if not data:
-                return
-            self._inbuf.extend(data)
-            while (block := take_host_block(self._inbuf)) is not None:
-                answer = self.handle_block(block)
-                if answer:
-                    try:
-                        write(answer)
-                    except OSError:
-                        return
-
-    def close(self) -> None:
-        """Stop serving and release the pty or socket."""
-        self._stop.set()
-        self._thread.join(timeout=2)
-        if self._kind == "pty":
-            os.close(self._master)
-            os.close(self._slave)
-        else:
-            self._server.close()
-
-    def __enter__(self) -> PumpEmulator:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- protocol --------------------------------------------------------------------------
-    def handle_block(self, block: HostBlock) -> bytes:
-        """Execute one host block; return the answer bytes (b"" for none)."""
+    # -- blocks ----------------------------------------------------------------------------
+    def execute_block(self, block: HostBlock) -> tuple[int, str] | None:
+        """Execute one host block; (status byte, data) of its answer, or None for no answer."""
         if self.protocol_lock is None or (
             self.protocol_lock == "dt" and block.protocol == "oem" and self.model_name != "xlp6000"
         ):
             self.protocol_lock = block.protocol
         if block.protocol != self.protocol_lock:
-            return b""
+            return None
         if block.address in MULTI_ADDRESSES:
             for member in members_of(block.address):
                 if member in self.pumps:
                     self._answer_for(self.pumps[member], block)
-            return b""
+            return None
         state = self.pumps.get(block.address)
         if state is None:
-            return b""
-        status, data = self._answer_for(state, block)
-        return self._faulty(encode_reply(block.protocol, status, data.encode("ascii")))
-
-    def _faulty(self, answer: bytes) -> bytes:
-        if self._drop_next:
-            self._drop_next -= 1
-            self.dropped += 1
-            return b""
-        roll = self._rng.random()
-        if roll < self.faults.drop_reply:
-            self.dropped += 1
-            return b""
-        if roll < self.faults.drop_reply + self.faults.garble_reply:
-            self.garbled += 1
-            damaged = bytearray(answer)
-            damaged[self._rng.randrange(len(damaged))] ^= 1 << self._rng.randrange(8)
-            return bytes(damaged)
-        return answer
+            return None
+        return self._answer_for(state, block)
 
     def _answer_for(self, state: PumpState, block: HostBlock) -> tuple[int, str]:
         now = time.monotonic()
@@ -455,9 +262,9 @@ class PumpEmulator:
         }
         if letter in _PLUNGER or letter in ranges:
             bounds = ranges.get(letter, (0, state.increments))
-            return arg is not None and _in(bounds, arg)
+            return arg is not None and bounds[0] <= arg <= bounds[1]
         if letter in "IO" and arg is not None:
-            return 1 <= arg <= state.valve_ports
+            return state.distribution and 1 <= arg <= state.valve_ports
         return True
 
     def _execute(self, state: PumpState, tokens: list[tuple[str, list[int]]], now: float) -> None:
@@ -470,13 +277,10 @@ class PumpEmulator:
                 state.pending_error = 3
                 break
             if letter in "ZYW":
-                speed = arg if 10 <= arg <= 40 else None
-                duration += init_time_s(state.position, speed)
-                if state.position:
-                    self._notify(state, "init", state.position, False)
-                state.initialized, state.position, state.error = True, 0, 0
-                state.valve = "i" if letter != "W" else state.valve
-                state.init_count += 1
+                ok, dt = self._init(state, letter, args)
+                duration += dt
+                if not ok:
+                    break
             elif letter in "wz":
                 state.initialized = True
             elif letter in _VALVE:
@@ -496,19 +300,39 @@ class PumpEmulator:
                     break
             elif letter == "M":
                 duration += arg / 1000.0
-            elif letter in "vVcL":
-                key = {"v": "start_hz", "V": "top_hz", "c": "cutoff_hz", "L": "slope_code"}
-                state.speeds = replace(state.speeds, **{key[letter]: arg})
-            elif letter == "S":
-                top = SPEED_CODES_HZ[arg]
-                state.speeds = SpeedSettings(
-                    min(state.speeds.start_hz, top),
-                    top,
-                    min(state.speeds.cutoff_hz, top),
-                    state.speeds.slope_code,
-                )
+            elif letter in "vVcLS":
+                self._set_speed(state, letter, arg)
         state.busy_until = now + duration * self.time_scale
         self.motion_s += duration
+
+    def _init(self, state: PumpState, letter: str, args: list[int]) -> tuple[bool, float]:
+        """Home the plunger (pushing the syringe out through the init's output port)."""
+        speed = args[0] if args and 10 <= args[0] <= 40 else None
+        duration = init_time_s(state.position, speed)
+        if state.inject_init_failure:
+            state.inject_init_failure = False
+            state.initialized, state.pending_error = False, 1
+            return False, duration / 2
+        if state.position:
+            out = state.init_output(args) if letter != "W" else state.valve
+            self._notify(state, "init", state.position, False, out)
+        state.initialized, state.position, state.error = True, 0, 0
+        state.valve = "i" if letter != "W" else state.valve
+        state.init_count += 1
+        return True, duration
+
+    def _set_speed(self, state: PumpState, letter: str, arg: int) -> None:
+        if letter == "S":
+            top = SPEED_CODES_HZ[arg]
+            state.speeds = SpeedSettings(
+                min(state.speeds.start_hz, top),
+                top,
+                min(state.speeds.cutoff_hz, top),
+                state.speeds.slope_code,
+            )
+            return
+        key = {"v": "start_hz", "V": "top_hz", "c": "cutoff_hz", "L": "slope_code"}[letter]
+        state.speeds = replace(state.speeds, **{key: arg})
 
     def _plunger(self, state: PumpState, letter: str, arg: int) -> tuple[bool, float]:
         """Run one plunger move; returns (continue the string?, duration)."""
@@ -536,29 +360,24 @@ class PumpEmulator:
             state.stuck = True
             return False, duration
         state.plunger_moves += 1
-        kind = "pickup" if distance > 0 else "dispense"
-        if state.inject_overload == "plunger":
+        overloaded = state.inject_overload == "plunger"
+        if overloaded:
             state.inject_overload = None
-            moved = int(distance / 2)  # toward zero: the plunger stalls half-way
-            state.position += moved
-            if moved > 0:
-                state.aspirated += moved
-            else:
-                state.dispensed -= moved
+            distance = int(distance / 2)  # toward zero: the plunger stalls half-way
             state.initialized = False
             state.pending_error = 9
-            if moved:
-                self._notify(state, kind, abs(moved), True)
-            return False, duration / 2
-        state.position = target
+            duration /= 2
+        state.position += distance
         if distance > 0:
             state.aspirated += distance
         else:
             state.dispensed -= distance
-        self._count_scheduled(state)
+        if not overloaded:
+            self._count_scheduled(state)
         if distance:
-            self._notify(state, kind, abs(distance), False)
-        return True, duration
+            kind = "pickup" if distance > 0 else "dispense"
+            self._notify(state, kind, abs(distance), overloaded, state.valve)
+        return not overloaded, duration
 
     def _terminate(self, state: PumpState, now: float) -> None:
         state.stuck = False
@@ -584,6 +403,8 @@ class PumpEmulator:
                 22: 255,
                 23: self.firmware,
             }
+            if self.model.valve_report == "?76" and state.valve_type is not None:
+                values[76] = state.valve_type.code
             if number not in values:
                 raise _Immediate(3)
             return str(values[number])
@@ -591,8 +412,18 @@ class PumpEmulator:
                 "#": "1234", "%": str(state.valve_moves)}[letter]  # fmt: skip
 
 
-def _in(bounds: tuple[int, int], value: int) -> bool:
-    return bounds[0] <= value <= bounds[1]
+def _new_state(char: str, increments: int, ports: int, code: int | None) -> PumpState:
+    if code is None:
+        code = distribution_valve_code(ports)
+        valve_type = VALVE_TYPES.get(code) if code is not None else None
+        return PumpState(char, increments, ports, valve_type=valve_type, distribution=True)
+    if code not in VALVE_TYPES:
+        raise ValueError(f"unknown valve type code U{code}; known: {sorted(VALVE_TYPES)}")
+    valve_type = VALVE_TYPES[code]
+    return PumpState(
+        char, increments, valve_type.ports, valve_type=valve_type,
+        distribution=valve_type.distribution,
+    )  # fmt: skip
 
 
 def _tokenize(command: str) -> list[tuple[str, list[int]]]:
