@@ -42,9 +42,25 @@ MAX_SEED = 2**32 - 1
 MAX_FILE_BYTES = 1_000_000
 
 
+def _reject_bool_numbers(cls: type[BaseModel], data: object) -> object:
+    """``true``/``false`` where a number belongs is a mistake, not 1 or 0 (pydantic would coerce)."""
+    if isinstance(data, dict):
+        for name, field in cls.model_fields.items():
+            value = data.get(field.alias or name)
+            kinds = getattr(field.annotation, "__args__", (field.annotation,))
+            if isinstance(value, bool) and bool not in kinds and any(k in (int, float) for k in kinds):
+                raise ValueError(f"{name}: {str(value).lower()} is not a number")
+    return data
+
+
 class _Spec(BaseModel):
     # No NaN or infinity: every number in a campaign file must be a real value.
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, data: object) -> object:
+        return _reject_bool_numbers(cls, data)
 
 
 class PlannerSpec(_Spec):

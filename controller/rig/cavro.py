@@ -111,7 +111,7 @@ class CavroConfigError(InstrumentConfigError, InstrumentError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class PumpSettings(_Model):
