@@ -98,6 +98,17 @@ class CompiledPlate(BaseModel):
                 usage[s.source] = usage.get(s.source, 0.0) + s.volume_ul
         return usage
 
+    def preparation_usage_ul(self) -> dict[str, float]:
+        """µL of each stock, medium and solvent that preparing the layout's intermediates
+        takes (source label → µL): what leaves the freezer for this plate."""
+        made = {i.label for i in self.layout.intermediates}
+        usage: dict[str, float] = {}
+        for i in self.layout.intermediates:
+            for part in i.recipe:
+                if part.source not in made:
+                    usage[part.source] = usage.get(part.source, 0.0) + part.volume_ul
+        return usage
+
 
 @runtime_checkable
 class PlateProtocol(Protocol):

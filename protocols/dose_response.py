@@ -218,6 +218,14 @@ class DoseResponse:
         names = [d.parameter for d in s.doses] + [d.reagent_from for d in s.doses if d.reagent_from]
         return names + self.plate_parameters()
 
+    def deck_sources(self) -> list[str]:
+        """Every reservoir label the dosing steps may aspirate from, whatever the doses: the
+        vehicle, each reagent's working solutions and serial dilutions (for a rig's lines)."""
+        labels = [self.solutions.vehicle.label]
+        for reagent in sorted(self.settings.stocks):
+            labels += [sol.label for sol in reversed(self.solutions.ladder(reagent))]
+        return labels
+
     def plate_parameters(self) -> list[str]:
         """Parameters shared by the whole plate: a batch must give them one value per plate."""
         name = self.settings.incubation_parameter

@@ -47,3 +47,21 @@ def test_too_little_data_says_so() -> None:
     assert not fit.ok and "too few" in fit.message
     with pytest.raises(ValueError, match="no curve"):
         fit.predict(1.0)
+
+
+def test_figures_draw_points_fit_and_synergy(tmp_path) -> None:
+    import matplotlib.pyplot as plt
+
+    from analyzers.figures import plot_dose_response, plot_synergy, save_figure
+    from analyzers.synergy import synergy_scores
+
+    y = logistic(DOSES, 1.0, 0.1, 0.8, 1.5)
+    fit = fit_logistic(DOSES, y)
+    fig, (left, right) = plt.subplots(1, 2)
+    plot_dose_response(left, [0.0, *DOSES], [1.0, *y], fit, label="drug_a")
+    pts = synergy_scores([(0.1, 1.0, 0.2), (1.0, 0.1, 0.4), (0.0, 1.0, 0.3)], fit, fit)
+    plot_synergy(right, pts, "loewe")
+    save_figure(fig, str(tmp_path / "f.png"))
+    assert (tmp_path / "f.png").stat().st_size > 5000
+    with pytest.raises(ValueError, match="unknown score"):
+        plot_synergy(right, pts, "zip")

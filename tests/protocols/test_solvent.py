@@ -229,3 +229,20 @@ class _Clock:
 
     def sleep(self, seconds: float) -> None:
         self.t += seconds
+
+
+def test_deck_sources_cover_every_aspirate_and_preparation_usage_names_the_stocks() -> None:
+    proto = get_protocol("dose_response", dmso_settings())
+    compiled = proto.compile(EXPERIMENTS, "P1", seed=3)
+    sources = set(proto.deck_sources())
+    assert {st.source for st in compiled.steps if isinstance(st, Aspirate)} <= sources
+    assert "drug_a@0.2uM+2%dmso" in sources  # the third serial dilution, unused on this plate
+    usage = compiled.preparation_usage_ul()
+    assert set(usage) == {
+        "dmso",
+        "medium",
+        "drug_a@10000uM",
+        "drug_b@10000uM",
+        "staurosporine@1000uM",
+    }
+    assert all(v > 0 for v in usage.values())
