@@ -12,6 +12,7 @@ from protocols.base import CompiledPlate, get_protocol, replay_steps
 from protocols.exceptions import ImpossibleVolume, InvalidSettings
 from protocols.layout import WellRole
 from protocols.steps import Acquire, Aspirate, Dispense
+from simulators.clock import SimulatedClock
 from simulators.liquid_handler import SimulatedLiquidHandler
 from simulators.world import SimulatedLab
 
@@ -208,7 +209,7 @@ def test_simulated_cells_receive_the_solvent_the_steps_planned() -> None:
     proto = get_protocol("dose_response", dmso_settings())
     compiled = proto.compile(EXPERIMENTS, "P1", seed=3)
     lab = SimulatedLab()
-    handler = SimulatedLiquidHandler(lab, _Clock())
+    handler = SimulatedLiquidHandler(lab, SimulatedClock())
     for st in compiled.steps:
         if isinstance(st, Aspirate):
             handler.aspirate(st.source, st.reagent, st.stock_concentration_um, st.volume_ul)
@@ -218,17 +219,6 @@ def test_simulated_cells_receive_the_solvent_the_steps_planned() -> None:
         state = lab.well_state("P1", well)
         assert state.solvent_percent() == pytest.approx(want.solvent_percent), well
         assert state.concentrations_um() == pytest.approx(want.concentrations_um), well
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.t += seconds
 
 
 def test_deck_sources_cover_every_aspirate_and_preparation_usage_names_the_stocks() -> None:
