@@ -173,8 +173,9 @@ def _growth_rates(
             )
             continue
         for w in metrics:
-            if w not in time_zero.wells:
-                metrics[w][name] = gr_value(metrics[w][m], x0, xc)  # type: ignore[assignment]
+            gr = gr_value(metrics[w][m], x0, xc)
+            if w not in time_zero.wells and gr is not None:
+                metrics[w][name] = gr
     for w in metrics:
         if "tumour_gr" in metrics[w] and "normal_gr" in metrics[w]:
             metrics[w]["selectivity_gr"] = metrics[w]["normal_gr"] - metrics[w]["tumour_gr"]

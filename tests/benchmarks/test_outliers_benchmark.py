@@ -42,3 +42,27 @@ def test_an_emptied_vehicle_well_is_flagged_and_moves_no_viability(plate) -> Non
     # mean of the earlier analyzer falls by ~1/6 and every viability rises by ~20 %
     assert robust["vehicle_shift"][0] < 0.05 and earlier["vehicle_shift"][0] > 0.12
     assert robust["clean_flagged"] <= earlier["clean_flagged"]
+
+
+def test_time_zero_wells_give_gr_values_and_qc_reports_per_line(plate) -> None:
+    bench, (sim, measured, twin) = plate
+    from analyzers.plate import analyze_measurements
+
+    a = analyze_measurements(measured)
+    assert len(a.controls["time_zero"].used) >= 3
+    scores = [e.values for e in a.experiments.values()]
+    assert all({"tumour_gr", "normal_gr", "selectivity_gr"} <= set(v) for v in scores)
+    assert all(-1.0 <= v["tumour_gr"] <= 1.3 for v in scores)
+    # a cytotoxic well has fewer tumour cells than at time zero: GR < 0 exactly then
+    t0 = a.controls["time_zero"].reference["tumour_count"]
+    for w, r in a.wells.items():
+        if "tumour_gr" in r.metrics:
+            assert (r.metrics["tumour_gr"] < 0) == (r.metrics["tumour_count"] < t0)
+    assert set(a.qc.z_prime) == {"tumour_count", "normal_count", "cell_count"}
+    assert set(a.qc.control_cv) == {"tumour_count", "normal_count"}
+    assert a.qc.solvent == "dmso" and a.qc.solvent_percent == 0.5
+    assert set(a.qc.control_outliers) == {
+        w
+        for w, k in sim.injected.items()
+        if k == "empty" and w in a.controls["negative_control"].wells
+    }
