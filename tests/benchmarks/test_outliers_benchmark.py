@@ -55,7 +55,7 @@ def test_time_zero_wells_give_gr_values_and_qc_reports_per_line(plate) -> None:
     assert all(-1.0 <= v["tumour_gr"] <= 1.3 for v in scores)
     # a cytotoxic well has fewer tumour cells than at time zero: GR < 0 exactly then
     t0 = a.controls["time_zero"].reference["tumour_count"]
-    for w, r in a.wells.items():
+    for r in a.wells.values():
         if "tumour_gr" in r.metrics:
             assert (r.metrics["tumour_gr"] < 0) == (r.metrics["tumour_count"] < t0)
     assert set(a.qc.z_prime) == {"tumour_count", "normal_count", "cell_count"}
