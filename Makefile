@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS := 1
 export MKL_NUM_THREADS := 1
 
-.PHONY: demo test install bench lint clean browser-deps
+.PHONY: demo test install bench lint docs clean browser-deps
 
 install: $(STAMP)
 
@@ -34,8 +34,13 @@ browser-deps:  ## Debian's Chromium for the console's browser tests (root)
 bench: $(STAMP)
 	$(PY) benchmarks/planner_efficiency.py
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff (lint + format check) and mypy (strict on the lower layers, see pyproject)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+docs: $(STAMP)  ## the documentation site, offline, into site/ (--strict: a broken reference fails)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) runs report
+	rm -rf $(VENV) runs report site

@@ -1,7 +1,7 @@
 """Image analysis (segmentation, counting, features), plate QC (controls, Z') and scoring.
 
-Analyzers register by name (:func:`get_analyzer`); ``"nuclei_coculture"`` is
-:func:`analyzers.plate.analyze_plate`. Nothing here knows where images came from.
+Analyzers are found by name (:func:`get_analyzer`, entry points of the group
+``cellpilot.analyzers``); ``"nuclei_coculture"`` is :func:`analyzers.plate.analyze_plate`. Nothing here knows where images came from.
 """
 
 from __future__ import annotations

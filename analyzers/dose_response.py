@@ -22,8 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from scipy import stats
 from scipy.optimize import OptimizeWarning, curve_fit
+from scipy.special import stdtrit
 
 __all__ = ["LogisticFit", "fit_logistic", "logistic"]
 
@@ -181,7 +181,7 @@ def _intervals(
 ) -> dict[str, tuple[float, float]]:
     if dof < 1 or not np.all(np.isfinite(cov)):
         return {}
-    t = float(stats.t.ppf(0.975, dof))
+    t = float(stdtrit(dof, 0.975))  # Student t quantile
     out = {}
     for i, p in enumerate(free):
         half = t * math.sqrt(max(float(cov[i, i]), 0.0))

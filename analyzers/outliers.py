@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 import numpy as np
-from scipy.stats import chi2
+from scipy.special import gammaincinv  # scipy.stats costs seconds to import
 
 __all__ = ["OutlierCall", "estimate_sigma", "group_outliers", "log_count"]
 
@@ -68,7 +68,7 @@ def log_count(total: float, fields: float = 1.0) -> tuple[float, float]:
 @lru_cache(maxsize=64)
 def _chi2_median_ratio(df: int) -> float:
     """Median of a χ²(df)/df variable: the expected ratio of a sample variance's median to σ²."""
-    return float(chi2.median(df) / df)
+    return float(2.0 * gammaincinv(df / 2.0, 0.5) / df)  # the χ²(df) median is 2·P⁻¹(df/2, ½)
 
 
 def estimate_sigma(

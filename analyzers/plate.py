@@ -47,7 +47,6 @@ from analyzers.growth import gr_value
 from analyzers.nuclei import segmentation_params
 from analyzers.outliers import estimate_sigma, group_outliers
 from analyzers.qc import ControlGroup, PlateQC, control_group, z_prime
-from analyzers.registry import register_analyzer
 from analyzers.scoring import SCORE_METRICS, ExperimentScore, OutlierRecord, score_experiments
 from analyzers.settings import AnalysisSettings
 from instruments.interfaces import Frame
@@ -181,7 +180,6 @@ def _growth_rates(
             metrics[w]["selectivity_gr"] = metrics[w]["normal_gr"] - metrics[w]["tumour_gr"]
 
 
-@register_analyzer(ANALYZER_NAME)
 def analyze_plate(
     frames_by_well: Mapping[str, Sequence[Frame]],
     layout: PlateLayout,
@@ -206,6 +204,9 @@ def analyze_plate(
 
 
 analyze_plate.settings_model = AnalysisSettings  # type: ignore[attr-defined]
+# What campaign files may name as objectives/constraints, and the channels the plate must have.
+analyze_plate.metrics = SCORE_METRICS  # type: ignore[attr-defined]
+analyze_plate.channels = lambda s: {s.nuclear_channel, s.marker_channel}  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,12 @@
-"""Analyzers register under the name a campaign file uses; a duplicate name raises.
+"""Analyzers by the name campaign files use: entry points of the group ``cellpilot.analyzers``.
 
-An analyzer is a callable ``(frames_by_well, layout, settings=None) -> PlateAnalysis``
-(see :func:`analyzers.plate.analyze_plate`).
+An analyzer is a callable ``(frames_by_well, layout, settings=None) -> PlateAnalysis`` (see
+:func:`analyzers.plate.analyze_plate`) with optional attributes that let a campaign be checked
+before anything moves: ``settings_model`` (a pydantic model of its settings), ``metrics`` (the
+experiment-level metrics it produces, or a function of its settings returning them) and
+``channels`` (the imaging channels it needs, likewise). The built-in ``nuclei_coculture`` is an entry point of
+cellpilot itself; a lab's package adds its own by declaring one. :func:`register_analyzer`
+registers in code; a duplicate name raises.
 """
 
 from __future__ import annotations
@@ -10,10 +15,14 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from analyzers.exceptions import DuplicateAnalyzer, UnknownAnalyzer
+from plugins import PluginRegistry
 
+GROUP = "cellpilot.analyzers"
 F = TypeVar("F", bound=Callable[..., Any])
 
-_REGISTRY: dict[str, Callable[..., Any]] = {}
+ANALYZERS: PluginRegistry[Callable[..., Any]] = PluginRegistry(
+    GROUP, duplicate=lambda msg: DuplicateAnalyzer(f"analyzer {msg}"), unknown=UnknownAnalyzer
+)
 
 
 def register_analyzer(name: str) -> Callable[[F], F]:
@@ -24,9 +33,7 @@ def register_analyzer(name: str) -> Callable[[F], F]:
     """
 
     def decorate(func: F) -> F:
-        if name in _REGISTRY:
-            raise DuplicateAnalyzer(f"analyzer {name!r} is already registered")
-        _REGISTRY[name] = func
+        ANALYZERS.register(name, func)
         return func
 
     return decorate
@@ -38,12 +45,9 @@ def get_analyzer(name: str) -> Callable[..., Any]:
     Raises:
         UnknownAnalyzer: nothing is registered under ``name``.
     """
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownAnalyzer(name, list(_REGISTRY)) from None
+    return ANALYZERS.get(name)
 
 
 def list_analyzers() -> list[str]:
     """Registered analyzer names, sorted."""
-    return sorted(_REGISTRY)
+    return ANALYZERS.names()

@@ -114,7 +114,8 @@ def score_experiments(
         layout: the plate layout (which wells replicate which experiment).
         metrics: metrics to aggregate.
         outlier_metrics: metrics whose MAD outliers exclude a well from every metric's score.
-        k, rel_floor: the outlier rule (module docstring).
+        k: the outlier rule's multiple of the robust scale (module docstring).
+        rel_floor: the outlier rule's smallest scale, relative to the median.
         min_replicates_for_outliers: fewer replicates than this: no outlier flagging.
         excluded_wells: well -> reason, left out before scoring (e.g. failed QC by policy).
         outliers: well -> record of replicate outliers decided by the caller; None applies

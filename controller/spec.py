@@ -24,12 +24,27 @@ class CampaignFileError(Exception):
 
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source = source
-        self.problems = problems
-        super().__init__(f"campaign file {source} is invalid: " + "; ".join(problems) + ".")
+        self.problems = [shorten(p) for p in problems]
+        shown = self.problems[:10] + ([f"and {len(problems) - 10} more"] if len(problems) > 10 else [])
+        super().__init__(f"campaign file {shorten(source)} is invalid: " + "; ".join(shown) + ".")
+
+
+def shorten(text: str, limit: int = 300) -> str:
+    """``text`` cut to ``limit`` characters (a value pasted into a file can be megabytes)."""
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 20] + f"… ({len(text)} characters)"
+
+
+#: Largest seed: seeds reach numpy and torch generators, which take 64-bit values; the
+#: runner derives per-round seeds as ``seed * 1000 + round``.
+MAX_SEED = 2**32 - 1
+#: Largest campaign file read (a campaign file is a few kB; anything this big is a mistake).
+MAX_FILE_BYTES = 1_000_000
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # No NaN or infinity: every number in a campaign file must be a real value.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class PlannerSpec(_Spec):
@@ -37,6 +52,12 @@ class PlannerSpec(_Spec):
     batch_size: int | Literal["auto"] = Field(
         default="auto", description="experiments per round; 'auto' fills the plate"
     )
+
+    @model_validator(mode="after")
+    def _batch_positive(self) -> PlannerSpec:
+        if self.batch_size != "auto" and not 1 <= self.batch_size <= 10_000:
+            raise ValueError(f"batch_size must be 'auto' or 1 to 10000, not {self.batch_size}")
+        return self
     settings: dict[str, Any] = Field(
         default_factory=dict, description="planner options, e.g. {profile: fast}"
     )
@@ -69,10 +90,12 @@ class AnalyzerSpec(_Spec):
 
 
 class BudgetSpec(_Spec):
-    rounds: int | None = Field(default=None, ge=1, description="plates to run")
-    experiments: int | None = Field(default=None, ge=1, description="valid experiments to measure")
+    rounds: int | None = Field(default=None, ge=1, le=100_000, description="plates to run")
+    experiments: int | None = Field(
+        default=None, ge=1, le=10_000_000, description="valid experiments to measure"
+    )
     deadline_h: float | None = Field(
-        default=None, gt=0, description="campaign clock hours after start; no new round after it"
+        default=None, gt=0, le=1_000_000, description="campaign clock hours after start; no new round after it"
     )
 
     @model_validator(mode="after")
@@ -114,7 +137,7 @@ class ApprovalSpec(_Spec):
     mode: Literal["auto", "manual", "policy"] = "auto"
     policy: ApprovalPolicySpec | None = None
     timeout_h: float | None = Field(
-        default=None, gt=0, description="wall-clock hours to wait for a person before on_timeout"
+        default=None, gt=0, le=10_000, description="wall-clock hours to wait for a person before on_timeout"
     )
     on_timeout: Literal["pause", "skip_round", "fallback_best"] = Field(
         default="pause", description="pause the campaign, skip the round, or run the best-known safe condition"
@@ -132,7 +155,7 @@ class AlertsSpec(_Spec):
     """Where to tell people that the campaign needs them (Slack-compatible JSON webhook)."""
 
     webhook_url: str | None = Field(default=None, description="POSTed {text, campaign, event, ...}")
-    timeout_s: float = Field(default=5.0, gt=0)
+    timeout_s: float = Field(default=5.0, gt=0, le=300)
 
 
 class InstrumentSpec(_Spec):
@@ -149,13 +172,13 @@ class SimulationSpec(_Spec):
     """The virtual lab used by simulated instruments (dry-runs)."""
 
     assay: str | None = Field(default=None, description="ground-truth assay for the report's baselines")
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     reports_volumes: bool = Field(
         default=True, description="False: the simulated handler cannot measure wells (no LLD)"
     )
     failed_well_rate: float = Field(default=0.01, ge=0, le=0.5)
     seeded_cells_per_line: float = Field(
-        default=1000, gt=0,
+        default=1000, gt=0, le=1_000_000,
         description="cells of each line seeded per well; ~1000 keeps vehicle wells at ~170 nuclei "
         "per field, where counting is accurate (denser fields undercount overlapping nuclei)",
     )
@@ -172,9 +195,9 @@ class LedgerSpec(_Spec):
 class CampaignSpec(_Spec):
     """A whole campaign file."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="unique campaign name")
-    description: str = ""
-    seed: int = 0
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=100, description="unique campaign name")
+    description: str = Field(default="", max_length=20_000)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="seeds every random choice")
     space: SearchSpace
     objectives: list[Objective] = Field(min_length=1)
     outcome_constraints: list[OutcomeConstraint] = Field(default_factory=list)
@@ -235,10 +258,28 @@ def format_validation_error(err: ValidationError) -> list[str]:
     return problems
 
 
+MAX_NESTING = 40
+
+
+def _too_deep(data: Any, limit: int = MAX_NESTING) -> bool:
+    stack = [(data, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return False
+
+
 def parse_campaign(data: Any, source: str = "<data>") -> CampaignSpec:
     """Validate already-loaded campaign data; raise :class:`CampaignFileError`."""
     if not isinstance(data, dict):
         raise CampaignFileError(source, ["the file must be a YAML mapping of fields"])
+    if _too_deep(data):
+        raise CampaignFileError(source, [f"nests deeper than {MAX_NESTING} levels"])
     try:
         return CampaignSpec.model_validate(data)
     except ValidationError as err:
@@ -246,24 +287,36 @@ def parse_campaign(data: Any, source: str = "<data>") -> CampaignSpec:
 
 
 def load_campaign(path: str | Path) -> CampaignSpec:
-    """Read and validate a campaign YAML file."""
+    """Read and validate a campaign YAML file (a regular file of UTF-8 text, at most 1 MB)."""
     p = Path(path)
     try:
-        text = p.read_text()
+        if not p.is_file():  # a FIFO or a device would block or never end
+            problem = "does not exist" if not p.exists() else "is not a regular file"
+            raise CampaignFileError(str(p), [problem])
+        if p.stat().st_size > MAX_FILE_BYTES:
+            raise CampaignFileError(str(p), [f"is larger than {MAX_FILE_BYTES // 1000} kB"])
+        text = p.read_bytes().decode("utf-8")
     except OSError as e:
         raise CampaignFileError(str(p), [f"cannot be read ({e.strerror})"]) from None
+    except UnicodeDecodeError as e:
+        raise CampaignFileError(str(p), [f"is not UTF-8 text (byte {e.start})"]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise CampaignFileError(str(p), [f"is not valid YAML{where}: {getattr(e, 'problem', e)}"]) from None
-    return parse_campaign(data, str(p))
+    except RecursionError:
+        raise CampaignFileError(str(p), ["nests too deeply to be a campaign file"]) from None
+    try:
+        return parse_campaign(data, str(p))
+    except RecursionError:
+        raise CampaignFileError(str(p), ["nests too deeply to be a campaign file"]) from None
 
 
 def campaign_json_schema() -> dict[str, Any]:
     """JSON Schema of campaign files, with the registered protocols' settings filled in."""
-    from protocols.base import protocol_class, registered_protocols
+    from protocols import protocol_class, registered_protocols
 
     schema = CampaignSpec.model_json_schema()
     variants = []

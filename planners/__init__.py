@@ -1,7 +1,8 @@
 """Planners: pure functions of (space, objectives, history, pending, seed) -> proposals.
 
 Planners never touch the ledger or instruments. Register a planner with
-:func:`planners.base.register_planner` and get one by name with :func:`get_planner`.
+:func:`planners.registry.register_planner` (or an entry point,
+see :mod:`plugins`) and get one by name with :func:`get_planner`.
 
 What the controller calls (every planner)::
 
@@ -23,15 +24,9 @@ choosing one point of a Pareto front.
 
 from __future__ import annotations
 
-from planners.base import (
-    Observation,
-    Planner,
-    Proposal,
-    available_planners,
-    get_planner,
-    register_planner,
-)
+from planners.base import Observation, Planner, Proposal
 from planners.exceptions import PlannerError, UnsupportedPlanningFeature
+from planners.registry import available_planners, get_planner, register_planner
 from planners.space import (
     CategoricalParameter,
     ContinuousParameter,

@@ -7,12 +7,11 @@ approved or running but not yet measured, which a batch must not duplicate.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol, Union, runtime_checkable
+from collections.abc import Mapping, Sequence
+from typing import Protocol, Union, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from planners.exceptions import DuplicatePlannerName, PlannerError
 from planners.space import Objective, OutcomeConstraint, Params, ParamValue, SearchSpace
 
 #: Names of parameters shared by a whole batch (the planner picks the value), or a mapping
@@ -57,7 +56,8 @@ class Proposal(BaseModel):
 
 @runtime_checkable
 class Planner(Protocol):
-    """What the controller calls. Implementations are registered with :func:`register_planner`.
+    """What the controller calls. Implementations are found by name in
+    :mod:`planners.registry` (entry points of the group ``cellpilot.planners``).
 
     ``history`` may hold observations of earlier campaigns (``task`` = their name) that the
     campaign names as prior data; planners that cannot use them ignore them (model-free
@@ -99,37 +99,10 @@ class Planner(Protocol):
         ...
 
 
-_REGISTRY: dict[str, Callable[..., Planner]] = {}
+def __getattr__(name: str) -> object:
+    # The registry moved to planners.registry; old imports from planners.base keep working.
+    if name in ("available_planners", "get_planner", "register_planner"):
+        from planners import registry
 
-
-def register_planner(name: str) -> Callable[[Callable[..., Planner]], Callable[..., Planner]]:
-    """Class decorator: make a planner available to campaign files under ``name``."""
-
-    def deco(factory: Callable[..., Planner]) -> Callable[..., Planner]:
-        if name in _REGISTRY:
-            raise DuplicatePlannerName(f"a planner named {name!r} is already registered")
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
-
-
-def _load_builtin() -> None:
-    # Import for the side effect of registration; planners register themselves.
-    import planners.baselines  # noqa: F401
-    import planners.bayesian  # noqa: F401
-
-
-def available_planners() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
-
-
-def get_planner(name: str, **settings: Any) -> Planner:
-    """Build the planner registered under ``name`` with its settings (from the campaign file)."""
-    _load_builtin()
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise PlannerError(f"unknown planner {name!r}; available: {sorted(_REGISTRY)}") from None
-    return factory(**settings)
+        return getattr(registry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.quasirandom import SobolEngine
 
-from planners.base import Observation, PlateParameters, Proposal, register_planner
+from planners.base import Observation, PlateParameters, Proposal
 from planners.encoding import DTYPE, SpaceEncoder
 from planners.exceptions import FeasibleRegionTooSmall, UnsupportedPlanningFeature
 from planners.space import Objective, OutcomeConstraint, Params, SearchSpace
@@ -168,7 +168,6 @@ class _ModelFreePlanner:
         check_plate_parameters(self.name, space, plate_parameters)
 
 
-@register_planner("sobol")
 class SobolPlanner(_ModelFreePlanner):
     """Scrambled Sobol design; each round continues the sequence after the points already used.
 
@@ -182,7 +181,6 @@ class SobolPlanner(_ModelFreePlanner):
         return sobol_points(space, n, seed, skip=offset, fixed=fixed)
 
 
-@register_planner("random")
 class RandomPlanner(_ModelFreePlanner):
     """Uniform random sampling in the encoded space (log10 for log-scaled parameters)."""
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from planners.base import Observation, PlateParameters, Proposal, register_planner
+from planners.base import Observation, PlateParameters, Proposal
 from planners.baselines import check_plate_parameters
 from planners.encoding import SpaceEncoder
 from planners.exceptions import PlannerError, UnsupportedPlanningFeature
@@ -110,7 +110,6 @@ def _check(
     return encoder, check_plate_parameters(_NAME, space, plate_parameters)
 
 
-@register_planner(_NAME)
 class BayesianPlanner:
     """GP + qLogNEI / qLogNEHVI Bayesian optimisation, the default planner.
 

@@ -1,21 +1,13 @@
 """Protocols: labware, plate layouts, concentration → volume math, compiling experiments to steps.
 
-Importing the package registers the built-in protocols (``dose_response``).
+Protocols are found by name in :mod:`protocols.registry` (entry points of the group
+``cellpilot.protocols``; the built-in is ``dose_response``).
 """
 
 from __future__ import annotations
 
-from protocols import dose_response as _dose_response  # noqa: F401  (registers the protocol)
-from protocols.base import (
-    CompiledPlate,
-    PlateProtocol,
-    WellContents,
-    get_protocol,
-    protocol_class,
-    register_protocol,
-    registered_protocols,
-    replay_steps,
-)
+from protocols.base import CompiledPlate, PlateProtocol, WellContents, replay_steps
+from protocols.registry import get_protocol, protocol_class, register_protocol, registered_protocols
 
 __all__ = [
     "CompiledPlate",

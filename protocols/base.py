@@ -15,17 +15,14 @@ Usage (what the controller does)::
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import ClassVar, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from planners.space import Params, SearchSpace
 from protocols.exceptions import (
-    DuplicateProtocolName,
     ImpossibleVolume,
-    InvalidSettings,
-    UnknownProtocol,
 )
 from protocols.layout import PlateLayout
 from protocols.steps import Aspirate, Dispense, Step
@@ -251,58 +248,10 @@ def max_volume_over_range(
     return best
 
 
-# ---------------------------------------------------------------------------------------------
-# Registry
+def __getattr__(name: str) -> object:
+    # The registry moved to protocols.registry; old imports from protocols.base keep working.
+    if name in ("get_protocol", "protocol_class", "register_protocol", "registered_protocols"):
+        from protocols import registry
 
-P = TypeVar("P", bound=type)
-_REGISTRY: dict[str, type[Any]] = {}
-
-
-def register_protocol(name: str) -> Callable[[P], P]:
-    """Class decorator: make a protocol available to campaign files under ``name``.
-
-    The class needs a ``settings_model`` (a pydantic model) and ``__init__(self, settings)``.
-    A duplicate name raises :class:`DuplicateProtocolName`.
-    """
-
-    def deco(cls: P) -> P:
-        if name in _REGISTRY:
-            raise DuplicateProtocolName(f"a protocol named {name!r} is already registered")
-        _REGISTRY[name] = cls
-        cls.name = name  # type: ignore[attr-defined]
-        return cls
-
-    return deco
-
-
-def protocol_class(name: str) -> type[Any]:
-    """The registered class for ``name`` (e.g. to export ``settings_model.model_json_schema()``)."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownProtocol(name, _REGISTRY) from None
-
-
-def registered_protocols() -> list[str]:
-    """Names of every registered protocol, sorted."""
-    return sorted(_REGISTRY)
-
-
-def get_protocol(name: str, settings: Mapping[str, Any] | BaseModel | None = None) -> PlateProtocol:
-    """Build the protocol ``name`` from its settings (a dict from the campaign YAML, or a model).
-
-    Raises:
-        UnknownProtocol: nothing is registered under ``name``.
-        InvalidSettings: the settings fail validation; the error names each offending field.
-        ProtocolError: a subclass, when settings are valid but unrealisable (e.g. the positive
-            control cannot be pipetted from its stocks).
-    """
-    cls = protocol_class(name)
-    model: type[BaseModel] = cls.settings_model
-    data: Any = settings.model_dump() if isinstance(settings, BaseModel) else dict(settings or {})
-    try:
-        validated = model.model_validate(data)
-    except ValidationError as e:
-        raise InvalidSettings(name, e.errors(include_url=False)) from None
-    proto = cls(validated)
-    return proto  # type: ignore[no-any-return]
+        return getattr(registry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,17 +29,17 @@ dilutions are made in plain medium.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from instruments.liquids import is_organic, with_solvent
 from protocols.base import VOLUME_EPS_UL
 from protocols.dose_response_settings import DoseResponseSettings
 from protocols.exceptions import ImpossibleVolume
 from protocols.layout import Intermediate, RecipePart
+from protocols.liquids import is_organic, with_solvent
 
-__all__ = ["Solution", "SolutionPlan"]
+__all__ = ["Solution", "SolutionPlan", "check_together", "overfill_error"]
 
 
 @dataclass(frozen=True)
@@ -261,3 +261,77 @@ class SolutionPlan:
             used_ul=used,
             recipe=recipe,
         )
+
+
+# -- refusals ------------------------------------------------------------------------------
+
+
+def overfill_error(
+    s: DoseResponseSettings,
+    plan: SolutionPlan,
+    doses_um: Mapping[str, float],
+    volumes: Sequence[tuple[str, float, str | None]],
+    prefix: str = "",
+) -> ImpossibleVolume:
+    """The error for one well's doses that together overfill it (or the solvent allowance).
+
+    Args:
+        volumes: ``(label, µL, reagent)`` of each dosing solution the well would need.
+    """
+    total = sum(v for _, v, _ in volumes)
+    reagent = max(volumes, key=lambda x: x[1])[2] or s.vehicle
+    parts = ", ".join(f"{v:.3g} uL of {label}" for label, v, _ in volumes)
+    needs = {r: plan.solvent_need_percent(r, d) for r, d in doses_um.items() if d > 0}
+    known = {r: n for r, n in needs.items() if n is not None}
+    solvent = "; use more concentrated stocks"
+    if s.matched_solvent and known:
+        each = ", ".join(f"{r} {doses_um[r]:g} uM: {n:.3g} %" for r, n in sorted(known.items()))
+        solvent = (
+            f"; these doses need {sum(known.values()):.3g} % v/v {s.matched_solvent} from "
+            f"the most concentrated stocks ({each}) and every well is matched at "
+            f"{s.solvent_percent:g} %: lower the doses, use more concentrated stocks or "
+            "raise solvent_percent"
+        )
+    return ImpossibleVolume(
+        reagent,
+        doses_um.get(reagent),
+        f"{prefix}doses need {total:.3g} uL ({parts}) but {s.addable_volume_ul:g} uL fit "
+        f"above the {s.seeded_volume_ul:g} uL of cells (and any vehicle top-up must be 0 or "
+        f"≥ {s.min_volume_ul:g} uL){solvent}",
+    )
+
+
+def check_together(
+    s: DoseResponseSettings, plan: SolutionPlan, worst: Sequence[tuple[str, str, float, float]]
+) -> None:
+    """Refuse dose ranges whose largest volumes (or solvent needs) together overfill a well.
+
+    Args:
+        worst: per dose mapping ``(parameter, reagent, highest dose µM, largest µL)``.
+
+    Raises:
+        ImpossibleVolume: naming the parameters, and with an organic solvent each one's need.
+    """
+    total = sum(v for *_, v in worst)
+    room = s.addable_volume_ul
+    # Totals vary continuously up to the worst case, so any worst case above room − min
+    # passes through top-ups that are positive but below the handler's minimum.
+    if total <= room - s.min_volume_ul + VOLUME_EPS_UL:
+        return
+    needs = [(p, r, h, plan.solvent_need_percent(r, h)) for p, r, h, _ in worst]
+    solvent = ""
+    if s.matched_solvent and any(n is not None for *_, n in needs):
+        each = ", ".join(
+            f"{p} = {h:g} uM of {r}: {n:.3g} %" for p, r, h, n in needs if n is not None
+        )
+        solvent = (
+            f"; at the highest doses they need {s.matched_solvent} ({each}) and every well "
+            f"is matched at {s.solvent_percent:g} % v/v"
+        )
+    raise ImpossibleVolume(
+        "+".join(sorted({r for _, r, _, _ in worst})),
+        None,
+        f"parameters {', '.join(p for p, *_ in worst)} together can need {total:.3g} uL of "
+        f"dosing solutions but {room:g} uL fit (a vehicle top-up must be 0 or ≥ "
+        f"{s.min_volume_ul:g} uL){solvent}; narrow the ranges or use more concentrated stocks",
+    )

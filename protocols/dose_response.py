@@ -47,10 +47,9 @@ from protocols.base import (
     CompiledPlate,
     WellContents,
     max_volume_over_range,
-    register_protocol,
     split_volume,
 )
-from protocols.dilution import Solution, SolutionPlan
+from protocols.dilution import Solution, SolutionPlan, check_together, overfill_error
 from protocols.dose_response_settings import (
     DoseMapping,
     DoseResponseSettings,
@@ -91,11 +90,10 @@ class Addition:
         return self.solution.reagent
 
 
-@register_protocol("dose_response")
 class DoseResponse:
     """Dose seeded wells with reagents at planned concentrations, incubate, image."""
 
-    name: ClassVar[str]
+    name: ClassVar[str] = "dose_response"
     settings_model: ClassVar[type[BaseModel]] = DoseResponseSettings
 
     def __init__(self, settings: DoseResponseSettings | dict[str, Any]) -> None:
@@ -148,38 +146,11 @@ class DoseResponse:
         total = sum(a.volume_ul for a in additions)
         top_up = s.addable_volume_ul - total
         if top_up < -VOLUME_EPS_UL or VOLUME_EPS_UL < top_up < s.min_volume_ul - VOLUME_EPS_UL:
-            raise self._too_much(doses_um, additions, prefix)
+            volumes = [(a.solution.label, a.volume_ul, a.reagent) for a in additions]
+            raise overfill_error(self.settings, self.solutions, doses_um, volumes, prefix)
         if top_up > VOLUME_EPS_UL:
             additions.append(Addition(self.solutions.vehicle, top_up))
         return additions
-
-    def _too_much(
-        self, doses_um: dict[str, float], additions: list[Addition], prefix: str
-    ) -> ImpossibleVolume:
-        """The error for doses that together overfill the well (or the solvent allowance)."""
-        s = self.settings
-        total = sum(a.volume_ul for a in additions)
-        biggest = max(additions, key=lambda a: a.volume_ul)
-        reagent = biggest.reagent or s.vehicle
-        parts = ", ".join(f"{a.volume_ul:.3g} uL of {a.solution.label}" for a in additions)
-        needs = {r: self.solutions.solvent_need_percent(r, d) for r, d in doses_um.items() if d > 0}
-        known = {r: n for r, n in needs.items() if n is not None}
-        solvent = ""
-        if s.matched_solvent and known:
-            each = ", ".join(f"{r} {doses_um[r]:g} uM: {n:.3g} %" for r, n in sorted(known.items()))
-            solvent = (
-                f"; these doses need {sum(known.values()):.3g} % v/v {s.matched_solvent} from "
-                f"the most concentrated stocks ({each}) and every well is matched at "
-                f"{s.solvent_percent:g} %: lower the doses, use more concentrated stocks or "
-                "raise solvent_percent"
-            )
-        return ImpossibleVolume(
-            reagent,
-            doses_um.get(reagent),
-            f"{prefix}doses need {total:.3g} uL ({parts}) but {s.addable_volume_ul:g} uL fit "
-            f"above the {s.seeded_volume_ul:g} uL of cells (and any vehicle top-up must be 0 or "
-            f"≥ {s.min_volume_ul:g} uL){solvent or '; use more concentrated stocks'}",
-        )
 
     def resolve_doses(self, params: Params, experiment: int = 0) -> dict[str, float]:
         """Final concentration (µM) of each reagent that ``params`` asks for (0 µM included).
@@ -257,6 +228,10 @@ class DoseResponse:
 
     # -- plate capacity and search space -----------------------------------------------------
 
+    def channels(self) -> list[str]:
+        """The imaging channels every plate is acquired in (the microscope must have them)."""
+        return list(self.settings.imaging.channels)
+
     def capacity(self) -> int:
         """Most experiments one plate holds after controls, replicates and edge exclusion."""
         s = self.settings
@@ -305,34 +280,7 @@ class DoseResponse:
                 for r in self._reagents_of(space, d)
             )
             worst.append((d.parameter, reagent, high, volume))
-        self._check_together(worst)
-
-    def _check_together(self, worst: list[tuple[str, str, float, float]]) -> None:
-        """Refuse ranges whose largest volumes (or solvent needs) together overfill a well."""
-        s = self.settings
-        total = sum(v for *_, v in worst)
-        room = s.addable_volume_ul
-        # Totals vary continuously up to the worst case, so any worst case above room − min
-        # passes through top-ups that are positive but below the handler's minimum.
-        if total <= room - s.min_volume_ul + VOLUME_EPS_UL:
-            return
-        needs = [(p, r, h, self.solutions.solvent_need_percent(r, h)) for p, r, h, _ in worst]
-        solvent = ""
-        if s.matched_solvent and any(n is not None for *_, n in needs):
-            each = ", ".join(
-                f"{p} = {h:g} uM of {r}: {n:.3g} %" for p, r, h, n in needs if n is not None
-            )
-            solvent = (
-                f"; at the highest doses they need {s.matched_solvent} ({each}) and every well "
-                f"is matched at {s.solvent_percent:g} % v/v"
-            )
-        raise ImpossibleVolume(
-            "+".join(sorted({r for _, r, _, _ in worst})),
-            None,
-            f"parameters {', '.join(p for p, *_ in worst)} together can need {total:.3g} uL of "
-            f"dosing solutions but {room:g} uL fit (a vehicle top-up must be 0 or ≥ "
-            f"{s.min_volume_ul:g} uL){solvent}; narrow the ranges or use more concentrated stocks",
-        )
+        check_together(self.settings, self.solutions, worst)
 
     def _dose_range(
         self,

@@ -12,8 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from instruments.liquids import Solvent, is_organic
 from protocols.labware import PLATE_TYPES
+from protocols.liquids import Solvent, is_organic
 
 __all__ = [
     "DoseMapping",
@@ -24,7 +24,8 @@ __all__ = [
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # No NaN or infinity anywhere: a dose, a volume or an hour must be a real number.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class DoseMapping(_Frozen):
@@ -69,17 +70,23 @@ class ImagingSettings(_Frozen):
     """What the microscope acquires in each used well after incubation."""
 
     channels: list[str] = Field(default=["DAPI", "GFP"], min_length=1)
-    fields_per_well: int = Field(default=4, ge=1)
-    exposure_ms: float = Field(default=20.0, gt=0)
+    fields_per_well: int = Field(default=4, ge=1, le=400, description="fields imaged per well")
+    exposure_ms: float = Field(
+        default=20.0, gt=0, le=60_000, description="exposure per channel, ms"
+    )
 
 
 class DoseResponseSettings(_Frozen):
     """Settings of the ``dose_response`` protocol (the campaign file's protocol section)."""
 
     plate_type: Literal["96", "384"] = Field(default="96", description="key of PLATE_TYPES")
-    replicates: int = Field(default=3, ge=1, description="wells per experiment")
-    negative_controls: int = Field(default=6, ge=0, description="vehicle-only wells per plate")
-    positive_controls: int = Field(default=6, ge=0, description="wells with the positive control")
+    replicates: int = Field(default=3, ge=1, le=384, description="wells per experiment")
+    negative_controls: int = Field(
+        default=6, ge=0, le=384, description="vehicle-only wells per plate"
+    )
+    positive_controls: int = Field(
+        default=6, ge=0, le=384, description="wells with the positive control"
+    )
     positive_control: PositiveControl | None = Field(
         default=None, validate_default=True, description="required when positive_controls > 0"
     )
@@ -141,6 +148,7 @@ class DoseResponseSettings(_Frozen):
     time_zero_wells: int = Field(
         default=0,
         ge=0,
+        le=384,
         description="vehicle wells imaged before dosing and never dosed: the time-zero counts "
         "that growth-rate (GR) metrics need; 0: no GR metrics",
     )
@@ -151,20 +159,25 @@ class DoseResponseSettings(_Frozen):
         default=50.0, gt=0, description="largest volume per aspirate (tip capacity)"
     )
     mix_cycles: int = Field(
-        default=3, ge=0, description="mix cycles per well after dosing; 0: no mix"
+        default=3, ge=0, le=100, description="mix cycles per well after dosing; 0: no mix"
     )
     mix_volume_ul: float | None = Field(
         default=None,
         gt=0,
         description="mix volume; default min(max_volume_ul, final_volume_ul / 2)",
     )
-    incubation_h: float = Field(default=48.0, ge=0, description="incubation before imaging, hours")
+    incubation_h: float = Field(
+        default=48.0,
+        ge=0,
+        le=24 * 60,
+        description="incubation before imaging, hours (at most 60 days)",
+    )
     incubation_parameter: str | None = Field(
         default=None,
         description="campaign parameter (hours) that sets the incubation per plate, overriding "
         "incubation_h; every experiment of a plate must share its value",
     )
-    temperature_c: float = Field(default=37.0, description="incubator temperature, °C")
+    temperature_c: float = Field(default=37.0, ge=0, le=60, description="incubator temperature, °C")
     co2_percent: float = Field(default=5.0, ge=0, le=100, description="incubator CO2, %")
     imaging: ImagingSettings = Field(default_factory=ImagingSettings)
 

@@ -31,7 +31,7 @@ class _Step(BaseModel):
 class Aspirate(_Step):
     """Draw ``volume_ul`` of a stock or working solution into the tip/syringe.
 
-    ``source`` is the reservoir's label (:mod:`instruments.liquids`), which names its organic
+    ``source`` is the reservoir's label (:mod:`protocols.liquids`), which names its organic
     solvent too (``drug_a@200uM+2%dmso``); ``solvent`` and ``solvent_percent`` say the same as
     data, for tools that replay the steps.
     """

@@ -6,7 +6,7 @@ tracks its liquid volume, the amount of each reagent in it (pmol = µM x µL), s
 concentrations follow C·V mixing, the volume of each organic solvent (µL, so a DMSO share
 follows the same mixing and reaches the cells) and the time liquid was first dispensed into
 it (the dose time). What an aspirated liquid holds besides its reagent is read from the
-source's label (:func:`instruments.liquids.label_solvent`: ``drug_a@200uM+2%dmso``), as an
+source's label (:func:`protocols.liquids.label_solvent`: ``drug_a@200uM+2%dmso``), as an
 operator reads a tube. A well's seeding can be overridden (:meth:`SimulatedLab.seed_well`,
 e.g. a well that received no cells).
 
@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from instruments.liquids import label_solvent
+from protocols.liquids import label_solvent
 from simulators.biology import VirtualBiology, WellCounts
 
 STATE_VERSION = 1

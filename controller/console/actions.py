@@ -1,5 +1,5 @@
 """State-changing routes. Each checks session, role and CSRF token (``action_user``) and calls
-``controller.operator`` with the logged-in name as actor, so the audit trail says who did it."""
+``controller.loop.operator`` with the logged-in name as actor, so the audit trail says who did it."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from controller import operator
 from controller.console import auth
 from controller.console.app import action_user, render
 from controller.console.pages import campaign_context
 from controller.ledger.accounts import Role
 from controller.ledger.models import Proposal
+from controller.loop import operator
 
 router = APIRouter()
 

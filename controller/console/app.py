@@ -1,4 +1,4 @@
-"""The operator console: a FastAPI app with server-rendered Jinja2 pages.
+"""The operator console: a FastAPI app with server-rendered Jinja2 pages (``cellpilot serve``).
 
     create_app(ledger_url) ─┬─ /login, /logout                 (this module)
                             ├─ pages, fragments, images, SSE    (controller.console.pages)
@@ -7,7 +7,7 @@
 Access: an unauthenticated page request is redirected to ``/login``; an unauthenticated
 fragment, image, stream, API or action request gets 401; a viewer's action gets 403; an
 action without the session's CSRF token gets 403. Every action goes through
-``controller.operator`` with the logged-in name as actor.
+``controller.loop.operator`` with the logged-in name as actor.
 """
 
 from __future__ import annotations

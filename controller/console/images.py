@@ -95,7 +95,7 @@ def well_thumbnail(raw: RawData, channel: str | None = None, size_px: int = THUM
 
 def convergence_png(campaign_id: int, spec: dict, measured: list[Experiment]) -> bytes:
     """Best feasible value so far against the number of measured experiments (PNG)."""
-    from controller.report import _best_so_far
+    from controller.report import best_so_far
     from controller.spec import CampaignSpec
 
     key = (campaign_id, len(measured), measured[-1].id if measured else None)
@@ -107,7 +107,7 @@ def convergence_png(campaign_id: int, spec: dict, measured: list[Experiment]) ->
     fig = Figure(figsize=(6, 3.2), dpi=100)
     ax = fig.subplots()
     if measured:
-        curve, _ = _best_so_far(cspec, measured)
+        curve, _ = best_so_far(cspec, measured)
         x = np.arange(1, len(curve) + 1)
         ax.scatter(x, [e.outcomes.get(obj.metric, np.nan) for e in measured], s=9, color="#9bb",
                    label="each experiment")

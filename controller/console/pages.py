@@ -16,7 +16,7 @@ from controller.console import images, views
 from controller.console.app import api_user, page_user, render
 from controller.console.auth import CurrentUser
 from controller.ledger.models import Campaign, RawData, Round
-from controller.queries import _summary
+from controller.ledger.queries import _summary
 
 router = APIRouter()
 PageUser = Annotated[CurrentUser, Depends(page_user)]

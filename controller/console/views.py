@@ -1,5 +1,5 @@
 """What the console's pages show, read from the ledger (no writes: actions go through
-``controller.operator``)."""
+``controller.loop.operator``)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from controller.ledger.models import (
     Step,
     StepStatus,
 )
-from controller.operator import OperatorError, pending_proposals
+from controller.loop.operator import OperatorError, pending_proposals
 
 # Events worth a highlight in the log: a person is or was needed.
 ALERT_KINDS = {"alert_sent", "alert_failed", "proposal_escalated", "approval_timeout", "campaign_paused",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -67,3 +68,13 @@ def open_ledger_engine(url: str) -> Engine:
     engine = create_ledger_engine(url)
     upgrade(engine)
     return engine
+
+
+def resolve_ledger_url(spec: Any | None, override: str | None) -> str:
+    """The ledger URL: ``override`` (``--ledger`` / ``CELLPILOT_LEDGER``), else the campaign
+    file's ``ledger.url``, else the default SQLite file."""
+    if override:
+        return override
+    if spec is not None and spec.ledger.url:
+        return str(spec.ledger.url)
+    return DEFAULT_LEDGER_URL

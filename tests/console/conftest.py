@@ -17,9 +17,9 @@ import yaml
 from sqlmodel import Session
 
 from controller.console.auth import add_user
-from controller.events import EventKind, append_event
 from controller.ledger.db import open_ledger_engine
 from controller.ledger.models import Campaign, Proposal, Round
+from controller.loop.events import EventKind, append_event
 from controller.spec import CampaignSpec
 from tests.controller.conftest import ROOT, small_campaign_data
 

@@ -21,7 +21,7 @@ import yaml
 
 from controller.console.auth import add_user
 from controller.ledger.db import open_ledger_engine
-from controller.operator import OperatorError, approve, pending_proposals
+from controller.loop.operator import OperatorError, approve, pending_proposals
 from tests.console.conftest import (
     PASSWORDS,
     ROLES,

@@ -1,5 +1,5 @@
 """The console over HTTP (TestClient): login, sessions, roles, CSRF, 401/403, and that every
-action goes through controller.operator with the logged-in user as actor."""
+action goes through controller.loop.operator with the logged-in user as actor."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from controller.console.app import SESSION_COOKIE, create_app
-from controller.engine import Frame, sha256_file, write_well_images
 from controller.ledger.accounts import WebSession
 from controller.ledger.models import Approval, Campaign, Event, Proposal, RawData, Round
+from controller.loop.engine import Frame, sha256_file, write_well_images
 from tests.console.conftest import PASSWORDS, csrf_of, login
 
 

@@ -62,7 +62,7 @@ def lab(tmp_path_factory):
 
 
 def _wait_for_proposals(db, run, timeout: float = 60.0) -> None:
-    from controller.operator import OperatorError, pending_proposals
+    from controller.loop.operator import OperatorError, pending_proposals
 
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -173,7 +173,7 @@ def test_unauthenticated_requests_are_refused(lab, browser):
 def test_campaign_finishes_once_round_2_is_approved(lab):
     with urllib.request.urlopen(f"{lab['base']}/login") as r:  # still serving
         assert r.status == 200
-    from controller.operator import approve
+    from controller.loop.operator import approve
 
     approve(lab["db"], None, "ana", "small")
     assert lab["run"].wait(timeout=60) == 0, lab["run"].stderr.read()

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from controller.drivers_cavro import EMULATOR_ENV
 from controller.ledger.models import Campaign, Experiment, Round, Step, Well, WellStatus
+from controller.rig.cavro import EMULATOR_ENV
 from instruments.pumps import MODELS
 from protocols.base import CompiledPlate, get_protocol
 from protocols.layout import PlateLayout
@@ -223,8 +223,8 @@ def test_pump_fault_pauses_then_the_same_command_resumes(
 
 
 def _build(tmp_path, mix_cycles: int = 0, **changes):
-    from controller.drivers_cavro import build_cavro
-    from controller.instrument_setup import BuildContext
+    from controller.rig.cavro import build_cavro
+    from controller.rig.registry import BuildContext
     from controller.spec import parse_campaign
     from simulators.clock import SimulatedClock
     from tests.controller.conftest import small_campaign_data
@@ -259,7 +259,7 @@ def _build(tmp_path, mix_cycles: int = 0, **changes):
     ],
 )
 def test_bad_settings_are_refused_before_anything_moves(tmp_path, mix_cycles, changes, message):
-    from controller.drivers_cavro import CavroConfigError
+    from controller.rig.cavro import CavroConfigError
     from instruments.exceptions import InstrumentError
 
     with pytest.raises(CavroConfigError, match=message) as info:

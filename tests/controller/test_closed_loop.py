@@ -9,8 +9,6 @@ from pathlib import Path
 import tifffile
 from sqlmodel import Session, select
 
-from controller.engine import sha256_file
-from controller.events import EventBus, EventKind, verify_chain
 from controller.ledger.models import (
     Approval,
     Campaign,
@@ -22,8 +20,10 @@ from controller.ledger.models import (
     Step,
     Well,
 )
+from controller.loop.engine import sha256_file
+from controller.loop.events import EventBus, EventKind, verify_chain
+from controller.loop.runner import CampaignRunner
 from controller.report import write_report
-from controller.runner import CampaignRunner
 from controller.spec import load_campaign
 from tests.controller.conftest import run_cli
 

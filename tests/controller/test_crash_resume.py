@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from controller.engine import sha256_file
 from controller.ledger.db import open_ledger_engine
 from controller.ledger.models import (
     Campaign,
@@ -21,6 +20,7 @@ from controller.ledger.models import (
     Well,
     WellStatus,
 )
+from controller.loop.engine import sha256_file
 from controller.spec import load_campaign
 from protocols.base import CompiledPlate, get_protocol
 from protocols.layout import PlateLayout

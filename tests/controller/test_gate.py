@@ -14,10 +14,10 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from sqlmodel import Session, select
 
-from controller.events import verify_chain
-from controller.gate import policy_verdict
 from controller.ledger.db import open_ledger_engine
 from controller.ledger.models import Approval, Campaign, Event, Experiment, Proposal, Step
+from controller.loop.events import verify_chain
+from controller.loop.gate import policy_verdict
 from controller.spec import ApprovalPolicySpec, load_campaign
 from tests.controller.conftest import ROOT, run_cli
 

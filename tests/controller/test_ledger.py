@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session, select
 
-from controller.events import EventKind, append_event, verify_chain
 from controller.ledger.db import (
     create_ledger_engine,
     head_revision,
@@ -19,6 +18,7 @@ from controller.ledger.db import (
     upgrade,
 )
 from controller.ledger.models import Campaign, Event, Experiment, Step
+from controller.loop.events import EventKind, append_event, verify_chain
 from tests.controller.conftest import run_cli
 
 PG_ADMIN = os.environ.get("CELLPILOT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

@@ -7,8 +7,8 @@ from sqlmodel import Session, select
 
 from controller.ledger.db import open_ledger_engine
 from controller.ledger.models import Experiment, Proposal, Round, Step
+from controller.loop.runner import CampaignRunner
 from controller.report import write_report
-from controller.runner import CampaignRunner
 from controller.spec import load_campaign
 from planners import get_planner, register_planner
 from tests.controller.conftest import run_cli

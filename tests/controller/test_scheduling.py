@@ -17,8 +17,8 @@ from tests.controller.conftest import ROOT, run_cli
 def test_scheduled_start_survives_a_killed_scheduler(write_campaign):
     path = write_campaign(budget={"rounds": 1})
     url = load_campaign(path).ledger.url
-    at = (datetime.now(UTC) + timedelta(seconds=4)).isoformat()
-    proc = run_cli("run", str(path), "--dry-run", "--at", at)
+    start = datetime.now(UTC) + timedelta(seconds=10)  # a loaded machine starts the CLI slowly
+    proc = run_cli("run", str(path), "--dry-run", "--at", start.isoformat())
     assert proc.returncode == 0 and "scheduled campaign:small" in proc.stdout
     listed = json.loads(run_cli("jobs", "--json", "--ledger", url).stdout)
     assert [j["id"] for j in listed] == ["campaign:small"]
@@ -29,7 +29,8 @@ def test_scheduled_start_survives_a_killed_scheduler(write_campaign):
     time.sleep(1.5)
     first.send_signal(signal.SIGKILL)  # dies before the start time
     first.wait()
-    time.sleep(4)  # the start time passes while no scheduler runs
+    assert datetime.now(UTC) < start, "the first scheduler should die before the start time"
+    time.sleep((start - datetime.now(UTC)).total_seconds() + 1)  # it passes while none runs
     second = subprocess.run([sys.executable, "-m", "controller.cli", "scheduler", "--ledger", url,
                              "--exit-when-idle"], cwd=ROOT, env=env, timeout=180)
     assert second.returncode == 0

@@ -8,7 +8,7 @@ import pytest
 import tifffile
 import yaml
 
-from controller.instrument_setup import BuildContext, InstrumentConfigError, build_instruments
+from controller.rig.registry import BuildContext, InstrumentConfigError, build_instruments
 from controller.spec import parse_campaign
 from instruments.exceptions import InstrumentError
 from instruments.mmcore_microscope import MMCoreMicroscope
@@ -53,7 +53,7 @@ def test_dry_run_keeps_the_mmcore_driver_on_a_simulated_core(tmp_path):
 
 
 def test_missing_config_file_names_the_path(tmp_path):
-    from controller.drivers_mmcore import mmcore_microscope
+    from controller.rig.mmcore import mmcore_microscope
 
     ctx = _ctx(tmp_path, config=str(tmp_path / "rig" / "scope.cfg"))
     with pytest.raises(InstrumentError, match=r"rig/scope\.cfg.*does not exist"):
@@ -61,7 +61,7 @@ def test_missing_config_file_names_the_path(tmp_path):
 
 
 def test_bad_settings_are_refused(tmp_path):
-    from controller.drivers_mmcore import mmcore_microscope
+    from controller.rig.mmcore import mmcore_microscope
 
     with pytest.raises(InstrumentConfigError, match="unknown settings \\['exposure'\\]"):
         mmcore_microscope({"config": "simulated", "exposure": 3}, _ctx(tmp_path))

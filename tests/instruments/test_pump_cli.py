@@ -6,7 +6,7 @@ import json
 
 from typer.testing import CliRunner
 
-from controller.cli_pump import pump_app
+from controller.cli.pump import pump_app
 
 runner = CliRunner()
 

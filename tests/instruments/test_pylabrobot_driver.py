@@ -8,14 +8,14 @@ import signal
 import pytest
 from sqlmodel import Session, select
 
-from controller.instrument_setup import (
+from controller.ledger.db import open_ledger_engine
+from controller.ledger.models import Campaign, Experiment, Step
+from controller.rig.registry import (
     BuildContext,
     InstrumentConfigError,
     available_drivers,
     build_instruments,
 )
-from controller.ledger.db import open_ledger_engine
-from controller.ledger.models import Campaign, Experiment, Step
 from controller.spec import load_campaign, parse_campaign
 from instruments.pylabrobot_handler import PLRLiquidHandler
 from simulators.clock import SimulatedClock
@@ -90,12 +90,12 @@ def test_bad_settings_are_refused_naming_the_field(tmp_path):
 
 def test_volume_reporting_follows_the_simulation_section(tmp_path):
     data = small_campaign_data(instruments=PLR, simulation={"reports_volumes": False})
-    from controller.instrument_setup import _DRIVERS
+    from controller.rig.registry import find_driver
 
     ctx = BuildContext(
         spec=parse_campaign(data), data_dir=tmp_path, clock=SimulatedClock(), dry_run=True
     )
-    lh = _DRIVERS[("liquid_handler", "pylabrobot")]({"backend": "chatterbox"}, ctx)
+    lh = find_driver("liquid_handler", "pylabrobot")({"backend": "chatterbox"}, ctx)
     try:
         assert lh.well_volume_ul("P", "A01") is None
     finally:

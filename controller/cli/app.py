@@ -1,0 +1,34 @@
+"""The ``cellpilot`` typer application: every sub-command, mounted from its own module.
+
+| module | commands |
+|---|---|
+| :mod:`controller.cli.campaign` | ``run``, ``status``, ``report``, ``schema``, ``verify`` |
+| :mod:`controller.cli.operator` | ``proposals``, ``approve``, ``reject``, ``edit``, ``pause``, ``resume``, ``abort`` |
+| :mod:`controller.cli.schedule` | ``scheduler``, ``jobs`` (and ``run --at``) |
+| :mod:`controller.cli.devices` | ``devices check`` |
+| :mod:`controller.cli.pump` | ``pump init|valve|aspirate|dispense|status`` |
+| :mod:`controller.cli.console` | ``serve``, ``users ...`` |
+
+Mistakes in a campaign file or a device fault are reported in a paragraph, never a traceback.
+Exit codes: 0 done, 2 bad input, 3 campaign paused (fault or signal), 1 unexpected error.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from controller.cli import campaign, console, devices, operator, pump, schedule
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="cellpilot: closed-loop autonomous lab controller")
+
+campaign.register(app)
+operator.register(app)
+schedule.register(app)
+devices.register(app)
+pump.register(app)
+console.register(app)
+
+
+def main() -> None:
+    app()

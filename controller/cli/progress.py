@@ -1,0 +1,115 @@
+"""Terminal views: live rich progress of a run (subscribed to events) and status tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from controller.loop.events import EventKind, bus
+
+
+class ProgressView:
+    """Shows each round's steps as a progress bar and a line per analysed plate."""
+
+    def __init__(self, console: Console, spec, enabled: bool = True) -> None:
+        self.console = console
+        self.spec = spec
+        self.enabled = enabled
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=console, disable=not enabled)
+        self.task = None
+        self._unsub = None
+
+    def __enter__(self) -> ProgressView:
+        self.progress.__enter__()
+        self._unsub = bus.subscribe(self._on_event)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._unsub:
+            self._unsub()
+        self.progress.__exit__(*exc)
+
+    def _on_event(self, kind: EventKind, p: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        if kind == EventKind.ROUND_PROPOSED:
+            self.console.print(f"round {p['round']}: {p['n']} experiments proposed for plate {p['plate']}")
+        elif kind == EventKind.ROUND_COMPILED:
+            if self.task is not None:
+                self.progress.remove_task(self.task)
+            self.task = self.progress.add_task(f"plate {p['plate']}", total=p["steps"])
+        elif kind == EventKind.STEP_DONE and self.task is not None:
+            self.progress.advance(self.task)
+        elif kind == EventKind.WELL_QUARANTINED:
+            self.console.print(f"[yellow]well {p['well']} quarantined:[/] {p['reason']}")
+        elif kind == EventKind.ROUND_ANALYZED:
+            z = p.get("z_prime") or {}
+            zs = ", ".join(f"{k} {v:.2f}" for k, v in z.items() if v is not None)
+            ok = "[green]ok[/]" if p.get("plate_ok") else "[red]suspect[/]"
+            self.console.print(f"  plate {p['plate']} analysed: {p['measured']} experiments measured; Z' {zs} {ok}")
+        elif kind == EventKind.ROUND_AWAITING_APPROVAL:
+            self.console.print(f"[yellow]round {p['round']} waits for approval of {p['n']} proposals[/] "
+                               "(cellpilot proposals / approve / reject / edit)")
+        elif kind == EventKind.PROPOSAL_ESCALATED:
+            self.console.print(f"[yellow]proposal {p['proposal_id']} escalated:[/] {p['reason']}")
+        elif kind == EventKind.APPROVAL_TIMEOUT:
+            self.console.print(f"[yellow]approval timed out:[/] {p['action']}")
+        elif kind == EventKind.CAMPAIGN_HELD:
+            self.console.print(f"[yellow]campaign held:[/] {p['reason']} (cellpilot resume / abort)")
+        elif kind == EventKind.PLATE_QC_FAILED and "analysable" in p:
+            self.console.print(f"[red]plate of round {p['round']} could not be analysed:[/] {p['reason']}")
+
+    def summary(self, result) -> None:
+        c = self.console
+        if result.status == "paused":
+            c.print(f"[bold yellow]campaign {result.campaign} paused:[/] {result.pause_reason}")
+            c.print("Fix the cause, then run the same command again to resume.")
+            return
+        c.print(f"[bold green]campaign {result.campaign} {result.status}[/]: {result.rounds} plates, "
+                f"{result.valid_experiments} valid experiments")
+        if result.best:
+            outs = ", ".join(f"{k}={v:.3f}" for k, v in result.best["outcomes"].items())
+            pars = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                             for k, v in result.best["params"].items())
+            c.print(f"best measured (meeting every outcome constraint): {pars} -> {outs}")
+
+
+def print_status(console: Console, data: Any, detailed: bool) -> None:
+    rows = [data] if detailed else data
+    t = Table(title="campaigns")
+    for col_name in ("name", "status", "rounds", "valid experiments", "clock (h)", "best"):
+        t.add_column(col_name)
+    for d in rows:
+        best = d.get("best")
+        t.add_row(d["name"], d["status"], str(d["rounds"]), str(d["valid_experiments"]),
+                  f"{d['clock_h']:.1f}", f"{best['metric']}={best['value']:.3f}" if best else "-")
+    console.print(t)
+    if detailed:
+        if data.get("pause_reason"):
+            console.print(f"[yellow]paused:[/] {data['pause_reason']}")
+        r = Table(title=f"rounds of {data['name']}")
+        for col_name in ("round", "plate", "status", "experiments", "Z'", "quarantined wells"):
+            r.add_column(col_name)
+        for rd in data["round_details"]:
+            z = (rd["z_prime"] or {}).get("tumour_count")
+            r.add_row(str(rd["index"] + 1), rd["plate"], rd["status"], str(rd["experiments"]),
+                      f"{z:.2f}" if z is not None else "-", ", ".join(rd["quarantined_wells"]) or "-")
+        console.print(r)
+
+
+def print_proposals(console: Console, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        console.print("no proposal is waiting for a decision")
+        return
+    t = Table(title="proposals waiting for a decision")
+    for col_name in ("id", "round", "parameters", "predicted", "why waiting"):
+        t.add_column(col_name)
+    for r in rows:
+        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["params"].items())
+        pred = ", ".join(f"{m} {mu:.3f}±{r['predicted_sd'].get(m, 0):.3f}" for m, mu in r["predicted_mean"].items())
+        t.add_row(str(r["id"]), str(r["round"]), params, pred or "(initial design)", r["escalation"] or "-")
+    console.print(t)

@@ -1,0 +1,90 @@
+"""Read-only views of the ledger for the CLI, the report and (later) the console."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from controller.ledger.db import open_ledger_engine
+from controller.ledger.models import Campaign, Experiment, ExperimentStatus, Round, Well, WellStatus
+from controller.loop.events import verify_chain
+from planners.space import OutcomeConstraint
+
+
+def _best(s: Session, camp: Campaign) -> dict[str, Any] | None:
+    objectives = camp.spec.get("objectives", [])
+    if not objectives:
+        return None
+    metric = objectives[0]["metric"]
+    sign = 1.0 if objectives[0].get("direction", "maximize") == "maximize" else -1.0
+    constraints = [OutcomeConstraint.model_validate(c) for c in camp.spec.get("outcome_constraints", [])]
+    exps = [e for e in s.exec(select(Experiment).where(
+        Experiment.campaign_id == camp.id, Experiment.status == ExperimentStatus.MEASURED.value))
+        if metric in e.outcomes
+        and all(c.metric in e.outcomes and c.satisfied(e.outcomes[c.metric]) for c in constraints)]
+    if not exps:
+        return None
+    b = max(exps, key=lambda e: sign * e.outcomes[metric])
+    return {"metric": metric, "value": b.outcomes[metric], "params": b.params, "experiment_id": b.id}
+
+
+def _summary(s: Session, camp: Campaign) -> dict[str, Any]:
+    n_rounds = s.exec(select(func.count()).select_from(Round).where(Round.campaign_id == camp.id)).one()
+    counts = dict(s.exec(select(Experiment.status, func.count()).where(
+        Experiment.campaign_id == camp.id).group_by(Experiment.status)).all())
+    return {
+        "name": camp.name,
+        "status": camp.status,
+        "dry_run": camp.dry_run,
+        "rounds": n_rounds,
+        "valid_experiments": counts.get(ExperimentStatus.MEASURED.value, 0),
+        "experiments_by_status": counts,
+        "clock_h": round((camp.clock_s - camp.started_clock_s) / 3600, 2),
+        "pause_reason": camp.pause_reason,
+        "best": _best(s, camp),
+        "updated_at": camp.updated_at,
+    }
+
+
+def list_campaigns(url: str) -> list[dict[str, Any]]:
+    with Session(open_ledger_engine(url)) as s:
+        return [_summary(s, c) for c in s.exec(select(Campaign).order_by(col(Campaign.id)))]
+
+
+def find_campaign(s: Session, name: str | None) -> Campaign | None:
+    q = select(Campaign)
+    q = q.where(Campaign.name == name) if name else q.order_by(col(Campaign.updated_at).desc())
+    return s.exec(q).first()
+
+
+def campaign_status(url: str, name: str | None) -> dict[str, Any] | None:
+    with Session(open_ledger_engine(url)) as s:
+        camp = find_campaign(s, name)
+        if camp is None:
+            return None
+        data = _summary(s, camp)
+        rounds = []
+        for r in s.exec(select(Round).where(Round.campaign_id == camp.id).order_by(col(Round.index))):
+            q = s.exec(select(Well.well).where(Well.round_id == r.id,
+                                               Well.status == WellStatus.QUARANTINED.value)).all()
+            n = s.exec(select(func.count()).select_from(Experiment).where(Experiment.round_id == r.id)).one()
+            rounds.append({"index": r.index, "plate": r.plate_id, "status": r.status, "experiments": n,
+                           "z_prime": r.z_prime, "plate_ok": r.plate_ok, "quarantined_wells": list(q)})
+        data["round_details"] = rounds
+        return data
+
+
+def verify_events(url: str, name: str | None) -> tuple[bool, list[tuple[str, str]]]:
+    with Session(open_ledger_engine(url)) as s:
+        camps = [find_campaign(s, name)] if name else list(s.exec(select(Campaign)))
+        if name and camps[0] is None:
+            return False, [(name, "no such campaign")]
+        out = []
+        ok_all = True
+        for c in camps:
+            ok, msg = verify_chain(s, c.id)
+            ok_all &= ok
+            out.append((c.name, msg))
+        return ok_all, out

@@ -1,0 +1,189 @@
+"""What operators do, whatever surface they use (CLI, web console): decide on proposals and
+steer a running campaign. Every action is an Approval row and/or an event naming the actor.
+
+Proposal states (the approval gate)::
+
+    proposed ──approve──▶ approved ─┐
+        │  ───edit─────▶ edited ───┼──▶ (experiment) scheduled → running → measured
+        │                           │                              ╰──▶ failed | quarantined
+        ╰──reject──────▶ rejected   (reason kept; the planner avoids the point)
+
+An edit keeps the planner's original in ``Proposal.params`` and the operator's version in the
+Approval row (``params``); the experiment runs the operator's version.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from controller.ledger.models import (
+    Approval,
+    Campaign,
+    CampaignStatus,
+    Proposal,
+    ProposalStatus,
+    Round,
+    RoundStatus,
+    utcnow,
+)
+from controller.loop.events import EventKind, append_event
+from controller.spec import CampaignSpec
+from planners.exceptions import PointOutsideSpace
+
+
+class OperatorError(Exception):
+    """An operator action cannot be done (unknown id, already decided, bad value, ...)."""
+
+
+def _campaign(s: Session, name: str | None) -> Campaign:
+    q = select(Campaign)
+    q = q.where(Campaign.name == name) if name else q.order_by(col(Campaign.updated_at).desc())
+    camp = s.exec(q).first()
+    if camp is None:
+        raise OperatorError(f"no campaign named {name!r}" if name else "the ledger holds no campaign")
+    return camp
+
+
+def pending_proposals(db: Engine, campaign: str | None = None) -> list[dict[str, Any]]:
+    """Proposals waiting for a decision, with the planner's prediction for each."""
+    with Session(db) as s:
+        camp = _campaign(s, campaign)
+        rows = s.exec(
+            select(Proposal, Round).join(Round, Round.id == Proposal.round_id).where(
+                Proposal.campaign_id == camp.id, Proposal.status == ProposalStatus.PROPOSED.value
+            ).order_by(col(Proposal.id))
+        ).all()
+        return [
+            {"id": p.id, "campaign": camp.name, "round": r.index + 1, "plate": r.plate_id,
+             "params": p.params, "predicted_mean": p.predicted_mean, "predicted_sd": p.predicted_sd,
+             "acquisition_value": p.acquisition_value, "planner": p.planner, "escalation": p.escalation}
+            for p, r in rows
+        ]
+
+
+def _proposal(s: Session, proposal_id: int) -> tuple[Proposal, Campaign]:
+    p = s.get(Proposal, proposal_id)
+    if p is None:
+        raise OperatorError(f"no proposal {proposal_id}")
+    if p.status != ProposalStatus.PROPOSED.value:
+        raise OperatorError(f"proposal {proposal_id} was already decided ({p.status})")
+    return p, s.get(Campaign, p.campaign_id)
+
+
+def decide(
+    s: Session,
+    proposal: Proposal,
+    camp: Campaign,
+    decision: str,
+    actor: str,
+    *,
+    params: dict[str, Any] | None = None,
+    reason: str | None = None,
+) -> None:
+    """Record one decision on a proposal (within the caller's transaction)."""
+    status = {"approved": ProposalStatus.APPROVED, "edited": ProposalStatus.EDITED,
+              "rejected": ProposalStatus.REJECTED}[decision]
+    proposal.status = status.value
+    s.add(proposal)
+    s.add(Approval(proposal_id=proposal.id, decision=decision, actor=actor, reason=reason,
+                   params=params if decision != "rejected" else None))
+    kind = {"approved": EventKind.PROPOSAL_APPROVED, "edited": EventKind.PROPOSAL_EDITED,
+            "rejected": EventKind.PROPOSAL_REJECTED}[decision]
+    payload: dict[str, Any] = {"proposal_id": proposal.id, "round_id": proposal.round_id}
+    if decision == "edited":
+        payload |= {"original": proposal.params, "edited": params}
+    if reason:
+        payload["reason"] = reason
+    append_event(s, camp.id, kind, payload, actor=actor, clock_s=camp.clock_s)
+
+
+def approve(db: Engine, ids: list[int] | None, actor: str, campaign: str | None = None) -> list[int]:
+    """Approve the given proposals, or every pending one of the campaign when ``ids`` is None."""
+    with Session(db) as s:
+        if ids is None:
+            camp = _campaign(s, campaign)
+            props = s.exec(select(Proposal).where(Proposal.campaign_id == camp.id,
+                                                  Proposal.status == ProposalStatus.PROPOSED.value)).all()
+            pairs = [(p, camp) for p in props]
+        else:
+            pairs = [_proposal(s, i) for i in ids]
+        for p, camp in pairs:
+            decide(s, p, camp, "approved", actor, params=p.params)
+        s.commit()
+        return [p.id for p, _ in pairs]
+
+
+def reject(db: Engine, proposal_id: int, reason: str, actor: str) -> None:
+    if not reason.strip():
+        raise OperatorError("a rejection needs a reason")
+    with Session(db) as s:
+        p, camp = _proposal(s, proposal_id)
+        decide(s, p, camp, "rejected", actor, reason=reason)
+        s.commit()
+
+
+def parse_assignments(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise OperatorError(f"write edits as name=value (got {item!r})")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def edit(db: Engine, proposal_id: int, changes: dict[str, Any], actor: str, reason: str | None = None) -> dict[str, Any]:
+    """Change a proposal's parameters within the search space; approves the edited version."""
+    with Session(db) as s:
+        p, camp = _proposal(s, proposal_id)
+        spec = CampaignSpec.model_validate(camp.spec)
+        unknown = set(changes) - set(spec.space.names)
+        if unknown:
+            raise OperatorError(f"unknown parameters {sorted(unknown)}; the space has {spec.space.names}")
+        shared = set(spec.planner.plate_parameters)
+        shared |= {spec.protocol.settings.get("incubation_parameter")} - {None}
+        touched = sorted(shared & {k for k, v in changes.items() if str(v) != str(p.params.get(k))})
+        if touched:
+            raise OperatorError(f"{touched} are shared by the whole plate; reject the round's "
+                                "proposals or approve them as they are")
+        merged = {**p.params, **changes}
+        try:
+            params = spec.space.validate_point(merged)
+        except PointOutsideSpace as e:
+            raise OperatorError(f"edit refused: {e}") from None
+        decide(s, p, camp, "edited", actor, params=params, reason=reason)
+        s.commit()
+        return params
+
+
+def request(db: Engine, action: str, actor: str, campaign: str | None = None) -> str:
+    """``pause`` (hold at the next step boundary), ``resume`` or ``abort`` a campaign."""
+    with Session(db) as s:
+        camp = _campaign(s, campaign)
+        if camp.status in (CampaignStatus.COMPLETED.value, CampaignStatus.ABORTED.value):
+            raise OperatorError(f"campaign {camp.name!r} is {camp.status}")
+        kinds = {"pause": EventKind.PAUSE_REQUESTED, "resume": EventKind.CAMPAIGN_RESUMED,
+                 "abort": EventKind.ABORT_REQUESTED}
+        if action not in kinds:
+            raise OperatorError(f"unknown action {action!r}")
+        if action == "resume":
+            camp.control_request = None
+            if camp.status == CampaignStatus.PAUSED.value:
+                camp.pause_reason = None
+        else:
+            camp.control_request = action
+        camp.control_actor = actor
+        camp.updated_at = utcnow()
+        s.add(camp)
+        append_event(s, camp.id, kinds[action], {"requested": action}, actor=actor, clock_s=camp.clock_s)
+        s.commit()
+        return camp.name
+
+
+def waiting_rounds(db: Engine, campaign_id: int) -> list[Round]:
+    with Session(db) as s:
+        return list(s.exec(select(Round).where(Round.campaign_id == campaign_id,
+                                               Round.status == RoundStatus.PROPOSED.value)))

@@ -1,0 +1,89 @@
+"""The ``simulated`` liquid handler and microscope, and the persistent virtual lab they act on.
+
+In a dry-run every driver without an emulator is replaced by these; the virtual lab
+(``<data_dir>/sim_lab.json``) is shared by every instrument of the run, emulated drivers
+included, so a killed dry-run resumes against the plate as it "physically" is.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any
+
+from controller.rig.registry import BuildContext, InstrumentConfigError, driver
+from controller.spec import CampaignSpec
+from instruments.interfaces import LiquidHandler, Microscope
+
+
+def simulated_lab(ctx: BuildContext):
+    """The virtual lab of this run (created on first use, persisted under ``data_dir``)."""
+    if "lab" not in ctx.shared:
+        from simulators.biology import VirtualBiology
+        from simulators.world import SimulatedLab
+
+        sim = ctx.spec.simulation
+        psettings = ctx.spec.protocol.settings
+        ctx.data_dir.mkdir(parents=True, exist_ok=True)
+        ctx.shared["lab"] = SimulatedLab(
+            ctx.data_dir / "sim_lab.json",
+            VirtualBiology(seed=sim.seed, failure_rate=sim.failed_well_rate),
+            plate_type=str(psettings.get("plate_type", "96")),
+            seeded_volume_ul=float(psettings.get("seeded_volume_ul", 150.0)),
+            seeded_cells=(sim.seeded_cells_per_line, sim.seeded_cells_per_line),
+        )
+    return ctx.shared["lab"]
+
+
+def _check_options(role: str, cls: type, settings: dict[str, Any], fixed: set[str]) -> None:
+    """Settings must be keyword options of the simulator's constructor, numbers finite."""
+    params = inspect.signature(cls.__init__).parameters
+    known = {n for n, p in params.items() if p.kind is p.KEYWORD_ONLY} - fixed
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise InstrumentConfigError(
+            f"instruments.{role}.settings: unknown settings {unknown}; known: {sorted(known)}")
+    for key, value in settings.items():
+        default = params[key].default
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise InstrumentConfigError(f"instruments.{role}.settings.{key}: {value!r} is not a finite number")
+            if value < 0:
+                raise InstrumentConfigError(f"instruments.{role}.settings.{key}: {value!r} is negative")
+        elif isinstance(default, bool) and not isinstance(value, bool):
+            raise InstrumentConfigError(f"instruments.{role}.settings.{key}: {value!r} is not true or false")
+
+
+def _validate_handler(settings: dict[str, Any], spec: CampaignSpec, dry_run: bool) -> None:
+    from simulators.liquid_handler import SimulatedLiquidHandler
+
+    _check_options("liquid_handler", SimulatedLiquidHandler, settings, set())
+
+
+def _validate_microscope(settings: dict[str, Any], spec: CampaignSpec, dry_run: bool) -> None:
+    from simulators.microscope import SimulatedMicroscope
+
+    _check_options("microscope", SimulatedMicroscope, settings, {"image_size", "seed"})
+
+
+def _microscope_channels(settings: dict[str, Any], spec: CampaignSpec) -> set[str]:
+    from simulators.microscope import CHANNELS
+
+    return set(CHANNELS)
+
+
+@driver("liquid_handler", "simulated", validate=_validate_handler)
+def liquid_handler(settings: dict[str, Any], ctx: BuildContext) -> LiquidHandler:
+    from simulators.liquid_handler import SimulatedLiquidHandler
+
+    opts = {"reports_volumes": ctx.spec.simulation.reports_volumes, **settings}
+    return SimulatedLiquidHandler(simulated_lab(ctx), ctx.clock, **opts)
+
+
+@driver("microscope", "simulated", validate=_validate_microscope, channels=_microscope_channels)
+def microscope(settings: dict[str, Any], ctx: BuildContext) -> Microscope:
+    from simulators.microscope import SimulatedMicroscope
+
+    size = ctx.spec.simulation.image_size_px
+    opts = {"image_size": (size, size), "seed": ctx.spec.simulation.seed, **settings}
+    return SimulatedMicroscope(simulated_lab(ctx), ctx.clock, **opts)

@@ -1,0 +1,1 @@
+"""An example cellpilot plugin package (see README.md)."""
