@@ -86,13 +86,13 @@ class AnalysisSettings(BaseModel):
         "over each experiment's replicates (outlier_metrics, outlier_mad_k, outlier_rel_floor)",
     )
     outlier_k: float = Field(
-        default=4.5,
+        default=2.5,
         gt=0,
-        description="calibrated rule: cut-off in standard errors (chosen on simulated plates "
-        "for <= 2 % of clean wells flagged; benchmarks/outliers.py)",
+        description="calibrated rule: cut-off in standard errors (chosen on simulated plates, "
+        "development seeds of benchmarks/outliers.py: <= 1.5 % of clean wells flagged)",
     )
     control_outlier_k: float = Field(
-        default=4.5, gt=0, description="calibrated rule: the cut-off for control wells"
+        default=2.5, gt=0, description="calibrated rule: the cut-off for control wells"
     )
     outlier_count_metrics: tuple[str, ...] = Field(
         default=("total_tumour", "total_normal"),
