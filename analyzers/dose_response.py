@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,12 +30,15 @@ __all__ = ["LogisticFit", "fit_logistic", "logistic"]
 PARAMETERS = ("top", "bottom", "log10_ic50", "hill")
 
 
-def logistic(dose_um: np.ndarray | float, top: float, bottom: float, ic50_um: float, hill: float):
+def logistic(
+    dose_um: np.ndarray | float, top: float, bottom: float, ic50_um: float, hill: float
+) -> np.ndarray:
     """The 4PL curve at ``dose_um`` (µM, ≥ 0; any shape)."""
     d = np.maximum(np.asarray(dose_um, dtype=np.float64), 0.0)
     with np.errstate(divide="ignore", over="ignore"):
         ratio = np.where(d > 0, (d / ic50_um) ** hill, 0.0)
-    return bottom + (top - bottom) / (1.0 + ratio)
+    out: np.ndarray = bottom + (top - bottom) / (1.0 + ratio)
+    return out
 
 
 def _model(d: np.ndarray, top: float, bottom: float, log10_ic50: float, hill: float) -> np.ndarray:
@@ -69,21 +72,27 @@ class LogisticFit(BaseModel):
         Raises:
             ValueError: the fit failed.
         """
-        if not self.ok:
+        return logistic(dose_um, *self.parameters())
+
+    def parameters(self) -> tuple[float, float, float, float]:
+        """``(top, bottom, ic50_um, hill)``.
+
+        Raises:
+            ValueError: the fit failed.
+        """
+        if self.top is None or self.bottom is None or self.ic50_um is None or self.hill is None:
             raise ValueError(f"no curve: {self.message}")
-        assert self.top is not None and self.bottom is not None and self.hill is not None
-        return logistic(dose_um, self.top, self.bottom, self.ic50_um, self.hill)  # type: ignore[arg-type]
+        return self.top, self.bottom, self.ic50_um, self.hill
 
     def dose_for(self, response: float) -> float | None:
         """The dose (µM) at which the curve reaches ``response``, or None if it never does."""
         if not self.ok:
             return None
-        top, bottom, hill = self.top, self.bottom, self.hill
-        assert top is not None and bottom is not None and hill is not None
+        top, bottom, ic50, hill = self.parameters()
         if top == bottom or not (min(top, bottom) < response < max(top, bottom)):
             return None
         ratio = (top - bottom) / (response - bottom) - 1.0
-        return float(self.ic50_um * ratio ** (1.0 / hill))  # type: ignore[operator]
+        return float(ic50 * ratio ** (1.0 / hill))
 
     @property
     def absolute_ic50_um(self) -> float | None:
@@ -149,7 +158,13 @@ def fit_logistic(
     )
 
 
-def _best_of_starts(f, d, y, free, positive) -> tuple[np.ndarray, np.ndarray, float] | None:
+def _best_of_starts(
+    f: Callable[..., np.ndarray],
+    d: np.ndarray,
+    y: np.ndarray,
+    free: Sequence[str],
+    positive: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, float] | None:
     """Least squares from a few starting IC50s and slopes; the lowest residual wins."""
     lo, hi = math.log10(positive.min()), math.log10(positive.max())
     start = {"top": float(np.max(y)), "bottom": float(np.min(y))}

@@ -46,7 +46,7 @@ def plot_dose_response(
     if fit is not None and fit.ok:
         grid = np.logspace(np.log10(zero), np.log10(max(d.max(), zero * 10)), 200)
         ax.plot(grid, fit.predict(grid), color=color, lw=1.5)
-        ax.axvline(fit.ic50_um, color=color, ls=":", lw=1)
+        ax.axvline(fit.parameters()[2], color=color, ls=":", lw=1)
         if "ic50_um" in fit.ci95:
             lo, hi = fit.ci95["ic50_um"]
             ax.axvspan(lo, hi, color=color, alpha=0.12)

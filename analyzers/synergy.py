@@ -97,7 +97,7 @@ def loewe_reference(
         return float(fit_b.predict(dose_b_um))
     if dose_b_um <= 0:
         return float(fit_a.predict(dose_a_um))
-    ranges = [sorted((f.top, f.bottom)) for f in (fit_a, fit_b)]  # type: ignore[type-var]
+    ranges = [sorted(f.parameters()[:2]) for f in (fit_a, fit_b)]
     lo, hi = max(r[0] for r in ranges), min(r[1] for r in ranges)
     if not lo < hi:
         return None
