@@ -204,6 +204,7 @@ def _field_flags(
     tolerance: float,
     empty_region_factor: float = 5.5,
     min_count_for_gap: float = 20.0,
+    count_z: float = 4.0,
 ) -> dict[int, str]:
     """Field index → reason, for fields that look like artefacts.
 
@@ -211,7 +212,9 @@ def _field_flags(
     is more than ``empty_region_factor`` times the mean free radius
     ``sqrt(field area / (π · median field count))`` (random placement stays below ~4.7 in
     tests; checked only when the well has ``min_count_for_gap`` nuclei per field); or when its
-    count differs from the median of the well's other fields by more than ``tolerance`` of that median. With only
+    count differs from the median of the well's other fields by more than ``tolerance`` of that
+    median and by more than ``count_z`` Poisson SDs (``sqrt(median)``: at a few nuclei per
+    field, counts a factor of two apart are chance, not artefacts). With only
     two fields only the emptier one can be flagged: bubbles, debris and focus failures hide
     nuclei far more often than they add them.
     """
@@ -240,7 +243,8 @@ def _field_flags(
             ref = float(np.median(rest))
             if len(fields) == 2 and counts[i] >= ref:
                 continue  # two fields: blame the emptier one (artefacts hide nuclei)
-            if ref > 0 and abs(counts[i] - ref) > tolerance * ref:
+            gap = abs(counts[i] - ref)
+            if ref > 0 and gap > tolerance * ref and gap > count_z * np.sqrt(ref):
                 reason = (
                     f"field {f.field}: {f.n_nuclei} nuclei vs {ref:g} in the well's other fields"
                 )
@@ -254,6 +258,8 @@ def well_metrics(
     *,
     field_count_tolerance: float = 0.5,
     exclude_flagged_fields: bool = False,
+    field_count_z: float = 4.0,
+    empty_region_factor: float = 5.5,
 ) -> tuple[dict[str, float], list[str], list[int]]:
     """Metrics of one well from its fields.
 
@@ -263,11 +269,19 @@ def well_metrics(
         field_count_tolerance: a field is flagged when its count differs from the median of
             the well's other fields by more than this fraction of it.
         exclude_flagged_fields: leave flagged fields out of the metrics (they stay flagged).
+        field_count_z: a count deviation must also exceed this many Poisson SDs.
+        empty_region_factor: flag a field whose largest nucleus-free disc is this many times
+            the mean nucleus spacing.
 
     Returns:
         ``(metrics, flags, flagged_field_indices)``; flags are human-readable reasons.
     """
-    flagged = _field_flags(fields, field_count_tolerance)
+    flagged = _field_flags(
+        fields,
+        field_count_tolerance,
+        empty_region_factor=empty_region_factor,
+        count_z=field_count_z,
+    )
     used = [f for i, f in enumerate(fields) if not (exclude_flagged_fields and i in flagged)]
     if not used:  # every field flagged: measure them all rather than nothing
         used = list(fields)

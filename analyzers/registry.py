@@ -21,7 +21,8 @@ GROUP = "cellpilot.analyzers"
 F = TypeVar("F", bound=Callable[..., Any])
 
 ANALYZERS: PluginRegistry[Callable[..., Any]] = PluginRegistry(
-    GROUP, duplicate=lambda msg: DuplicateAnalyzer(f"analyzer {msg}"), unknown=UnknownAnalyzer)
+    GROUP, duplicate=lambda msg: DuplicateAnalyzer(f"analyzer {msg}"), unknown=UnknownAnalyzer
+)
 
 
 def register_analyzer(name: str) -> Callable[[F], F]:

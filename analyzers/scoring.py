@@ -1,6 +1,8 @@
 """Experiment scores from replicate wells, with outliers flagged (never deleted silently).
 
-Rule: for each experiment with at least ``min_replicates_for_outliers`` replicate wells,
+The analyzer decides outliers with the calibrated rule of :mod:`analyzers.outliers` and passes
+them in (``outliers=``). Without them, the earlier MAD rule applies (``outlier_rule: mad``):
+for each experiment with at least ``min_replicates_for_outliers`` replicate wells,
 a well is an outlier when, for any metric in ``outlier_metrics``,
 ``|x - median| > k * scale`` with ``scale = max(1.4826 * MAD, rel_floor * |median|, abs_floor)``
 (the floors stop identical replicates, MAD = 0, from flagging every tiny difference).
@@ -26,7 +28,15 @@ __all__ = [
     "score_experiments",
 ]
 
-SCORE_METRICS = ("tumour_viability", "normal_viability", "selectivity", "cell_count")
+SCORE_METRICS = (
+    "tumour_viability",
+    "normal_viability",
+    "selectivity",
+    "cell_count",
+    "tumour_gr",
+    "normal_gr",
+    "selectivity_gr",
+)
 
 
 class OutlierRecord(BaseModel):
@@ -95,6 +105,7 @@ def score_experiments(
     rel_floor: float = 0.05,
     min_replicates_for_outliers: int = 3,
     excluded_wells: Mapping[str, str] | None = None,
+    outliers: Mapping[str, OutlierRecord] | None = None,
 ) -> dict[int, ExperimentScore]:
     """Score every experiment of ``layout`` from its replicate wells' metrics.
 
@@ -107,6 +118,8 @@ def score_experiments(
         rel_floor: the outlier rule's smallest scale, relative to the median.
         min_replicates_for_outliers: fewer replicates than this: no outlier flagging.
         excluded_wells: well -> reason, left out before scoring (e.g. failed QC by policy).
+        outliers: well -> record of replicate outliers decided by the caller; None applies
+            the MAD rule (``outlier_metrics``, ``k``, ``rel_floor``).
 
     Returns:
         experiment index -> :class:`ExperimentScore`; experiments without any measured well
@@ -118,7 +131,7 @@ def score_experiments(
     for exp in experiments:
         score = _score_one(
             exp, layout.wells_of(exp), well_metrics, metrics, outlier_metrics, k, rel_floor,
-            min_replicates_for_outliers, excluded,
+            min_replicates_for_outliers, excluded, outliers,
         )  # fmt: skip
         if score is not None:
             scores[exp] = score
@@ -135,6 +148,7 @@ def _score_one(
     rel_floor: float,
     min_reps: int,
     excluded: Mapping[str, str],
+    decided: Mapping[str, OutlierRecord] | None,
 ) -> ExperimentScore | None:
     flags = [f"{w}: no images" for w in wells if w not in well_metrics]
     measured = [w for w in wells if w in well_metrics]
@@ -144,6 +158,9 @@ def _score_one(
     candidates = [w for w in measured if w not in excluded]
     if not measured:
         return None
+    if decided is not None:
+        outliers += [decided[w] for w in candidates if w in decided]
+        outlier_metrics = ()
     for metric in outlier_metrics:
         vals = {w: well_metrics[w][metric] for w in candidates if metric in well_metrics[w]}
         for w, (med, reason) in flag_outliers(

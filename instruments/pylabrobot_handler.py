@@ -283,7 +283,7 @@ class PLRLiquidHandler:
         container = self.layout.reservoir(source)
         describe = getattr(self.backend, "describe_reservoir", None)
         if describe is not None:  # e.g. the simulated lab learns what the trough holds
-            describe(container.name, reagent, float(stock_concentration_um))
+            describe(container.name, reagent, float(stock_concentration_um), source)
         self._ensure_tip(source)
         self._last_source = source
         coro = self.lh.aspirate([container], [float(volume_ul)], use_channels=[self.channel])

@@ -15,7 +15,7 @@ Usage (what the controller does)::
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,9 +32,10 @@ VOLUME_EPS_UL = 1e-9  # tolerance when comparing volumes, µL
 
 
 class WellContents(BaseModel):
-    """What one well holds: total volume (µL) and final concentration of each reagent (µM).
+    """What one well holds: total volume (µL), final concentration of each reagent (µM) and the
+    share of each organic solvent (% v/v).
 
-    Reagents at zero concentration (vehicle, medium) are not listed.
+    Reagents at zero concentration (vehicle, medium) and absent solvents are not listed.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -42,21 +43,23 @@ class WellContents(BaseModel):
     well: str
     volume_ul: float = Field(ge=0)
     concentrations_um: dict[str, float] = Field(default_factory=dict)
+    solvent_percent: dict[str, float] = Field(
+        default_factory=dict, description="organic solvent -> % v/v in the well"
+    )
 
     def matches(self, other: WellContents, rel_tol: float = 1e-6, abs_tol: float = 1e-9) -> bool:
-        """True when volumes and every concentration agree within tolerance."""
+        """True when volumes, every concentration and every solvent share agree within tolerance."""
         if not _close(self.volume_ul, other.volume_ul, rel_tol, abs_tol):
             return False
-        names = set(self.concentrations_um) | set(other.concentrations_um)
-        return all(
-            _close(
-                self.concentrations_um.get(n, 0.0),
-                other.concentrations_um.get(n, 0.0),
-                rel_tol,
-                abs_tol,
-            )
-            for n in names
-        )
+        return _close_maps(
+            self.concentrations_um, other.concentrations_um, rel_tol, abs_tol
+        ) and _close_maps(self.solvent_percent, other.solvent_percent, rel_tol, abs_tol)
+
+
+def _close_maps(
+    a: Mapping[str, float], b: Mapping[str, float], rel_tol: float, abs_tol: float
+) -> bool:
+    return all(_close(a.get(n, 0.0), b.get(n, 0.0), rel_tol, abs_tol) for n in set(a) | set(b))
 
 
 def _close(a: float, b: float, rel_tol: float, abs_tol: float) -> bool:
@@ -92,6 +95,17 @@ class CompiledPlate(BaseModel):
                 usage[s.source] = usage.get(s.source, 0.0) + s.volume_ul
         return usage
 
+    def preparation_usage_ul(self) -> dict[str, float]:
+        """µL of each stock, medium and solvent that preparing the layout's intermediates
+        takes (source label → µL): what leaves the freezer for this plate."""
+        made = {i.label for i in self.layout.intermediates}
+        usage: dict[str, float] = {}
+        for i in self.layout.intermediates:
+            for part in i.recipe:
+                if part.source not in made:
+                    usage[part.source] = usage.get(part.source, 0.0) + part.volume_ul
+        return usage
+
 
 @runtime_checkable
 class PlateProtocol(Protocol):
@@ -125,9 +139,10 @@ def replay_steps(
 ) -> dict[str, WellContents]:
     """Track liquid through ``steps`` the way a volume-tracking handler would.
 
-    Every Aspirate fills the tip with one stock; the following Dispenses empty it into wells.
-    Wells in ``wells`` (and every well dispensed into) start at ``initial_volume_ul`` of
-    reagent-free liquid (the seeded cells). Useful to compare a protocol's intent with a
+    Every Aspirate fills the tip with one liquid (a reagent at its stock concentration, in
+    ``solvent_percent`` of its solvent); the following Dispenses empty it into wells. Wells in
+    ``wells`` (and every well dispensed into) start at ``initial_volume_ul`` of reagent-free,
+    solvent-free liquid (the seeded cells). Useful to compare a protocol's intent with a
     simulated handler's state, or with the steps journalled as done before a crash.
 
     Returns:
@@ -135,22 +150,34 @@ def replay_steps(
     """
     volume: dict[str, float] = {w: initial_volume_ul for w in wells}
     amount: dict[str, dict[str, float]] = {w: {} for w in wells}  # µM·µL per reagent
-    tip_conc_um, tip_reagent = 0.0, ""
+    solvent_ul: dict[str, dict[str, float]] = {w: {} for w in wells}
+    tip = Aspirate(plate="", source="", reagent="", stock_concentration_um=0.0, volume_ul=1.0)
     for s in steps:
         if isinstance(s, Aspirate):
-            tip_conc_um, tip_reagent = s.stock_concentration_um, s.reagent
+            tip = s
         elif isinstance(s, Dispense):
             volume.setdefault(s.well, initial_volume_ul)
-            amount.setdefault(s.well, {})
             volume[s.well] += s.volume_ul
-            if tip_conc_um > 0:
-                a = amount[s.well]
-                a[tip_reagent] = a.get(tip_reagent, 0.0) + tip_conc_um * s.volume_ul
+            _add(
+                amount.setdefault(s.well, {}), tip.reagent, tip.stock_concentration_um * s.volume_ul
+            )
+            if tip.solvent is not None:
+                _add(
+                    solvent_ul.setdefault(s.well, {}),
+                    tip.solvent,
+                    tip.solvent_percent / 100.0 * s.volume_ul,
+                )
     out: dict[str, WellContents] = {}
     for w, v in volume.items():
-        conc = {r: m / v for r, m in amount[w].items() if v > 0 and m / v > _CONC_EPS_UM}
-        out[w] = WellContents(well=w, volume_ul=v, concentrations_um=conc)
+        conc = {r: m / v for r, m in amount.get(w, {}).items() if v > 0 and m / v > _CONC_EPS_UM}
+        pct = {n: 100.0 * u / v for n, u in solvent_ul.get(w, {}).items() if v > 0 and u > 0}
+        out[w] = WellContents(well=w, volume_ul=v, concentrations_um=conc, solvent_percent=pct)
     return out
+
+
+def _add(totals: dict[str, float], key: str, value: float) -> None:
+    if value > 0:
+        totals[key] = totals.get(key, 0.0) + value
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,9 +1,12 @@
 """The ``dose_response`` protocol: dose seeded cells with reagents, incubate, image every well.
 
 Each experiment is a set of final concentrations (µM) of one or more reagents. The protocol
-lays replicates and controls out on a plate, turns each concentration into a volume of the
-right stock (C1·V1 = C2·V2, with V2 the final well volume), tops every well up with vehicle to
-the final volume, mixes, incubates the plate once and images each used well.
+lays replicates, controls and time-zero wells out on a plate, images the time-zero wells,
+turns each concentration into a volume of the right working solution (C1·V1 = C2·V2, with V2
+the final well volume; :mod:`protocols.dilution` says which solution and how to prepare it),
+tops every dosed well up with vehicle to the final volume, so that every one of them (controls
+included) ends at the same solvent share, mixes, incubates the plate once and images each
+dosed well.
 
 Campaign YAML (the ``protocol:`` section)::
 
@@ -13,11 +16,14 @@ Campaign YAML (the ``protocol:`` section)::
       replicates: 3
       negative_controls: 6
       positive_controls: 6
+      time_zero_wells: 4
       positive_control: {reagent: staurosporine, concentration_um: 1.0}
       doses:
         - drug_a_um -> drug_a                          # continuous µM parameter → reagent
         - {parameter: partner_um, reagent_from: partner}  # categorical levels are reagents
-      stocks: {drug_a: [10, 1000], drug_b: [100], drug_c: [100], staurosporine: [100]}
+      stocks: {drug_a: [10000], drug_b: [10000], drug_c: [10000], staurosporine: [1000]}
+      solvent: dmso                                    # the stocks' solvent (default)
+      solvent_percent: 0.5                             # in every dosed well (default)
 """
 
 from __future__ import annotations
@@ -25,9 +31,10 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel
 
 from planners.space import (
     CategoricalParameter,
@@ -39,9 +46,15 @@ from protocols.base import (
     VOLUME_EPS_UL,
     CompiledPlate,
     WellContents,
-    choose_stock,
     max_volume_over_range,
     split_volume,
+)
+from protocols.dilution import Solution, SolutionPlan, check_together, overfill_error
+from protocols.dose_response_settings import (
+    DoseMapping,
+    DoseResponseSettings,
+    ImagingSettings,
+    PositiveControl,
 )
 from protocols.exceptions import (
     ImpossibleVolume,
@@ -51,217 +64,30 @@ from protocols.exceptions import (
     UnknownReagent,
     UnmappedParameter,
 )
-from protocols.labware import PLATE_TYPES, PlateType, get_plate_type
+from protocols.labware import PlateType, get_plate_type
 from protocols.layout import PlateLayout, WellAssignment, WellRole
 from protocols.steps import Acquire, Aspirate, Dispense, Incubate, Mix, Step
 
-
-def _reject_bool_numbers(cls: type[BaseModel], data: object) -> object:
-    """``true``/``false`` where a number belongs is a mistake, not 1 or 0 (pydantic would coerce)."""
-    if isinstance(data, dict):
-        for name, field in cls.model_fields.items():
-            value = data.get(field.alias or name)
-            kinds = getattr(field.annotation, "__args__", (field.annotation,))
-            if isinstance(value, bool) and bool not in kinds and any(k in (int, float) for k in kinds):
-                raise ValueError(f"{name}: {str(value).lower()} is not a number")
-    return data
+__all__ = [
+    "Addition",
+    "DoseMapping",
+    "DoseResponse",
+    "DoseResponseSettings",
+    "ImagingSettings",
+    "PositiveControl",
+]
 
 
-class _Frozen(BaseModel):
-    # No NaN or infinity anywhere: a dose, a volume or an hour must be a real number.
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+@dataclass(frozen=True)
+class Addition:
+    """One liquid added to a well: ``volume_ul`` of ``solution`` (a reagent's, or the vehicle)."""
 
-    @model_validator(mode="before")
-    @classmethod
-    def _no_bool_numbers(cls, data: object) -> object:
-        return _reject_bool_numbers(cls, data)
-
-
-class DoseMapping(_Frozen):
-    """How one campaign parameter becomes a reagent dose.
-
-    Either ``reagent`` is fixed (``drug_a_um -> drug_a``), or ``reagent_from`` names a
-    categorical parameter whose levels are reagent names, dosed at ``parameter``. YAML may
-    write the fixed form as the string ``"drug_a_um -> drug_a"``.
-    """
-
-    parameter: str = Field(description="numeric parameter holding the final concentration, µM")
-    reagent: str | None = Field(default=None, description="reagent dosed by `parameter`")
-    reagent_from: str | None = Field(
-        default=None, description="categorical parameter whose value is the reagent to dose"
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _parse_arrow(cls, data: object) -> object:
-        if isinstance(data, str):
-            parts = [p.strip() for p in data.split("->")]
-            if len(parts) != 2 or not all(parts):
-                raise ValueError(f"cannot parse dose {data!r}; write it as 'drug_a_um -> drug_a'")
-            return {"parameter": parts[0], "reagent": parts[1]}
-        return data
-
-    @model_validator(mode="after")
-    def _one_source(self) -> DoseMapping:
-        if (self.reagent is None) == (self.reagent_from is None):
-            raise ValueError("give exactly one of 'reagent' or 'reagent_from'")
-        return self
-
-
-class PositiveControl(_Frozen):
-    """The known killer that positive-control wells receive."""
-
-    reagent: str = Field(description="reagent name, must have a stock")
-    concentration_um: float = Field(gt=0, description="final concentration in the well, µM")
-
-
-class ImagingSettings(_Frozen):
-    """What the microscope acquires in each used well after incubation."""
-
-    channels: list[str] = Field(default=["DAPI", "GFP"], min_length=1)
-    fields_per_well: int = Field(default=4, ge=1, le=400, description="fields imaged per well")
-    exposure_ms: float = Field(default=20.0, gt=0, le=60_000, description="exposure per channel, ms")
-
-
-class DoseResponseSettings(_Frozen):
-    """Settings of the ``dose_response`` protocol (the campaign file's protocol section)."""
-
-    plate_type: Literal["96", "384"] = Field(default="96", description="key of PLATE_TYPES")
-    replicates: int = Field(default=3, ge=1, le=384, description="wells per experiment")
-    negative_controls: int = Field(default=6, ge=0, le=384, description="vehicle-only wells per plate")
-    positive_controls: int = Field(default=6, ge=0, le=384, description="wells with the positive control")
-    positive_control: PositiveControl | None = Field(
-        default=None, validate_default=True, description="required when positive_controls > 0"
-    )
-    vehicle: str = Field(
-        default="medium", description="reagent-free diluent used for top-up (0 µM of everything)"
-    )
-    exclude_edges: bool = Field(default=True, description="leave the outer ring of wells empty")
-    randomize: bool = Field(default=True, description="randomise well positions with the seed")
-    seeded_volume_ul: float = Field(
-        default=150.0, ge=0, description="volume of cells already in each well"
-    )
-    final_volume_ul: float = Field(
-        default=200.0,
-        gt=0,
-        validate_default=True,
-        description="volume of each used well at the end",
-    )
-    doses: list[DoseMapping] = Field(min_length=1, description="parameter → reagent mappings")
-    stocks: dict[str, list[float]] = Field(
-        min_length=1, description="reagent → available stock concentrations, µM"
-    )
-    min_volume_ul: float = Field(
-        default=0.5, gt=0, description="smallest volume the handler pipettes accurately"
-    )
-    max_volume_ul: float = Field(
-        default=50.0, gt=0, description="largest volume per aspirate (tip capacity)"
-    )
-    mix_cycles: int = Field(
-        default=3, ge=0, le=100, description="mix cycles per well after dosing; 0: no mix"
-    )
-    mix_volume_ul: float | None = Field(
-        default=None,
-        gt=0,
-        description="mix volume; default min(max_volume_ul, final_volume_ul / 2)",
-    )
-    incubation_h: float = Field(
-        default=48.0, ge=0, le=24 * 60, description="incubation before imaging, hours (at most 60 days)"
-    )
-    incubation_parameter: str | None = Field(
-        default=None,
-        description="campaign parameter (hours) that sets the incubation per plate, overriding "
-        "incubation_h; every experiment of a plate must share its value",
-    )
-    temperature_c: float = Field(default=37.0, ge=0, le=60, description="incubator temperature, °C")
-    co2_percent: float = Field(default=5.0, ge=0, le=100, description="incubator CO2, %")
-    imaging: ImagingSettings = Field(default_factory=ImagingSettings)
-
-    @field_validator("positive_control")
-    @classmethod
-    def _control_given(
-        cls, v: PositiveControl | None, info: ValidationInfo
-    ) -> PositiveControl | None:
-        if v is None and info.data.get("positive_controls", 0) > 0:
-            raise ValueError(
-                "positive_controls > 0 needs a positive_control (or set positive_controls: 0)"
-            )
-        return v
-
-    @field_validator("final_volume_ul")
-    @classmethod
-    def _final_fits(cls, v: float, info: ValidationInfo) -> float:
-        seeded = info.data.get("seeded_volume_ul")
-        if seeded is not None and v <= seeded:
-            raise ValueError(f"must exceed seeded_volume_ul ({seeded:g}) to leave room for doses")
-        plate = PLATE_TYPES.get(str(info.data.get("plate_type")))
-        if plate is not None and v > plate.working_volume_ul:
-            raise ValueError(
-                f"{v:g} uL exceeds the working volume of a {plate.name}-well plate "
-                f"({plate.working_volume_ul:g} uL)"
-            )
-        return v
-
-    @field_validator("stocks")
-    @classmethod
-    def _sorted_stocks(cls, v: dict[str, list[float]]) -> dict[str, list[float]]:
-        out = {}
-        for reagent, concs in v.items():
-            if not concs or any(not (math.isfinite(c) and c > 0) for c in concs):
-                raise ValueError(f"{reagent}: give one or more positive stock concentrations (uM)")
-            out[reagent] = sorted(set(concs))
-        return out
-
-    @field_validator("max_volume_ul")
-    @classmethod
-    def _tip_above_min(cls, v: float, info: ValidationInfo) -> float:
-        low = info.data.get("min_volume_ul")
-        if low is not None and v < low:
-            raise ValueError(f"must be at least min_volume_ul ({low:g})")
-        return v
-
-    @model_validator(mode="after")
-    def _cross_checks(self) -> DoseResponseSettings:
-        params = [d.parameter for d in self.doses]
-        dup = sorted({p for p in params if params.count(p) > 1})
-        if dup:
-            raise ValueError(f"doses: parameters mapped twice: {dup}")
-        if self.incubation_parameter in params:
-            raise ValueError(f"{self.incubation_parameter!r} is both a dose and the incubation")
-        selectors = {d.reagent_from for d in self.doses if d.reagent_from}
-        if selectors & set(params):
-            raise ValueError(
-                f"doses: {sorted(selectors & set(params))} used as dose and reagent_from"
-            )
-        if self.addable_volume_ul < self.min_volume_ul:
-            raise ValueError(
-                f"final_volume_ul - seeded_volume_ul ({self.addable_volume_ul:g} uL) is below "
-                f"min_volume_ul ({self.min_volume_ul:g} uL): nothing could be pipetted"
-            )
-        if self.vehicle in self.stocks:
-            raise ValueError(f"vehicle {self.vehicle!r} must not be listed in stocks")
-        if self.mix_cycles and self.mix_volume > min(self.max_volume_ul, self.final_volume_ul):
-            raise ValueError("mix_volume_ul exceeds max_volume_ul or final_volume_ul")
-        return self
+    solution: Solution
+    volume_ul: float
 
     @property
-    def mix_volume(self) -> float:
-        """Mix volume per cycle, µL."""
-        if self.mix_volume_ul is not None:
-            return self.mix_volume_ul
-        return min(self.max_volume_ul, self.final_volume_ul / 2)
-
-    @property
-    def addable_volume_ul(self) -> float:
-        """Room for reagents and vehicle in a seeded well, µL."""
-        return self.final_volume_ul - self.seeded_volume_ul
-
-
-# ---------------------------------------------------------------------------------------------
-# The protocol
-
-
-Addition = tuple[str, float, float]  # (reagent, stock_concentration_um, volume_ul)
+    def reagent(self) -> str | None:
+        return self.solution.reagent
 
 
 class DoseResponse:
@@ -275,6 +101,7 @@ class DoseResponse:
             settings = DoseResponseSettings.model_validate(settings)
         self.settings: DoseResponseSettings = settings
         self.plate: PlateType = get_plate_type(settings.plate_type)
+        self.solutions = SolutionPlan(settings)
         for d in settings.doses:
             if d.reagent is not None:
                 self._stocks(d.reagent, where=f"doses[{d.parameter}]")
@@ -282,7 +109,9 @@ class DoseResponse:
         if settings.positive_control is not None:
             pc = settings.positive_control
             self._stocks(pc.reagent, where="positive_control")
-            self._control_additions = self.plan_additions({pc.reagent: pc.concentration_um})
+            self._control_additions = self.plan_additions(
+                {pc.reagent: pc.concentration_um}, context="positive_control"
+            )
 
     # -- volumes ---------------------------------------------------------------------------
 
@@ -293,10 +122,13 @@ class DoseResponse:
             raise UnknownReagent(reagent, self.settings.stocks, where) from None
 
     def plan_additions(self, doses_um: dict[str, float], context: str = "") -> list[Addition]:
-        """Stocks and volumes that bring a seeded well to ``doses_um`` at the final volume.
+        """Solutions and volumes that bring a seeded well to ``doses_um`` at the final volume,
+        the vehicle top-up included (last; absent when the doses fill the well exactly).
 
         Reagents at 0 µM are skipped. Raises :class:`ImpossibleVolume` when a dose cannot be
-        pipetted or the doses together leave a vehicle top-up that is neither 0 nor pipettable.
+        pipetted, or when the doses together need more than fits above the cells (with an
+        organic solvent: more than ``solvent_percent`` of it) or leave a vehicle top-up that
+        is neither 0 nor pipettable.
         """
         s = self.settings
         prefix = f"{context}: " if context else ""
@@ -305,26 +137,19 @@ class DoseResponse:
             dose = doses_um[reagent]
             if dose == 0:
                 continue
-            stocks = self._stocks(reagent, where=context)
+            self._stocks(reagent, where=context)
             try:
-                stock, volume = choose_stock(
-                    reagent, dose, stocks, s.final_volume_ul, s.min_volume_ul
-                )
+                solution, volume = self.solutions.choose(reagent, dose)
             except ImpossibleVolume as e:
                 raise ImpossibleVolume(reagent, dose, prefix + e.reason) from None
-            additions.append((reagent, stock, volume))
-        total = sum(v for _, _, v in additions)
-        room = s.addable_volume_ul
-        top_up = room - total
+            additions.append(Addition(solution, volume))
+        total = sum(a.volume_ul for a in additions)
+        top_up = s.addable_volume_ul - total
         if top_up < -VOLUME_EPS_UL or VOLUME_EPS_UL < top_up < s.min_volume_ul - VOLUME_EPS_UL:
-            reagent = max(additions, key=lambda a: a[2])[0] if additions else s.vehicle
-            raise ImpossibleVolume(
-                reagent,
-                doses_um.get(reagent, 0.0),
-                f"{prefix}doses need {total:.3g} uL in total but {room:g} uL fit above the "
-                f"{s.seeded_volume_ul:g} uL of cells (and any vehicle top-up must be 0 or ≥ "
-                f"{s.min_volume_ul:g} uL); use more concentrated stocks",
-            )
+            volumes = [(a.solution.label, a.volume_ul, a.reagent) for a in additions]
+            raise overfill_error(self.settings, self.solutions, doses_um, volumes, prefix)
+        if top_up > VOLUME_EPS_UL:
+            additions.append(Addition(self.solutions.vehicle, top_up))
         return additions
 
     def resolve_doses(self, params: Params, experiment: int = 0) -> dict[str, float]:
@@ -364,6 +189,14 @@ class DoseResponse:
         names = [d.parameter for d in s.doses] + [d.reagent_from for d in s.doses if d.reagent_from]
         return names + self.plate_parameters()
 
+    def deck_sources(self) -> list[str]:
+        """Every reservoir label the dosing steps may aspirate from, whatever the doses: the
+        vehicle, each reagent's working solutions and serial dilutions (for a rig's lines)."""
+        labels = [self.solutions.vehicle.label]
+        for reagent in sorted(self.settings.stocks):
+            labels += [sol.label for sol in reversed(self.solutions.ladder(reagent))]
+        return labels
+
     def plate_parameters(self) -> list[str]:
         """Parameters shared by the whole plate: a batch must give them one value per plate."""
         name = self.settings.incubation_parameter
@@ -402,12 +235,12 @@ class DoseResponse:
     def capacity(self) -> int:
         """Most experiments one plate holds after controls, replicates and edge exclusion."""
         s = self.settings
-        free = (
-            len(self.plate.usable_wells(s.exclude_edges))
-            - s.negative_controls
-            - s.positive_controls
-        )
+        free = len(self.plate.usable_wells(s.exclude_edges)) - self._n_reference_wells()
         return max(0, free // s.replicates)
+
+    def _n_reference_wells(self) -> int:
+        s = self.settings
+        return s.negative_controls + s.positive_controls + s.time_zero_wells
 
     def check_space(self, space: SearchSpace) -> None:
         """Refuse, before the run, a search space that this protocol cannot realise everywhere.
@@ -422,7 +255,7 @@ class DoseResponse:
         """
         s = self.settings
         if self.capacity() < 1:
-            needed = s.replicates + s.negative_controls + s.positive_controls
+            needed = s.replicates + self._n_reference_wells()
             raise PlateFull(
                 needed,
                 len(self.plate.usable_wells(s.exclude_edges)),
@@ -439,24 +272,15 @@ class DoseResponse:
             low, _, _ = self._dose_range(space, name, unit=("h", None), what="an incubation time")
             if low < 0:
                 raise UnmappedParameter(name, "allows negative incubation times")
-        worst_total = 0.0
+        worst: list[tuple[str, str, float, float]] = []  # parameter, reagent, high, µL
         for d in s.doses:
             low, high, integer = self._dose_range(space, d.parameter)
-            worst_total += max(
-                self._check_range(r, low, high, d.parameter, integer)
+            volume, reagent = max(
+                (self._check_range(r, low, high, d.parameter, integer), r)
                 for r in self._reagents_of(space, d)
             )
-        room = s.addable_volume_ul
-        # Totals vary continuously up to the worst case, so any worst case above room − min
-        # passes through top-ups that are positive but below the handler's minimum.
-        if worst_total > room - s.min_volume_ul + VOLUME_EPS_UL:
-            raise ImpossibleVolume(
-                "+".join(sorted({r for d in s.doses for r in self._reagents_of(space, d)})),
-                None,
-                f"the highest doses together can need {worst_total:.3g} uL but {room:g} uL fit "
-                f"(a vehicle top-up must be 0 or ≥ {s.min_volume_ul:g} uL); narrow the ranges or "
-                "use more concentrated stocks",
-            )
+            worst.append((d.parameter, reagent, high, volume))
+        check_together(self.settings, self.solutions, worst)
 
     def _dose_range(
         self,
@@ -500,7 +324,8 @@ class DoseResponse:
     ) -> float:
         """Check ``[low, high]`` µM of ``reagent``; return the largest volume it can need (µL)."""
         s = self.settings
-        stocks = self._stocks(reagent)
+        self._stocks(reagent)
+        ladder = [x.concentration_um for x in self.solutions.ladder(reagent)]
         if low < 0:
             raise ImpossibleVolume(reagent, low, f"parameter {parameter} allows negative doses")
         if high <= 0:
@@ -508,7 +333,7 @@ class DoseResponse:
         if low == 0 and integer:
             low = 1.0  # the smallest positive integer dose
         if low == 0:
-            lowest = s.min_volume_ul * stocks[0] / s.final_volume_ul
+            lowest = s.min_volume_ul * ladder[0] / s.final_volume_ul
             raise ImpossibleVolume(
                 reagent,
                 0.0,
@@ -519,15 +344,17 @@ class DoseResponse:
         ctx = f"parameter {parameter} range [{low:g}, {high:g}] uM"
         for dose in (low, high):
             self.plan_additions({reagent: dose}, context=ctx)
-        return max_volume_over_range(stocks, low, high, s.final_volume_ul, s.min_volume_ul)
+        return max_volume_over_range(ladder, low, high, s.final_volume_ul, s.min_volume_ul)
 
     # -- compiling -------------------------------------------------------------------------
 
     def compile(self, experiments: Sequence[Params], plate_id: str, seed: int) -> CompiledPlate:
         """Lay ``experiments`` out on one plate and return the steps that run it.
 
-        Steps: per used well (row-major), Aspirate/Dispense of each reagent, vehicle top-up to
-        ``final_volume_ul``, Mix; then one Incubate; then one Acquire per used well.
+        Steps: one Acquire per time-zero well (before any liquid moves); per dosed well
+        (row-major), Aspirate/Dispense of each reagent's working solution, vehicle top-up to
+        ``final_volume_ul``, Mix; then one Incubate; then one Acquire per dosed well. The
+        intermediates those steps draw from are listed, with their recipes, in the layout.
 
         Raises:
             PlateFull, ImpossibleVolume, UnknownReagent, UnmappedParameter, MissingParameter,
@@ -539,17 +366,23 @@ class DoseResponse:
             self.plan_additions(self.resolve_doses(e, i), context=f"experiment {i}")
             for i, e in enumerate(experiments)
         ]
+        vehicle_only = self.plan_additions({})
         layout = self.layout(len(experiments), plate_id, seed)
-        steps: list[Step] = []
         ordered = sorted(layout.wells, key=lambda a: self.plate.well_index(a.well))
-        for a in ordered:
+        time_zero = [a for a in ordered if a.role is WellRole.TIME_ZERO]
+        dosed = [a for a in ordered if a.role is not WellRole.TIME_ZERO]
+        steps: list[Step] = [self._acquire(plate_id, a.well) for a in time_zero]
+        drawn: dict[str, float] = {}
+        for a in dosed:
             if a.role is WellRole.SAMPLE:
                 assert a.experiment is not None
                 additions = plans[a.experiment]
             elif a.role is WellRole.POSITIVE_CONTROL:
                 additions = self._control_additions
             else:
-                additions = []
+                additions = vehicle_only
+            for add in additions:
+                drawn[add.solution.label] = drawn.get(add.solution.label, 0.0) + add.volume_ul
             steps.extend(self._well_steps(plate_id, a.well, additions))
         s = self.settings
         steps.append(
@@ -560,37 +393,38 @@ class DoseResponse:
                 co2_percent=s.co2_percent,
             )
         )
-        im = s.imaging
-        steps.extend(
-            Acquire(
-                plate=plate_id,
-                well=a.well,
-                channels=list(im.channels),
-                fields=im.fields_per_well,
-                exposure_ms=im.exposure_ms,
-            )
-            for a in ordered
-        )
+        steps.extend(self._acquire(plate_id, a.well) for a in dosed)
+        layout = layout.model_copy(update={"intermediates": self.solutions.preparation(drawn)})
         return CompiledPlate(
             protocol=self.name, layout=layout, steps=steps, experiments=experiments, seed=seed
+        )
+
+    def _acquire(self, plate_id: str, well: str) -> Acquire:
+        im = self.settings.imaging
+        return Acquire(
+            plate=plate_id,
+            well=well,
+            channels=list(im.channels),
+            fields=im.fields_per_well,
+            exposure_ms=im.exposure_ms,
         )
 
     def _well_steps(self, plate_id: str, well: str, additions: list[Addition]) -> list[Step]:
         s = self.settings
         steps: list[Step] = []
-        transfers = [(r, c, f"{r}@{c:g}uM", v) for r, c, v in additions]
-        top_up = s.addable_volume_ul - sum(v for _, _, v in additions)
-        if top_up > VOLUME_EPS_UL:
-            transfers.append((s.vehicle, 0.0, s.vehicle, top_up))
-        for reagent, conc, source, volume in transfers:
-            for part in split_volume(volume, s.max_volume_ul):
+        for add in additions:
+            sol = add.solution
+            reagent = sol.reagent if sol.reagent is not None else s.vehicle
+            for part in split_volume(add.volume_ul, s.max_volume_ul):
                 steps.append(
                     Aspirate(
                         plate=plate_id,
-                        source=source,
+                        source=sol.label,
                         reagent=reagent,
-                        stock_concentration_um=conc,
+                        stock_concentration_um=sol.concentration_um,
                         volume_ul=part,
+                        solvent=sol.solvent,
+                        solvent_percent=sol.solvent_percent,
                     )
                 )
                 steps.append(Dispense(plate=plate_id, well=well, reagent=reagent, volume_ul=part))
@@ -601,21 +435,23 @@ class DoseResponse:
         return steps
 
     def layout(self, n_experiments: int, plate_id: str, seed: int) -> PlateLayout:
-        """Place replicates and controls on the plate (shuffled with ``seed`` if randomising)."""
+        """Place replicates, controls and time-zero wells on the plate (shuffled with ``seed``
+        if randomising). The intermediates are added by :meth:`compile`."""
         s = self.settings
         items: list[tuple[WellRole, int | None, int]] = [
             (WellRole.SAMPLE, i, r) for i in range(n_experiments) for r in range(s.replicates)
         ]
         items += [(WellRole.NEGATIVE_CONTROL, None, r) for r in range(s.negative_controls)]
         items += [(WellRole.POSITIVE_CONTROL, None, r) for r in range(s.positive_controls)]
+        items += [(WellRole.TIME_ZERO, None, r) for r in range(s.time_zero_wells)]
         usable = list(self.plate.usable_wells(s.exclude_edges))
         if len(items) > len(usable):
             raise PlateFull(
                 len(items),
                 len(usable),
                 f"{n_experiments} experiments x {s.replicates} replicates + "
-                f"{s.negative_controls + s.positive_controls} controls; capacity is "
-                f"{self.capacity()} experiments per plate",
+                f"{s.negative_controls + s.positive_controls} controls + {s.time_zero_wells} "
+                f"time-zero wells; capacity is {self.capacity()} experiments per plate",
             )
         wells = (
             random.Random(seed).sample(usable, len(items)) if s.randomize else usable[: len(items)]
@@ -625,17 +461,28 @@ class DoseResponse:
             for w, (role, exp, rep) in zip(wells, items, strict=True)
         ]
         assigned.sort(key=lambda a: self.plate.well_index(a.well))
-        return PlateLayout(plate_id=plate_id, plate_type=self.plate.name, wells=assigned)
+        return PlateLayout(
+            plate_id=plate_id,
+            plate_type=self.plate.name,
+            wells=assigned,
+            solvent=s.matched_solvent,
+            solvent_percent=s.solvent_percent if s.matched_solvent else 0.0,
+        )
 
     def expected_contents(self, compiled: CompiledPlate) -> dict[str, WellContents]:
-        """Per used well: final volume (µL) and intended concentrations (µM, zeros omitted).
+        """Per used well: volume (µL), intended concentrations (µM, zeros omitted) and solvent
+        share (% v/v). Time-zero wells hold the seeded cells only.
 
         Computed from the layout and experiments, independently of the steps, so it can be
         compared with a simulated handler's tracked state or with :func:`replay_steps`.
         """
         s = self.settings
+        solvent = {s.matched_solvent: s.solvent_percent} if s.matched_solvent else {}
         out: dict[str, WellContents] = {}
         for a in compiled.layout.wells:
+            if a.role is WellRole.TIME_ZERO:
+                out[a.well] = WellContents(well=a.well, volume_ul=s.seeded_volume_ul)
+                continue
             if a.role is WellRole.SAMPLE:
                 assert a.experiment is not None
                 doses = self.resolve_doses(compiled.experiments[a.experiment], a.experiment)
@@ -645,6 +492,9 @@ class DoseResponse:
                 doses = {}
             conc = {r: d for r, d in doses.items() if d > 0}
             out[a.well] = WellContents(
-                well=a.well, volume_ul=s.final_volume_ul, concentrations_um=conc
+                well=a.well,
+                volume_ul=s.final_volume_ul,
+                concentrations_um=conc,
+                solvent_percent=dict(solvent),
             )
         return out

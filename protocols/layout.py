@@ -16,6 +16,7 @@ class WellRole(str, Enum):
     SAMPLE = "sample"
     NEGATIVE_CONTROL = "negative_control"  # vehicle only
     POSITIVE_CONTROL = "positive_control"  # a known killer
+    TIME_ZERO = "time_zero"  # imaged before dosing, never dosed: the count at time zero
 
 
 class WellAssignment(BaseModel):
@@ -29,14 +30,58 @@ class WellAssignment(BaseModel):
     replicate: int = Field(default=0, ge=0)
 
 
+class RecipePart(BaseModel):
+    """One liquid that goes into an intermediate, in the order of the recipe."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str = Field(
+        description="label of a stock, of medium, of the solvent or of an intermediate"
+    )
+    volume_ul: float = Field(gt=0)
+
+
+class Intermediate(BaseModel):
+    """A working solution prepared before dosing (in a tube or a dilution-plate well).
+
+    Dosing steps aspirate it by ``label``. It is made by mixing ``recipe`` in order; its
+    organic solvent share equals every other dosing liquid's, so each well ends at the same
+    solvent fraction whatever it received.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    label: str = Field(description="reservoir label the steps aspirate from")
+    reagent: str | None = Field(description="None for the vehicle")
+    concentration_um: float = Field(ge=0)
+    solvent: str | None = None
+    solvent_percent: float = Field(default=0.0, ge=0, le=100, description="% v/v")
+    made_from: str = Field(description="label of the stock or intermediate it dilutes")
+    dilution: float = Field(ge=1, description="fold dilution of made_from")
+    depth: int = Field(
+        ge=0, description="dilution steps from a stock (1: made from a stock; 0: vehicle)"
+    )
+    volume_ul: float = Field(gt=0, description="volume to prepare: this plate's use + dead volume")
+    used_ul: float = Field(ge=0, description="drawn by this plate's dosing steps and dilutions")
+    recipe: list[RecipePart]
+
+
 class PlateLayout(BaseModel):
-    """The used wells of one plate. Wells not listed are empty."""
+    """The used wells of one plate (wells not listed are empty), the solvent every dosed well
+    ends at, and the intermediates to prepare before dosing."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     plate_id: str
     plate_type: str = Field(description="key of protocols.labware.PLATE_TYPES, e.g. '96'")
     wells: list[WellAssignment]
+    solvent: str | None = Field(default=None, description="organic solvent of the dosed wells")
+    solvent_percent: float = Field(
+        default=0.0, ge=0, description="its share in every dosed well (controls included), % v/v"
+    )
+    intermediates: list[Intermediate] = Field(
+        default_factory=list, description="prepared before dosing, most concentrated first"
+    )
 
     def by_well(self) -> dict[str, WellAssignment]:
         return {w.well: w for w in self.wells}
@@ -55,7 +100,8 @@ class PlateLayout(BaseModel):
 
     def render(self) -> str:
         """A text map of the plate for operators: ``e3`` = experiment 3, ``-`` = negative
-        control, ``+`` = positive control, ``.`` = empty.
+        control, ``+`` = positive control, ``t0`` = imaged at time zero, ``.`` = empty; then the
+        solvent every dosed well holds and the intermediates to prepare before dosing.
 
         Example (a 96-well plate, first rows)::
 
@@ -67,6 +113,7 @@ class PlateLayout(BaseModel):
         marks = {
             WellRole.NEGATIVE_CONTROL: "-",
             WellRole.POSITIVE_CONTROL: "+",
+            WellRole.TIME_ZERO: "t0",
         }
         cells = {w.well: marks.get(w.role, f"e{w.experiment}") for w in self.wells}
         width = max([3, *(len(c) + 1 for c in cells.values())])
@@ -76,4 +123,11 @@ class PlateLayout(BaseModel):
                 f"{cells.get(plate.well_name(r, c), '.'):>{width}}" for c in range(plate.columns)
             )
             lines.append(chr(ord("A") + r) + row)
+        if self.solvent:
+            lines.append(f"every dosed well: {self.solvent_percent:.3g} % v/v {self.solvent}")
+        if self.intermediates:
+            lines.append("prepare before dosing (in order):")
+        for i in self.intermediates:
+            recipe = " + ".join(f"{p.volume_ul:.4g} uL {p.source}" for p in i.recipe)
+            lines.append(f"  {i.label:<28} {i.volume_ul:8.4g} uL = {recipe}")
         return "\n".join(lines)

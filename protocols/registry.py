@@ -19,7 +19,10 @@ GROUP = "cellpilot.protocols"
 P = TypeVar("P", bound=type)
 
 PROTOCOLS: PluginRegistry[type[Any]] = PluginRegistry(
-    GROUP, duplicate=lambda msg: DuplicateProtocolName(f"a protocol named {msg}"), unknown=UnknownProtocol)
+    GROUP,
+    duplicate=lambda msg: DuplicateProtocolName(f"a protocol named {msg}"),
+    unknown=UnknownProtocol,
+)
 
 
 def register_protocol(name: str) -> Callable[[P], P]:

@@ -29,13 +29,24 @@ class _Step(BaseModel):
 
 
 class Aspirate(_Step):
-    """Draw ``volume_ul`` of a stock solution into the tip/syringe."""
+    """Draw ``volume_ul`` of a stock or working solution into the tip/syringe.
+
+    ``source`` is the reservoir's label (:mod:`protocols.liquids`), which names its organic
+    solvent too (``drug_a@200uM+2%dmso``); ``solvent`` and ``solvent_percent`` say the same as
+    data, for tools that replay the steps.
+    """
 
     type: Literal["aspirate"] = "aspirate"
-    source: str = Field(description="reservoir name on the deck, e.g. 'drug_a@100uM'")
+    source: str = Field(description="reservoir label on the deck, e.g. 'drug_a@200uM+2%dmso'")
     reagent: str
     stock_concentration_um: float = Field(ge=0, description="0 for vehicle / medium")
     volume_ul: float = Field(gt=0)
+    solvent: str | None = Field(
+        default=None, description="organic solvent in the aspirated liquid (None: aqueous)"
+    )
+    solvent_percent: float = Field(
+        default=0.0, ge=0, le=100, description="its share of the liquid, % v/v"
+    )
 
     @property
     def physical(self) -> bool:

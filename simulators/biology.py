@@ -8,6 +8,12 @@ where ``f`` are the pair's fractional inhibitions. ``gamma > 0`` is synergy; dru
 strongly synergistic on the tumour line and barely on the normal line, so the most selective
 dose is an interior combination.
 
+Solvents: organic solvents are toxic too. Each acts on each line through a Hill curve in
+% v/v (:func:`default_solvents`: DMSO costs a few percent of cells at 0.5 %, ~10–15 % at 1 %
+and half of them at 2–2.5 % over 48 h, the normal line being the more sensitive, as primary
+cells are), independently of the drugs (Bliss). So a plate whose wells are not
+vehicle-matched reads solvent toxicity as drug toxicity.
+
 Time: cells grow exponentially (``2 ** (growth_s / doubling_s)``); the drug effect grows with
 exposure: the surviving fraction after ``exposure_s`` is ``S ** (exposure_s / REFERENCE_EXPOSURE_S)``
 where ``S`` is the fraction the Hill curves give at the 48 h reference exposure.
@@ -95,6 +101,19 @@ def default_drugs() -> dict[str, Drug]:
     return {d.name: d for d in drugs}
 
 
+def default_solvents() -> dict[str, Drug]:
+    """Toxicity of organic solvents at the 48 h reference exposure (IC50 in % v/v, not µM).
+
+    DMSO: ~2 % (normal) and ~2.5 % (tumour) halve the cells; ≤ 0.1 % is harmless and 0.5 %
+    costs 2–3 %, in line with the usual advice to stay at or below 0.5 %. Ethanol is somewhat
+    better tolerated.
+    """
+    return {
+        "dmso": Drug("dmso", HillCurve(2.5, 2.5, 1.0), HillCurve(2.0, 2.5, 1.0)),
+        "ethanol": Drug("ethanol", HillCurve(4.0, 2.5, 1.0), HillCurve(3.0, 2.5, 1.0)),
+    }
+
+
 def default_interactions() -> dict[frozenset[str], Interaction]:
     """Pairwise interactions beyond Bliss (unlisted pairs are Bliss-independent)."""
     pairs = [
@@ -135,6 +154,7 @@ class VirtualBiology:
         seed: seed of all per-well randomness.
         drugs: drug library by reagent name; reagents not in it (vehicle, medium) are inert.
         interactions: pair interactions by ``frozenset({drug_i, drug_j})``.
+        solvents: solvent toxicity by solvent name (curves in % v/v).
         doubling_s: doubling time per cell line (s).
         well_noise_sd: lognormal sd of the per-well factor shared by both lines (seeding).
         line_noise_sd: lognormal sd of each line's own per-well factor.
@@ -146,6 +166,7 @@ class VirtualBiology:
     seed: int = 0
     drugs: dict[str, Drug] = field(default_factory=default_drugs)
     interactions: dict[frozenset[str], Interaction] = field(default_factory=default_interactions)
+    solvents: dict[str, Drug] = field(default_factory=default_solvents)
     doubling_s: dict[str, float] = field(
         default_factory=lambda: {"tumour": 24 * 3600.0, "normal": 36 * 3600.0}
     )
@@ -155,8 +176,19 @@ class VirtualBiology:
     edge_growth_factor: float = 0.90
     edge_concentration_factor: float = 1.15
 
+    def solvent_survival(
+        self, solvent_percent: Mapping[str, float] | None, cell_line: str
+    ) -> float:
+        """Fraction of ``cell_line`` surviving 48 h in ``solvent_percent`` (solvent -> % v/v)."""
+        survival = 1.0
+        for name, pct in (solvent_percent or {}).items():
+            if name in self.solvents and pct > 0:
+                survival *= 1.0 - self.solvents[name].curve(cell_line).inhibition(float(pct))
+        return survival
+
     def surviving_fraction(self, concentrations_um: Mapping[str, float], cell_line: str) -> float:
-        """Fraction of ``cell_line`` surviving the 48 h reference exposure (Bliss + interactions)."""
+        """Fraction of ``cell_line`` surviving the 48 h reference exposure to the drugs (Bliss +
+        interactions; solvents: :meth:`solvent_survival`)."""
         inhibition = {
             name: self.drugs[name].curve(cell_line).inhibition(float(c))
             for name, c in concentrations_um.items()
@@ -212,6 +244,7 @@ class VirtualBiology:
         seeded_cells: tuple[float, float] = (2000.0, 2000.0),
         growth_s: float | None = None,
         edge: bool = False,
+        solvent_percent: Mapping[str, float] | None = None,
     ) -> tuple[float, float]:
         """Noise-free ``(tumour, normal)`` cells in a well.
 
@@ -221,15 +254,19 @@ class VirtualBiology:
             seeded_cells: ``(tumour, normal)`` cells seeded into the well.
             growth_s: time since seeding (s); defaults to ``exposure_s``.
             edge: the well is on the plate's edge (evaporation).
+            solvent_percent: organic solvent -> % v/v in the well.
         """
         growth_s = exposure_s if growth_s is None else growth_s
         conc = concentrations_um
+        solvents = dict(solvent_percent or {})
         if edge:
             conc = {k: v * self.edge_concentration_factor for k, v in concentrations_um.items()}
+            solvents = {k: v * self.edge_concentration_factor for k, v in solvents.items()}
         power = max(exposure_s, 0.0) / REFERENCE_EXPOSURE_S
         out = []
         for line, seeded in zip(CELL_LINES, seeded_cells, strict=True):
-            survival = self.surviving_fraction(conc, line) ** power
+            fraction = self.surviving_fraction(conc, line) * self.solvent_survival(solvents, line)
+            survival = fraction**power
             out.append(seeded * self.growth_factor(line, growth_s, edge) * survival)
         return out[0], out[1]
 
@@ -260,12 +297,14 @@ class VirtualBiology:
         seeded_cells: tuple[float, float] = (2000.0, 2000.0),
         growth_s: float | None = None,
         edge: bool | None = None,
+        solvent_percent: Mapping[str, float] | None = None,
     ) -> WellCounts:
         """Noisy cell numbers in one well, deterministic per ``(seed, plate, well)`` and inputs.
 
         Args:
             plate, well: identify the well (``"B03"``); they seed its noise.
-            concentrations_um, exposure_s, seeded_cells, growth_s: as :meth:`expected_counts`.
+            concentrations_um, exposure_s, seeded_cells, growth_s, solvent_percent: as
+                :meth:`expected_counts`.
             edge: edge well; None infers it from the name assuming a 96-well plate.
 
         Returns:
@@ -276,8 +315,9 @@ class VirtualBiology:
         if edge is None:
             edge = is_edge_well(well)
         mean_t, mean_n = self.expected_counts(
-            concentrations_um, exposure_s, seeded_cells=seeded_cells, growth_s=growth_s, edge=edge
-        )
+            concentrations_um, exposure_s, seeded_cells=seeded_cells, growth_s=growth_s,
+            edge=edge, solvent_percent=solvent_percent,
+        )  # fmt: skip
         ft, fn, artefact, _ = self.well_factors(plate, well)
         if artefact == "no_cells":
             ft = fn = 0.01

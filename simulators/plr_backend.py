@@ -51,6 +51,7 @@ class SimulatedLabBackend(LiquidHandlerBackend):
         self.clock = clock
         self.seconds_per_operation = float(seconds_per_operation)
         self.reservoirs: dict[str, tuple[str, float]] = {}
+        self.labels: dict[str, str] = {}  # container -> the protocol's label of its liquid
         self._held_from_well: tuple[str, str, float] | None = None  # (plate, well, µL) when mixing
         self.operations = 0
         self._num_arms = 0
@@ -74,10 +75,16 @@ class SimulatedLabBackend(LiquidHandlerBackend):
         return channel_idx == 0
 
     def describe_reservoir(
-        self, container: str, reagent: str, stock_concentration_um: float
+        self,
+        container: str,
+        reagent: str,
+        stock_concentration_um: float,
+        source: str | None = None,
     ) -> None:
-        """Tell what reservoir ``container`` holds (``stock_concentration_um`` 0 for vehicle)."""
+        """Tell what reservoir ``container`` holds (``stock_concentration_um`` 0 for vehicle);
+        ``source`` is the protocol's label for it, which names its solvent."""
         self.reservoirs[container] = (reagent, float(stock_concentration_um))
+        self.labels[container] = source or container
 
     def _tick(self, seconds: float) -> None:
         self.operations += 1
@@ -111,7 +118,8 @@ class SimulatedLabBackend(LiquidHandlerBackend):
             name = op.resource.name
             if name in self.reservoirs:
                 reagent, conc = self.reservoirs[name]
-                self.lab.aspirate_into_tip(name, reagent, conc, float(op.volume))
+                label = self.labels.get(name, name)
+                self.lab.aspirate_into_tip(label, reagent, conc, float(op.volume))
                 continue
             where = self._plate_well(op.resource)
             if where is None:

@@ -2,9 +2,13 @@
 
 A :class:`SimulatedLab` is the "physics" shared by the simulated liquid handler and the
 simulated microscope. Plates appear pre-seeded the first time they are touched. Every well
-tracks its liquid volume and the amount of each reagent in it (pmol = µM x µL), so
-concentrations follow C·V mixing, plus the time liquid was first dispensed into it (the dose
-time).
+tracks its liquid volume, the amount of each reagent in it (pmol = µM x µL), so
+concentrations follow C·V mixing, the volume of each organic solvent (µL, so a DMSO share
+follows the same mixing and reaches the cells) and the time liquid was first dispensed into
+it (the dose time). What an aspirated liquid holds besides its reagent is read from the
+source's label (:func:`protocols.liquids.label_solvent`: ``drug_a@200uM+2%dmso``), as an
+operator reads a tube. A well's seeding can be overridden (:meth:`SimulatedLab.seed_well`,
+e.g. a well that received no cells).
 
 Persistence (with a ``state_path``): every mutation is made durable before the call returns,
 so after the controller process is SIGKILLed the simulated plate still "physically" holds
@@ -32,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from protocols.liquids import label_solvent
 from simulators.biology import VirtualBiology, WellCounts
 
 STATE_VERSION = 1
@@ -84,11 +89,13 @@ PLATE_TYPES: dict[str, PlateType] = {
 
 @dataclass
 class WellState:
-    """A copy of one well's contents: volume (µL), reagent amounts (pmol), dose time (s)."""
+    """A copy of one well's contents: volume (µL), reagent amounts (pmol), dose time (s) and
+    organic solvent volumes (µL)."""
 
     volume_ul: float
     amounts_pmol: dict[str, float] = field(default_factory=dict)
     dose_time_s: float | None = None
+    solvents_ul: dict[str, float] = field(default_factory=dict)
 
     def concentrations_um(self) -> dict[str, float]:
         """Reagent concentrations (µM) in the well's current volume."""
@@ -96,13 +103,20 @@ class WellState:
             return {}
         return {k: v / self.volume_ul for k, v in self.amounts_pmol.items() if v > 0}
 
+    def solvent_percent(self) -> dict[str, float]:
+        """Organic solvent shares (% v/v) of the well's current volume."""
+        if self.volume_ul <= 0:
+            return {}
+        return {k: 100.0 * v / self.volume_ul for k, v in self.solvents_ul.items() if v > 0}
+
 
 @dataclass
 class TipState:
-    """What the pipette tip holds: volume (µL) and reagent amounts (pmol)."""
+    """What the pipette tip holds: volume (µL), reagent amounts (pmol), solvent volumes (µL)."""
 
     volume_ul: float = 0.0
     amounts_pmol: dict[str, float] = field(default_factory=dict)
+    solvents_ul: dict[str, float] = field(default_factory=dict)
 
 
 class SimulatedLab:
@@ -211,13 +225,32 @@ class SimulatedLab:
         w = rec["wells"].get(well) if rec else None
         if w is None:
             return WellState(volume_ul=seeded)
-        return WellState(w["volume_ul"], dict(w["amounts_pmol"]), w["dose_time_s"])
+        return WellState(
+            w["volume_ul"],
+            dict(w["amounts_pmol"]),
+            w["dose_time_s"],
+            dict(w.get("solvents_ul", {})),
+        )
 
     def well_volume_ul(self, plate: str, well: str) -> float:
         return self.well_state(plate, well).volume_ul
 
     def concentrations_um(self, plate: str, well: str) -> dict[str, float]:
         return self.well_state(plate, well).concentrations_um()
+
+    def solvent_percent(self, plate: str, well: str) -> dict[str, float]:
+        return self.well_state(plate, well).solvent_percent()
+
+    def seed_well(
+        self, plate: str, well: str, cells: tuple[float, float], now_s: float = 0.0
+    ) -> None:
+        """Override how many ``(tumour, normal)`` cells were seeded into one well (e.g. a
+        seeding failure: ``(0, 0)``). Call before the well is imaged."""
+        self.ensure_plate(plate, now_s)
+        well = self.canonical_well(plate, well)
+        self._mutate(
+            {"op": "seed_well", "plate": plate, "well": well, "cells": [float(c) for c in cells]}
+        )
 
     def is_edge(self, plate: str, well: str) -> bool:
         return self.plate_type(plate).is_edge(self.canonical_well(plate, well))
@@ -227,13 +260,17 @@ class SimulatedLab:
     @property
     def tip(self) -> TipState:
         """A copy of the tip's contents."""
-        return TipState(self._tip.volume_ul, dict(self._tip.amounts_pmol))
+        return TipState(
+            self._tip.volume_ul, dict(self._tip.amounts_pmol), dict(self._tip.solvents_ul)
+        )
 
     def aspirate_into_tip(
         self, source: str, reagent: str, stock_concentration_um: float, volume_ul: float
     ) -> None:
         """Move ``volume_ul`` of ``reagent`` at ``stock_concentration_um`` from a reservoir
-        into the tip. No checks: the liquid handler checks limits before calling."""
+        into the tip, with the organic solvent its label names. No checks: the liquid handler
+        checks limits before calling."""
+        solvent = label_solvent(source)
         self._mutate(
             {
                 "op": "aspirate",
@@ -241,6 +278,8 @@ class SimulatedLab:
                 "reagent": reagent,
                 "stock_concentration_um": float(stock_concentration_um),
                 "volume_ul": float(volume_ul),
+                "solvent": solvent[0] if solvent else None,
+                "solvent_percent": solvent[1] if solvent else 0.0,
             }
         )
 
@@ -272,6 +311,13 @@ class SimulatedLab:
             self._apply_aspirate(
                 op["source"], op["reagent"], op["stock_concentration_um"], op["volume_ul"]
             )
+            if op.get("solvent"):
+                sv = self._tip.solvents_ul
+                sv[op["solvent"]] = (
+                    sv.get(op["solvent"], 0.0) + op["solvent_percent"] / 100.0 * op["volume_ul"]
+                )
+        elif kind == "seed_well":
+            self._plates[op["plate"]].setdefault("well_seeding", {})[op["well"]] = op["cells"]
         elif kind == "dispense":
             self._apply_dispense(op["plate"], op["well"], op["volume_ul"], op["now_s"])
         elif kind == "discard_tip":
@@ -300,15 +346,23 @@ class SimulatedLab:
             moved = amount * fraction
             tip.amounts_pmol[reagent] = amount - moved
             state.amounts_pmol[reagent] = state.amounts_pmol.get(reagent, 0.0) + moved
+        for solvent, amount in list(tip.solvents_ul.items()):
+            moved = amount * fraction
+            tip.solvents_ul[solvent] = amount - moved
+            state.solvents_ul[solvent] = state.solvents_ul.get(solvent, 0.0) + moved
         tip.amounts_pmol = {k: v for k, v in tip.amounts_pmol.items() if v > 1e-12}
+        tip.solvents_ul = {k: v for k, v in tip.solvents_ul.items() if v > 1e-12}
         tip.volume_ul = max(tip.volume_ul - volume_ul, 0.0)
         if tip.volume_ul < 1e-9:
-            tip.volume_ul, tip.amounts_pmol = 0.0, {}
-        self._plates[plate]["wells"][well] = {
+            tip.volume_ul, tip.amounts_pmol, tip.solvents_ul = 0.0, {}, {}
+        record: dict[str, Any] = {
             "volume_ul": state.volume_ul + volume_ul,
             "amounts_pmol": state.amounts_pmol,
             "dose_time_s": state.dose_time_s if state.dose_time_s is not None else float(now_s),
         }
+        if state.solvents_ul:
+            record["solvents_ul"] = state.solvents_ul
+        self._plates[plate]["wells"][well] = record
 
     def reservoir_drawn_ul(self, source: str) -> float:
         """Total volume drawn from reservoir ``source`` so far (µL)."""
@@ -322,6 +376,8 @@ class SimulatedLab:
         rec = self._plates.get(plate)
         seeded_at = rec["seeded_at_s"] if rec else float(now_s) - self.seeding_lead_s
         seeded_cells = tuple(rec["seeded_cells"]) if rec else self.seeded_cells
+        if rec and well in rec.get("well_seeding", {}):
+            seeded_cells = tuple(rec["well_seeding"][well])
         state = self.well_state(plate, well)
         exposure = 0.0 if state.dose_time_s is None else max(now_s - state.dose_time_s, 0.0)
         return self.biology.well_counts(
@@ -332,6 +388,7 @@ class SimulatedLab:
             seeded_cells=(seeded_cells[0], seeded_cells[1]),
             growth_s=max(now_s - seeded_at, 0.0),
             edge=self.plate_type(plate).is_edge(well),
+            solvent_percent=state.solvent_percent(),
         )
 
     # --------------------------------------------------------------------------- persistence
@@ -343,7 +400,11 @@ class SimulatedLab:
             "biology_seed": self.biology.seed,
             "plates": self._plates,
             "reservoirs": self._reservoirs,
-            "tip": {"volume_ul": self._tip.volume_ul, "amounts_pmol": self._tip.amounts_pmol},
+            "tip": {
+                "volume_ul": self._tip.volume_ul,
+                "amounts_pmol": self._tip.amounts_pmol,
+                "solvents_ul": self._tip.solvents_ul,
+            },
         }
 
     @property
@@ -408,7 +469,9 @@ class SimulatedLab:
             self._plates = data["plates"]
             self._reservoirs = data["reservoirs"]
             tip = data["tip"]
-            self._tip = TipState(float(tip["volume_ul"]), dict(tip["amounts_pmol"]))
+            self._tip = TipState(
+                float(tip["volume_ul"]), dict(tip["amounts_pmol"]), dict(tip.get("solvents_ul", {}))
+            )
             self._seq = int(data.get("seq", 0))
         if not self.journal_path.exists():
             return

@@ -21,7 +21,7 @@ def small_campaign_data(**overrides) -> dict:
     data.pop("workcell", None)  # one plate at a time unless a test asks for plates in flight
     data["planner"] = {"name": "sobol", "batch_size": 6}
     s = data["protocol"]["settings"]
-    s.update(replicates=2, negative_controls=4, positive_controls=4)
+    s.update(replicates=2, negative_controls=4, positive_controls=4, time_zero_wells=0)
     s["imaging"] = {"channels": ["DAPI", "GFP"], "fields_per_well": 1, "exposure_ms": 20}
     data["budget"] = {"rounds": 2}
     data["simulation"]["image_size_px"] = 160

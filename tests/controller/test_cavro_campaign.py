@@ -32,6 +32,14 @@ LINES = {
 }
 
 
+#: the aqueous stocks these pump tests were written for (four per drug, one line each); the
+#: rig example (test_rig_example.py) runs DMSO working solutions on pumps
+AQUEOUS_STOCKS = {
+    "solvent": "water",
+    "stocks": {"drug_a": [1000, 100, 10, 1], "drug_b": [1000, 100, 10, 1], "staurosporine": [100]},
+}
+
+
 def pump_campaign(
     write_campaign,
     protocol: str = "oem",
@@ -51,6 +59,7 @@ def pump_campaign(
 
     proto = small_campaign_data()["protocol"]
     proto["settings"]["mix_cycles"] = 0  # a fixed nozzle cannot mix (see controller/rig/cavro.py)
+    proto["settings"].update(AQUEOUS_STOCKS)
     return write_campaign(
         budget={"rounds": rounds},
         protocol=proto,
@@ -231,6 +240,7 @@ def _build(tmp_path, mix_cycles: int = 0, **changes):
 
     data = small_campaign_data()
     data["protocol"]["settings"]["mix_cycles"] = mix_cycles
+    data["protocol"]["settings"].update(AQUEOUS_STOCKS)
     spec = parse_campaign(data)
     settings = {"pumps": PUMPS, "lines": LINES, "output_port": 6, **changes}
     ctx = BuildContext(spec=spec, data_dir=tmp_path, clock=SimulatedClock(), dry_run=True)

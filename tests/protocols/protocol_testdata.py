@@ -9,8 +9,12 @@ from planners.space import SearchSpace
 
 
 def base_settings(**overrides: Any) -> dict[str, Any]:
-    """A realistic two-drug combination screen on a 96-well plate."""
+    """A two-drug combination screen on a 96-well plate with aqueous stocks, dosed straight
+    from the stocks (no intermediates): the volume arithmetic without solvent matching, which
+    ``tests/protocols/test_solvent.py`` covers."""
     settings: dict[str, Any] = {
+        "solvent": "water",
+        "max_serial_dilutions": 0,
         "plate_type": "96",
         "replicates": 3,
         "negative_controls": 6,

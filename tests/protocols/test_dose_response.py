@@ -305,7 +305,7 @@ def test_check_space_refuses_combined_highs() -> None:
     stocks = {**base_settings()["stocks"], "drug_a": [100], "drug_b": [400], "drug_c": [400]}
     p = proto(stocks=stocks)
     # drug_a 20 uM: 40 uL, partner 50 uM: 25 uL: each fits alone, together they do not
-    with pytest.raises(ImpossibleVolume, match="highest doses together can need 65 uL"):
+    with pytest.raises(ImpossibleVolume, match="drug_a_um, partner_um together can need 65 uL"):
         p.check_space(combo_space(drug_a_um={"low": 0.25, "high": 20}, partner_um={"low": 1.0}))
 
 
@@ -533,6 +533,7 @@ doses:
   - drug_a_um -> drug_a
   - {parameter: partner_um, reagent_from: partner}
 stocks: {drug_a: [10, 100, 1000], drug_b: [100, 1000, 10000], drug_c: [100, 1000, 10000], staurosporine: [100]}
+solvent: water            # aqueous stocks: no vehicle matching (see test_solvent.py for DMSO)
 imaging: {channels: [DAPI], fields_per_well: 2}
 """
 

@@ -97,3 +97,23 @@ def test_well_noise_is_realistic_and_artefacts_are_rare():
     for c in failed:
         if c.artefact == "no_cells":
             assert c.tumour < 0.05 * mean_t
+
+
+def test_dmso_costs_little_at_half_a_percent_and_halves_cells_near_two_percent():
+    b = VirtualBiology()
+    assert b.solvent_survival({}, "normal") == 1.0
+    assert b.solvent_survival({"dmso": 0.1}, "normal") > 0.995
+    for line in ("tumour", "normal"):
+        assert 0.95 < b.solvent_survival({"dmso": 0.5}, line) < 0.99
+        assert 0.8 < b.solvent_survival({"dmso": 1.0}, line) < 0.95
+    assert 0.4 < b.solvent_survival({"dmso": 2.0}, "normal") < 0.6
+    assert b.solvent_survival({"dmso": 4.0}, "normal") < b.solvent_survival({"dmso": 4.0}, "tumour")
+    assert b.solvent_survival({"acetone": 5.0}, "normal") == 1.0  # unknown solvents are inert
+
+
+def test_solvent_and_drug_act_independently_on_expected_counts():
+    b = VirtualBiology()
+    drug = b.expected_counts({"drug_a": 1.0}, H48)
+    both = b.expected_counts({"drug_a": 1.0}, H48, solvent_percent={"dmso": 1.0})
+    for i, line in enumerate(("tumour", "normal")):
+        assert both[i] / drug[i] == pytest.approx(b.solvent_survival({"dmso": 1.0}, line))

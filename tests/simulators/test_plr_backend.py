@@ -139,3 +139,12 @@ def test_each_backends_natural_deck_runs_in_simulation(backend):
         assert h.well_volume_ul("P0", "B03") == pytest.approx(lab.well_volume_ul("P0", "B03"))
     conc = sum(i + 1 for i in range(0, 13, 3)) * 2.0 / (150.0 + 2.0 * 5)
     assert lab.concentrations_um("P0", "B03")["drug_a"] == pytest.approx(conc)
+
+
+def test_the_solvent_of_a_labelled_reservoir_reaches_the_well(handler, lab):
+    handler.aspirate("drug_a@200uM+2%dmso", "drug_a", 200.0, 10.0)
+    handler.dispense("P1", "B03", 10.0)
+    handler.aspirate("medium+2%dmso", "medium", 0.0, 40.0)
+    handler.dispense("P1", "B03", 40.0)
+    assert lab.solvent_percent("P1", "B03") == pytest.approx({"dmso": 0.5})
+    assert lab.concentrations_um("P1", "B03") == pytest.approx({"drug_a": 10.0})

@@ -143,3 +143,40 @@ def test_read_only_lab_sees_the_state_and_writes_nothing(tmp_path):
     assert Path(f"{path}.journal").read_text() == journal_before
     with pytest.raises(RuntimeError, match="read-only"):
         viewer.discard_tip()
+
+
+@pytest.mark.parametrize("journal", [True, False])
+def test_solvent_named_by_the_source_label_reaches_the_well_and_survives_reopen(tmp_path, journal):
+    path = tmp_path / "lab.json"
+    lab = SimulatedLab(path, journal=journal)
+    lab.aspirate_into_tip("drug_a@200uM+2%dmso", "drug_a", 200.0, 10.0)
+    lab.dispense_from_tip("P1", "C05", 10.0, now_s=1.0)
+    lab.aspirate_into_tip("medium+2%dmso", "medium", 0.0, 40.0)
+    lab.dispense_from_tip("P1", "C05", 40.0, now_s=2.0)
+    lab.aspirate_into_tip("medium", "medium", 0.0, 50.0)  # plain medium: no solvent
+    lab.dispense_from_tip("P1", "C06", 50.0, now_s=3.0)
+    again = SimulatedLab(path)
+    assert again.solvent_percent("P1", "C05") == pytest.approx({"dmso": 0.5})
+    assert again.concentrations_um("P1", "C05") == pytest.approx({"drug_a": 10.0})
+    assert again.solvent_percent("P1", "C06") == {}
+
+
+def test_solvent_toxicity_reaches_the_cells_of_an_unmatched_well():
+    lab = SimulatedLab(
+        biology=VirtualBiology(seed=1, failure_rate=0.0, well_noise_sd=0.0, line_noise_sd=0.0)
+    )
+    for well, label in (("C05", "medium+8%dmso"), ("C06", "medium")):
+        lab.aspirate_into_tip(label, "medium", 0.0, 50.0)
+        lab.dispense_from_tip("P1", well, 50.0, now_s=0.0)  # C05: 2 % DMSO
+    dmso = lab.cells_in_well("P1", "C05", 48 * 3600.0)
+    plain = lab.cells_in_well("P1", "C06", 48 * 3600.0)
+    assert dmso.normal < 0.65 * plain.normal and dmso.tumour < 0.8 * plain.tumour
+
+
+def test_a_well_can_be_seeded_differently_from_its_plate(tmp_path):
+    path = tmp_path / "lab.json"
+    lab = SimulatedLab(path, biology=VirtualBiology(failure_rate=0.0))
+    lab.seed_well("P1", "d4", (0.0, 0.0))
+    again = SimulatedLab(path)
+    assert again.cells_in_well("P1", "D04", 3600.0)[:2] == (0, 0)
+    assert again.cells_in_well("P1", "D05", 3600.0).tumour > 1000
