@@ -13,7 +13,6 @@ The campaign is ``running``, ``paused`` (a fault, a signal, an operator) or ``co
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,17 +25,12 @@ from sqlmodel import Session, col, select
 
 from controller.ledger.db import open_ledger_engine, resolve_ledger_url
 from controller.ledger.models import (
-    Approval,
     Campaign,
     CampaignStatus,
     Experiment,
-    ExperimentStatus,
-    Proposal,
-    ProposalStatus,
     Round,
     RoundStatus,
     Step,
-    Well,
     utcnow,
 )
 from controller.ledger.queries import campaign_schedule
@@ -57,6 +51,7 @@ from controller.loop.leases import (
     new_runner_id,
     take_over,
 )
+from controller.loop.opening import amend_campaign
 from controller.loop.preflight import build_parts, check_campaign
 from controller.loop.proposing import (
     campaign_history,
@@ -65,12 +60,12 @@ from controller.loop.proposing import (
     propose_round,
     valid_experiments,
 )
+from controller.loop.rounds import compile_round, schedule_round
 from controller.loop.workcell import PlateView, next_action, step_view, workcell_limits
 from controller.rig.registry import InstrumentConfigError, Instruments, build_instruments
 from controller.spec import CampaignSpec
 from instruments.exceptions import InstrumentError
 from planners import Observation
-from protocols.exceptions import ProtocolError
 
 
 @dataclass
@@ -174,7 +169,7 @@ class CampaignRunner:
                 kind = EventKind.CAMPAIGN_STARTED
             else:
                 if camp.spec_hash != spec.spec_hash():
-                    self._amend(s, camp)
+                    amend_campaign(s, camp, spec, allowed=self.amend)
                 if camp.dry_run != self.dry_run:
                     mode = "a dry-run" if camp.dry_run else "on instruments"
                     raise CampaignError(f"campaign {spec.name!r} was started {mode}; resume it the same way")
@@ -208,26 +203,6 @@ class CampaignRunner:
                 f"campaign {self.spec.name!r} is being run by another runner ({who}, lease until "
                 f"{until:%Y-%m-%d %H:%M:%S} UTC); if that process is gone, try again after its lease expires")
         self._lease_generation = generation
-
-    def _amend(self, s: Session, camp: Campaign) -> None:
-        """The file changed since the campaign started: refuse, or (``--amend``) record the change."""
-        spec = self.spec
-        changes = spec_changes(camp.spec, spec.model_dump(mode="json"))
-        fixed = sorted({c.split(".")[0] for c in changes} & FIXED_SECTIONS)
-        where = ", ".join(changes[:8]) + (" ..." if len(changes) > 8 else "")
-        if not self.amend:
-            raise CampaignError(
-                f"campaign {spec.name!r} in the ledger was started from a different file "
-                f"(changed: {where}); run again with --amend to continue with the change recorded "
-                "in the event log, or give the new campaign another name")
-        if fixed:
-            raise CampaignError(f"campaign {spec.name!r}: {fixed} cannot change once a campaign has "
-                                "started (its history would not mean the same); start a new campaign")
-        append_event(s, camp.id, EventKind.CAMPAIGN_AMENDED,
-                     {"changed": changes[:50], "old_spec_hash": camp.spec_hash,
-                      "new_spec_hash": spec.spec_hash(), "old": {c: _at(camp.spec, c) for c in changes[:50]}},
-                     clock_s=camp.clock_s)
-        camp.spec_hash = spec.spec_hash()
 
     def _make_clock(self, camp: Campaign):
         if self.dry_run:
@@ -481,62 +456,15 @@ class CampaignRunner:
         return None
 
     def _schedule(self, rnd: Round) -> None:
-        """Create an experiment for every approved or edited proposal (the operator's version)."""
         with Session(self.db) as s:
-            camp = s.get(Campaign, self.campaign_id)
-            props = list(s.exec(select(Proposal).where(Proposal.round_id == rnd.id).order_by(col(Proposal.position))))
-            position = 0
-            for p in props:
-                if p.status not in (ProposalStatus.APPROVED.value, ProposalStatus.EDITED.value):
-                    continue
-                decision = s.exec(select(Approval).where(Approval.proposal_id == p.id)
-                                  .order_by(col(Approval.id).desc())).first()
-                params = self.spec.space.validate_point(decision.params or p.params)
-                s.add(Experiment(campaign_id=camp.id, round_id=rnd.id, proposal_id=p.id,
-                                 position=position, params=params,
-                                 requeued_from_id=p.requeued_from_experiment_id))
-                position += 1
-            r = s.get(Round, rnd.id)
-            if position == 0:
-                r.status = RoundStatus.SKIPPED.value
-                append_event(s, camp.id, EventKind.ROUND_SKIPPED,
-                             {"round": rnd.index + 1, "reason": "no proposal approved"}, clock_s=camp.clock_s)
-            else:
-                r.status = RoundStatus.APPROVED.value
-            s.add(r)
-            s.commit()
-        if position == 0:
+            skipped = schedule_round(s, self.spec, self.campaign_id, rnd)
+        if skipped:
             self.bus.publish(EventKind.ROUND_SKIPPED, {"round": rnd.index + 1})
 
     def _compile(self, rnd: Round) -> None:
         with Session(self.db) as s:
-            camp = s.get(Campaign, self.campaign_id)
-            exps = list(s.exec(select(Experiment).where(Experiment.round_id == rnd.id).order_by(col(Experiment.position))))
-            try:
-                compiled = self.protocol.compile([e.params for e in exps], plate_id=rnd.plate_id,
-                                                 seed=self.spec.seed * 1000 + rnd.index)
-            except ProtocolError as err:
-                raise CampaignError(f"round {rnd.index} cannot be compiled: {err}") from err
-            by_pos = {e.position: e for e in exps}
-            for w in compiled.layout.wells:
-                exp = by_pos.get(w.experiment) if w.experiment is not None else None
-                s.add(Well(round_id=rnd.id, plate_id=rnd.plate_id, well=w.well, role=w.role.value,
-                           experiment_id=exp.id if exp else None, replicate=w.replicate))
-            for seq, st in enumerate(compiled.steps):
-                s.add(Step(round_id=rnd.id, seq=seq, kind=st.type, plate_id=st.plate,
-                           wells=list(st.wells), payload=st.model_dump(mode="json")))
-            for e in exps:
-                e.status = ExperimentStatus.RUNNING.value
-                s.add(e)
-            r = s.get(Round, rnd.id)
-            r.layout = compiled.layout.model_dump(mode="json")
-            r.status = RoundStatus.COMPILED.value
-            s.add(r)
-            append_event(s, camp.id, EventKind.ROUND_COMPILED,
-                         {"round": rnd.index + 1, "plate": rnd.plate_id, "wells": len(compiled.layout.wells),
-                          "steps": len(compiled.steps)}, clock_s=camp.clock_s)
-            s.commit()
-        self.bus.publish(EventKind.ROUND_COMPILED, {"round": rnd.index + 1, "steps": len(compiled.steps),
+            n_steps = compile_round(s, self.spec, self.protocol, self.campaign_id, rnd)
+        self.bus.publish(EventKind.ROUND_COMPILED, {"round": rnd.index + 1, "steps": n_steps,
                                                     "plate": rnd.plate_id})
 
     # -- endings -----------------------------------------------------------------------------
@@ -575,25 +503,3 @@ class CampaignRunner:
             b = max(scored, key=lambda h: obj.sign * h.outcomes[obj.metric])
             best = {"params": b.params, "outcomes": b.outcomes}
         return RunResult(camp.name, camp.status, n_rounds, len(history), camp.pause_reason, best, schedule)
-
-
-#: Sections a running campaign cannot amend: what its history's parameters mean, its seed,
-#: and (dry-runs) the virtual lab the plates already in it were made in.
-FIXED_SECTIONS = {"name", "space", "seed", "simulation"}
-
-
-def spec_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Dotted paths where two campaign files (as JSON data) differ."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        out: list[str] = []
-        for key in sorted(set(old) | set(new), key=str):
-            out += spec_changes(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else str(key))
-        return out
-    return [] if old == new else [prefix or "(whole file)"]
-
-
-def _at(data: Any, path: str) -> Any:
-    for part in path.split("."):
-        data = data.get(part) if isinstance(data, dict) else None
-    text = json.dumps(data, default=str)
-    return data if len(text) <= 200 else text[:200] + "…"
