@@ -109,7 +109,7 @@ class AdaptiveDosingSettings(BaseModel):
         default=30.0, ge=0, description="left on the cells when the medium is exchanged, µL"
     )
     min_volume_ul: float = Field(default=0.5, gt=0)
-    max_volume_ul: float = Field(default=200.0, gt=0, description="largest volume per aspirate")
+    max_volume_ul: float = Field(default=50.0, gt=0, description="largest volume per aspirate")
     mix_cycles: int = Field(default=2, ge=0)
     mix_volume_ul: float = Field(default=50.0, gt=0)
     interval_h: float = Field(default=12.0, gt=0, description="hours between decisions")
