@@ -40,6 +40,7 @@ def action_space(problem: DosingProblem) -> spaces.MultiDiscrete:
 
 
 def observation_space(problem: DosingProblem) -> spaces.Box:
+    """The encoded history (see :mod:`planners.rl.history`), clipped to ±``OBS_LIMIT``."""
     return spaces.Box(-OBS_LIMIT, OBS_LIMIT, shape=(observation_size(problem),), dtype=np.float32)
 
 
@@ -96,11 +97,13 @@ class DosingEpisodes:
         self.control[:, self.k] = controls.mean(axis=1)
 
     def observation(self) -> np.ndarray:
+        """The units' encoded histories at the current decision, shape ``(n, obs)``."""
         return encode_observation(self.problem, self.unit, self.control, self.doses,
                                   self.exchange, self.k)
 
     @property
     def done(self) -> bool:
+        """True once the last decision's images were taken."""
         return self.k >= self.k_max
 
     def actions_to_doses(self, action_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -75,6 +75,7 @@ def library_versions() -> dict[str, str]:
 
 
 def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -83,6 +84,7 @@ def sha256_of(path: Path) -> str:
 
 
 def sidecar_path(path: str | Path) -> Path:
+    """The sidecar of a policy file (``policy.zip`` → ``policy.zip.json``)."""
     return Path(f"{path}.json")
 
 
@@ -97,14 +99,17 @@ class RLPolicy:
 
     @property
     def policy_id(self) -> str:
+        """``rl-<12 hex digits of the zip's sha256>``."""
         return str(self.meta["policy_id"])
 
     @property
     def sha256(self) -> str:
+        """SHA-256 of the zip, as checked when it was loaded."""
         return str(self.meta["sha256"])
 
     @property
     def problem(self) -> DosingProblem:
+        """The problem the policy was trained for."""
         return self.config.problem
 
     def ledger_record(self) -> dict[str, Any]:

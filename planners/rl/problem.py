@@ -98,6 +98,7 @@ class DosingProblem(BaseModel):
 
     @property
     def drugs(self) -> tuple[str, ...]:
+        """Drugs a decision may add, in the protocol's order."""
         return tuple(self.protocol.dose_steps_um)
 
     @property
@@ -106,12 +107,15 @@ class DosingProblem(BaseModel):
         return self.protocol.replicates if self.protocol.decision_unit == "group" else 1
 
     def build_protocol(self) -> AdaptiveDosing:
+        """The protocol object (its liquid arithmetic and checks)."""
         return AdaptiveDosing(self.protocol)
 
     def model(self) -> TimecourseModel:
+        """The simulator's dynamics for this problem's drugs and seeding."""
         return TimecourseModel(drugs=self.drugs, seeded_cells=self.seeded_cells, dt_h=self.dt_h)
 
     def noise(self) -> ImagingNoise:
+        """Imaging noise with the protocol's fields per well."""
         return self.imaging_noise.model_copy(
             update={"fields_per_well": self.protocol.imaging.fields_per_well}
         )

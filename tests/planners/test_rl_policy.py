@@ -119,3 +119,10 @@ def test_train_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     bad.write_text("n_envs: 0\n")
     assert train_main(["--config", str(bad), "--out", str(tmp_path / "q.zip")]) == 2
     assert "n_envs" in capsys.readouterr().err
+
+
+def test_example_training_file_states_the_defaults():
+    from planners.rl.train import load_config
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "adaptive_dosing_train.yaml"
+    assert load_config(example) == TrainConfig()
