@@ -21,6 +21,9 @@ Scenarios:
   outcomes over ``--test-cultures`` lots.
 - ``identical``: ``--identical`` lots from the ``test`` stream, one at a time; BO's plates all
   hold that lot (it can tune to it) and every method is scored on it (32 units each).
+- ``shifted`` (``--shifted``): as ``variable``, with lots from a harder population than the
+  policy was trained on (:func:`planners.rl.evaluate.shifted_prior`): outside its training
+  distribution, where BO (which learns on these lots) should gain on it.
 
 Objective (``planners.rl.problem``): score = (1 - tumour viability) - 0.005/µM of drug,
 feasible when normal viability >= 0.6, penalised = score - 10 x shortfall. Printed per
@@ -51,7 +54,13 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from planners.base import Observation, get_planner  # noqa: E402
-from planners.rl.evaluate import cultures, run_policy, run_schedule, summarise  # noqa: E402
+from planners.rl.evaluate import (  # noqa: E402
+    cultures,
+    run_policy,
+    run_schedule,
+    shifted_prior,
+    summarise,
+)
 from planners.rl.policy import RLPolicy, TrainConfig, load_policy  # noqa: E402
 from planners.rl.problem import DosingProblem  # noqa: E402
 from planners.space import (  # noqa: E402
@@ -61,6 +70,7 @@ from planners.space import (  # noqa: E402
     Params,
     SearchSpace,
 )
+from simulators.timecourse import CulturePrior  # noqa: E402
 
 PHASES = 4
 IDENTICAL_UNITS = 32
@@ -163,19 +173,22 @@ def _row(name: str, outcomes: list[dict[str, np.ndarray]], cpu: float, per_unit:
     return row
 
 
-def variable_scenario(problem: DosingProblem, policy: RLPolicy, const: Params, args) -> list:
-    test = cultures(problem, "test", 0, args.test_cultures)
+def variable_scenario(problem: DosingProblem, policy: RLPolicy, const: Params, args,
+                      prior: CulturePrior | None = None) -> list:
+    test = cultures(problem, "test", 0, args.test_cultures, prior=prior)
     t = time.process_time()
     rl = run_policy(policy, test, seed=1)
     rl_cpu = time.process_time() - t
     decision_ms = 1000 * rl_cpu / (test.n * problem.protocol.decisions)
     bo_out, bo_cpu = [], 0.0
     for s in range(args.bo_seeds):
-        lots = [cultures(problem, "test", 100 + s * args.plates + p, 1) for p in range(args.plates)]
+        lots = [cultures(problem, "test", 100 + s * args.plates + p, 1, prior=prior)
+                for p in range(args.plates)]
         rec, cpu = bo_campaign(problem, lots, seed=s)
         bo_cpu += cpu / args.bo_seeds
         bo_out.append(run_schedule(problem, *schedule_arrays(problem, rec), test, seed=2))
-        print(f"  variable BO seed {s}: {rec}  ({cpu:.0f} CPU s)", flush=True)
+        print(f"  {'shifted' if prior else 'variable'} BO seed {s}: {rec}  ({cpu:.0f} CPU s)",
+              flush=True)
     none = constant_params(problem, (0,) * len(problem.drugs), 0)
     return [
         _row("rl", [rl], policy.meta.get("train_cpu_seconds", float("nan")), 1, decision_ms),
@@ -230,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--identical", type=int, default=5, help="identical-culture lots")
     ap.add_argument("--bo-seeds", type=int, default=3, help="BO campaigns, variable cultures")
     ap.add_argument("--quick", action="store_true", help="2 plates, 1 BO seed, 2 lots")
+    ap.add_argument("--shifted", action="store_true",
+                    help="also variable lots from a harder prior than the training one")
     ap.add_argument("--json", help="write the rows here")
     args = ap.parse_args(argv)
     if args.quick:
@@ -249,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"best constant on dev: {const}")
     results = {"variable": variable_scenario(problem, policy, const, args),
                "identical": identical_scenario(problem, policy, const, args)}
+    if args.shifted:
+        results["shifted"] = variable_scenario(problem, policy, const, args,
+                                               shifted_prior(problem.prior))
     for name, rows in results.items():
         print_table(f"{name} cultures", rows)
     if args.json:

@@ -18,7 +18,7 @@ from planners.rl.decide import _act
 from planners.rl.env import DosingEpisodes
 from planners.rl.policy import RLPolicy
 from planners.rl.problem import DosingProblem
-from simulators.timecourse import CultureParams
+from simulators.timecourse import Beta, CultureParams, CulturePrior, LogNormal
 
 #: seeds of the culture streams: training draws never meet dev or test draws
 CULTURE_STREAMS: dict[str, int] = {"train": 1, "dev": 2, "test": 3}
@@ -27,12 +27,14 @@ Split = Literal["train", "dev", "test"]
 
 
 def cultures(problem: DosingProblem, split: Split, seed: int, n: int,
-             identical: bool = False) -> CultureParams:
-    """``n`` cultures of stream ``split`` (``identical``: one culture repeated)."""
+             identical: bool = False, prior: CulturePrior | None = None) -> CultureParams:
+    """``n`` cultures of stream ``split`` (``identical``: one culture repeated), from
+    ``prior`` (default the problem's)."""
     rng = np.random.default_rng([CULTURE_STREAMS[split], 1000 + seed])
+    prior = prior or problem.prior
     if identical:
-        return problem.prior.sample_identical(rng, n)
-    return problem.prior.sample(rng, n)
+        return prior.sample_identical(rng, n)
+    return prior.sample(rng, n)
 
 
 def _finish(episodes: DosingEpisodes) -> dict[str, np.ndarray]:
@@ -86,3 +88,15 @@ def summarise(outcome: dict[str, np.ndarray]) -> dict[str, float]:
     out["violations"] = float(np.mean(~outcome["feasible"].astype(bool)))
     out["worst_penalised"] = float(np.min(outcome["penalised"]))
     return out
+
+
+def shifted_prior(prior: CulturePrior) -> CulturePrior:
+    """A harder population than ``prior``, for testing outside the training distribution:
+    normal cells 1.4x as sensitive and tumour cells 0.7x, both spread wider (sd 0.6 of log),
+    tumours doubling in 20 h, and a resistant share of 20 % on average (``Beta(2, 8)``)."""
+    return prior.model_copy(update={
+        "normal_sensitivity": LogNormal(median=1.4, sd=0.6, low=0.2, high=5.0),
+        "tumour_sensitivity": LogNormal(median=0.7, sd=0.6, low=0.2, high=5.0),
+        "tumour_doubling_h": LogNormal(median=20.0, sd=0.2, low=10.0, high=60.0),
+        "resistant_fraction": Beta(a=2.0, b=8.0),
+    })
