@@ -11,6 +11,10 @@ Methods, all on the same cultures and in one process:
   ``recommend()`` schedule is then deployed. The schedule family has 9 parameters: the dose
   level of each drug in each 24 h phase (given at both decisions of the phase) and whether the
   medium is exchanged before every dose; it contains every constant schedule.
+- ``sim-sched``: the best open-loop schedule of the same family that the *simulator* finds
+  (the information the RL policy was trained with): 1000 random schedules and the best
+  constant scored on ``dev`` cultures, then coordinate ascent. This separates the value of
+  reacting to images from the value of having a simulator.
 - ``constant``: the best constant schedule (same dose levels and exchange at every decision),
   chosen on ``dev`` cultures from all level combinations.
 - ``none``: no treatment.
@@ -28,8 +32,8 @@ Scenarios:
 Objective (``planners.rl.problem``): score = (1 - tumour viability) - 0.005/µM of drug,
 feasible when normal viability >= 0.6, penalised = score - 10 x shortfall. Printed per
 method: means, violation rate, the worst culture's penalised score, and compute (CPU s:
-training once for RL, the campaign's proposals and recommendation for BO, the grid for
-constant; plus CPU ms per decision for RL).
+training once for RL, the campaign's proposals and recommendation for BO, the searches on
+dev cultures for sim-sched and constant; plus CPU ms per decision for RL).
 
 Quick run:  OMP_NUM_THREADS=1 python benchmarks/rl_adaptive.py --policy P.zip --quick
 Full run:   OMP_NUM_THREADS=1 python benchmarks/rl_adaptive.py --policy P.zip
@@ -124,6 +128,38 @@ def best_constant(problem: DosingProblem, n_dev: int) -> tuple[Params, float]:
     return best[1], time.process_time() - start
 
 
+def best_open_loop(problem: DosingProblem, n_dev: int, start: Params, candidates: int,
+                   seed: int = 0) -> tuple[Params, float]:
+    """The best schedule of the BO family that the simulator itself can find: ``candidates``
+    random schedules and ``start`` scored on ``dev`` cultures, then coordinate ascent (every
+    value of every parameter in turn) from the best until no change helps."""
+    cpu = time.process_time()
+    dev = cultures(problem, "dev", 0, n_dev)
+    space = schedule_space(problem)
+    rng = np.random.default_rng(seed)
+    cache: dict[tuple[int, ...], float] = {}
+
+    def value(p: Params) -> float:
+        key = tuple(int(p[n]) for n in space.names)
+        if key not in cache:
+            cache[key] = float(np.mean(run_schedule(problem, *schedule_arrays(problem, p), dev)[
+                "penalised"]))
+        return cache[key]
+
+    pool = [start] + [{q.name: int(rng.integers(q.low, q.high + 1)) for q in space.parameters}
+                      for _ in range(candidates)]
+    best = max(pool, key=value)
+    improved = True
+    while improved:
+        improved = False
+        for q in space.parameters:
+            for v in range(q.low, q.high + 1):
+                trial = {**best, q.name: v}
+                if value(trial) > value(best) + 1e-12:
+                    best, improved = trial, True
+    return best, time.process_time() - cpu
+
+
 # ------------------------------------------------------------------------------ BO campaign
 
 
@@ -173,7 +209,7 @@ def _row(name: str, outcomes: list[dict[str, np.ndarray]], cpu: float, per_unit:
     return row
 
 
-def variable_scenario(problem: DosingProblem, policy: RLPolicy, const: Params, args,
+def variable_scenario(problem: DosingProblem, policy: RLPolicy, args: argparse.Namespace,
                       prior: CulturePrior | None = None) -> list:
     test = cultures(problem, "test", 0, args.test_cultures, prior=prior)
     t = time.process_time()
@@ -189,33 +225,31 @@ def variable_scenario(problem: DosingProblem, policy: RLPolicy, const: Params, a
         bo_out.append(run_schedule(problem, *schedule_arrays(problem, rec), test, seed=2))
         print(f"  {'shifted' if prior else 'variable'} BO seed {s}: {rec}  ({cpu:.0f} CPU s)",
               flush=True)
-    none = constant_params(problem, (0,) * len(problem.drugs), 0)
-    return [
-        _row("rl", [rl], policy.meta.get("train_cpu_seconds", float("nan")), 1, decision_ms),
-        _row("bo", bo_out, bo_cpu),
-        _row("constant", [run_schedule(problem, *schedule_arrays(problem, const), test)],
-             args.constant_cpu),
-        _row("none", [run_schedule(problem, *schedule_arrays(problem, none), test)], 0.0),
-    ]
+    rows = [_row("rl", [rl], policy.meta.get("train_cpu_seconds", float("nan")), 1, decision_ms),
+            _row("bo", bo_out, bo_cpu)]
+    for name, (params, cpu) in args.fixed.items():
+        rows.append(_row(name, [run_schedule(problem, *schedule_arrays(problem, params), test)],
+                         cpu))
+    return rows
 
 
-def identical_scenario(problem: DosingProblem, policy: RLPolicy, const: Params, args) -> list:
-    outs: dict[str, list[dict[str, np.ndarray]]] = {m: [] for m in ("rl", "bo", "constant",
-                                                                      "none")}
+def identical_scenario(problem: DosingProblem, policy: RLPolicy,
+                       args: argparse.Namespace) -> list:
+    outs: dict[str, list[dict[str, np.ndarray]]] = {m: [] for m in ("rl", "bo", *args.fixed)}
     bo_cpu = 0.0
-    none = constant_params(problem, (0,) * len(problem.drugs), 0)
     for c in range(args.identical):
         lot = cultures(problem, "test", 500 + c, IDENTICAL_UNITS, identical=True)
         rec, cpu = bo_campaign(problem, [lot.take([0])] * args.plates, seed=c)
         bo_cpu += cpu / args.identical
         print(f"  identical lot {c}: BO {rec}  ({cpu:.0f} CPU s)", flush=True)
         outs["rl"].append(run_policy(policy, lot, seed=c))
-        for name, params in (("bo", rec), ("constant", const), ("none", none)):
+        fixed = {"bo": rec, **{m: p for m, (p, _) in args.fixed.items()}}
+        for name, params in fixed.items():
             outs[name].append(run_schedule(problem, *schedule_arrays(problem, params), lot))
     merged = {m: {k: np.concatenate([o[k] for o in v]) for k in v[0] if np.ndim(v[0][k]) == 1}
               for m, v in outs.items()}
     cpu = {"rl": policy.meta.get("train_cpu_seconds", float("nan")), "bo": bo_cpu,
-           "constant": args.constant_cpu, "none": 0.0}
+           **{m: c for m, (_, c) in args.fixed.items()}}
     return [_row(m, [merged[m]], cpu[m], IDENTICAL_UNITS) for m in outs]
 
 
@@ -242,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dev-cultures", type=int, default=300)
     ap.add_argument("--identical", type=int, default=5, help="identical-culture lots")
     ap.add_argument("--bo-seeds", type=int, default=3, help="BO campaigns, variable cultures")
+    ap.add_argument("--candidates", type=int, default=1000,
+                    help="random schedules before the simulator search's coordinate ascent")
     ap.add_argument("--quick", action="store_true", help="2 plates, 1 BO seed, 2 lots")
     ap.add_argument("--shifted", action="store_true",
                     help="also variable lots from a harder prior than the training one")
@@ -250,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.plates, args.bo_seeds, args.identical = 2, 1, 2
         args.test_cultures = args.dev_cultures = 100
+        args.candidates = 100
     if args.policy:
         policy = load_policy(args.policy)
     else:
@@ -260,13 +297,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"policy {policy.policy_id}: {policy.meta.get('timesteps')} steps, "
           f"{policy.meta.get('train_cpu_seconds')} CPU s training; versions "
           f"{policy.meta.get('versions')}")
-    const, args.constant_cpu = best_constant(problem, args.dev_cultures)
+    const, const_cpu = best_constant(problem, args.dev_cultures)
     print(f"best constant on dev: {const}")
-    results = {"variable": variable_scenario(problem, policy, const, args),
-               "identical": identical_scenario(problem, policy, const, args)}
+    sched, sched_cpu = best_open_loop(problem, args.dev_cultures, const, args.candidates)
+    print(f"best open-loop schedule on dev (simulator search): {sched}")
+    none = constant_params(problem, (0,) * len(problem.drugs), 0)
+    args.fixed = {"sim-sched": (sched, sched_cpu), "constant": (const, const_cpu),
+                  "none": (none, 0.0)}
+    results = {"variable": variable_scenario(problem, policy, args),
+               "identical": identical_scenario(problem, policy, args)}
     if args.shifted:
-        results["shifted"] = variable_scenario(problem, policy, const, args,
-                                               shifted_prior(problem.prior))
+        results["shifted"] = variable_scenario(problem, policy, args, shifted_prior(problem.prior))
     for name, rows in results.items():
         print_table(f"{name} cultures", rows)
     if args.json:
