@@ -58,6 +58,8 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from planners.base import Observation, get_planner  # noqa: E402
+from planners.rl.decision import decide  # noqa: E402
+from planners.rl.env import DosingEpisodes  # noqa: E402
 from planners.rl.evaluate import (  # noqa: E402
     cultures,
     run_policy,
@@ -65,6 +67,7 @@ from planners.rl.evaluate import (  # noqa: E402
     shifted_prior,
     summarise,
 )
+from planners.rl.history import ObservationHistory, TimePoint  # noqa: E402
 from planners.rl.policy import RLPolicy, TrainConfig, load_policy  # noqa: E402
 from planners.rl.problem import DosingProblem  # noqa: E402
 from planners.space import (  # noqa: E402
@@ -74,6 +77,7 @@ from planners.space import (  # noqa: E402
     Params,
     SearchSpace,
 )
+from protocols.timecourse import UnitAction  # noqa: E402
 from simulators.timecourse import CulturePrior  # noqa: E402
 
 PHASES = 4
@@ -253,6 +257,44 @@ def identical_scenario(problem: DosingProblem, policy: RLPolicy,
     return [_row(m, [merged[m]], cpu[m], IDENTICAL_UNITS) for m in outs]
 
 
+def forecast_check(policy: RLPolicy, n: int, at: int = 4, split: str = "test") -> dict[str, float]:
+    """``decide()`` driving ``n`` test cultures closed-loop through their images: its CPU
+    time per decision, and how the forecast made at decision ``at`` compares with the
+    culture's true end (mean error, mean absolute error, share within 2 forecast sds)."""
+    problem = policy.problem
+    lots = cultures(problem, split, 900, n)  # type: ignore[arg-type]
+    cpu, err_n, err_t, inside = [], [], [], []
+    for i in range(n):
+        rng = np.random.default_rng([11, i])
+        episodes = DosingEpisodes(problem)
+        episodes.start(lots.take([i]), rng)
+        actions: list[UnitAction] = []
+        while not episodes.done:
+            k = episodes.k
+            history = ObservationHistory(time_points=[
+                TimePoint(time_h=problem.protocol.interval_h * j,
+                          unit_counts=[tuple(episodes.unit[0, j])],
+                          control_counts=[tuple(episodes.control[0, j])]) for j in range(k + 1)],
+                actions=actions)
+            t = time.process_time()
+            d = decide(policy, history, seed=i)
+            cpu.append(time.process_time() - t)
+            if k == at:
+                expected = d.expected
+            actions.append(d.action)
+            episodes.apply(np.array([[d.action.doses_um.get(x, 0.0) for x in problem.drugs]]),
+                           np.array([d.action.exchange]), rng)
+        out = episodes.outcome()
+        err_n.append(expected.normal_viability - out["normal_viability"][0])
+        err_t.append(expected.tumour_viability - out["tumour_viability"][0])
+        inside.append(abs(err_n[-1]) <= 2 * expected.normal_viability_sd)
+    return {"decide_cpu_ms_median": 1000 * float(np.median(cpu)),
+            "decide_cpu_ms_max": 1000 * float(np.max(cpu)),
+            "normal_error_mean": float(np.mean(err_n)), "normal_mae": float(np.mean(np.abs(err_n))),
+            "tumour_mae": float(np.mean(np.abs(err_t))),
+            "normal_within_2sd": float(np.mean(inside))}
+
+
 def print_table(title: str, rows: list[dict[str, Any]]) -> None:
     print(f"\n== {title}")
     print(f"{'method':<9} {'penalised':>9} {'score':>7} {'tumour':>7} {'normal':>7} {'drug uM':>8} "
@@ -281,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="2 plates, 1 BO seed, 2 lots")
     ap.add_argument("--shifted", action="store_true",
                     help="also variable lots from a harder prior than the training one")
+    ap.add_argument("--forecast-cultures", type=int, default=40,
+                    help="cultures for the decide() latency and forecast check (0: skip)")
+    ap.add_argument("--forecast-only", action="store_true", help="only the forecast check")
     ap.add_argument("--json", help="write the rows here")
     args = ap.parse_args(argv)
     if args.quick:
@@ -297,6 +342,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"policy {policy.policy_id}: {policy.meta.get('timesteps')} steps, "
           f"{policy.meta.get('train_cpu_seconds')} CPU s training; versions "
           f"{policy.meta.get('versions')}")
+    if args.forecast_cultures:
+        f = forecast_check(policy, args.forecast_cultures)
+        print(f"\n== decide() on {args.forecast_cultures} test cultures, forecast made at 48 h vs "
+              "the true end\n" + "  ".join(f"{k} {v:.3f}" for k, v in f.items()), flush=True)
+        if args.forecast_only:
+            return 0
     const, const_cpu = best_constant(problem, args.dev_cultures)
     print(f"best constant on dev: {const}")
     sched, sched_cpu = best_open_loop(problem, args.dev_cultures, const, args.candidates)

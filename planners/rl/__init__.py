@@ -13,7 +13,7 @@ images so far. Modules:
 - :mod:`planners.rl.train`: ``python -m planners.rl.train --out policy.zip`` (``--tiny``: seconds);
 - :mod:`planners.rl.policy`: versioned policy files (zip + sidecar with checksum, config,
   library versions);
-- :mod:`planners.rl.decide`: ``decide(policy, history, seed) -> Decision`` (action + forecast);
+- :mod:`planners.rl.decision`: ``decide(policy, history, seed) -> Decision`` (action + forecast);
 - :mod:`planners.rl.planner`: :class:`RLPlanner`, the planner-interface wrapper;
 - :mod:`planners.rl.evaluate`: closed-loop and open-loop runs on culture streams (benchmarks).
 
@@ -23,7 +23,7 @@ The policy's world model is the simulator named by its problem: training, the fo
 
 from __future__ import annotations
 
-from planners.rl.decide import Decision, ExpectedOutcome, decide
+from planners.rl.decision import Decision, ExpectedOutcome, decide
 from planners.rl.history import ObservationHistory, TimePoint
 from planners.rl.planner import RLPlanner
 from planners.rl.policy import RLPolicy, TrainConfig, load_policy

@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from planners.rl.decide import _act
+from planners.rl.decision import _act
 from planners.rl.env import DosingEpisodes
 from planners.rl.policy import RLPolicy
 from planners.rl.problem import DosingProblem

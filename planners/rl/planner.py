@@ -22,7 +22,7 @@ from typing import Any
 
 from planners.base import Observation, PlateParameters, Proposal
 from planners.exceptions import PlannerError, UnsupportedPlanningFeature
-from planners.rl.decide import PLANNER_NAME, Decision, decide
+from planners.rl.decision import PLANNER_NAME, Decision, decide
 from planners.rl.exceptions import IncompatiblePolicy
 from planners.rl.history import ObservationHistory
 from planners.rl.policy import RLPolicy, load_policy

@@ -59,9 +59,10 @@ def test_benchmark_runs_all_methods_and_writes_json(bench, tmp_path, capsys):
     out = tmp_path / "rl.json"
     assert bench.main(["--policy", str(policy.path), "--plates", "2", "--bo-seeds", "1",
                        "--identical", "1", "--test-cultures", "16", "--dev-cultures", "16",
-                       "--candidates", "4", "--json", str(out)]) == 0
+                       "--candidates", "4", "--forecast-cultures", "2", "--json", str(out)]) == 0
     text = capsys.readouterr().out
     assert "== variable cultures" in text and "== identical cultures" in text
+    assert "normal_within_2sd" in text
     data = json.loads(out.read_text())
     for scenario in ("variable", "identical"):
         rows = {r["method"]: r for r in data["results"][scenario]}

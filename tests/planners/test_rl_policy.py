@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from planners.exceptions import UnsupportedPlanningFeature
-from planners.rl.decide import decide
+from planners.rl.decision import decide
 from planners.rl.env import DosingEpisodes
 from planners.rl.exceptions import IncompatiblePolicy, PolicyFileError
 from planners.rl.history import ObservationHistory, TimePoint

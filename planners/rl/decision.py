@@ -37,6 +37,10 @@ from protocols.timecourse import UnitAction
 from simulators.timecourse import CultureParams, CultureState
 
 PLANNER_NAME = "rl"
+#: sd of the model error added to each log fold change in the forecast's likelihood (the
+#: prior's cultures are not the only way a culture can behave); chosen on dev cultures so
+#: that the forecast's intervals are calibrated (see benchmarks/README.md, rl_adaptive.py).
+MODEL_SLACK = 0.15
 
 
 class ExpectedOutcome(BaseModel):
@@ -203,7 +207,7 @@ def _log_likelihood(
     """Gaussian log-likelihood of the observed log fold changes since baseline, per culture.
 
     Variance per feature: Poisson counting of the observed nuclei (at baseline and at the
-    time point, over all fields and wells), the per-image error, and 0.05² of model slack.
+    time point, over all fields and wells), the per-image error, and ``MODEL_SLACK``².
     """
     if k == 0:
         return np.zeros(predicted.shape[0])
@@ -214,7 +218,7 @@ def _log_likelihood(
     obs = np.concatenate([unit[: k + 1], ctrl[: k + 1]], axis=-1)  # (k+1, 4) per field
     wells = np.array([problem.wells_per_unit] * 2 + [problem.protocol.negative_controls] * 2)
     total = obs * noise.fields_per_well * wells  # nuclei counted
-    var = 1.0 / (total[1:] + 1.0) + 1.0 / (total[:1] + 1.0) + 2 * noise.image_sd**2 / wells + 0.05**2
+    var = 1.0 / (total[1:] + 1.0) + 1.0 / (total[:1] + 1.0) + 2 * noise.image_sd**2 / wells + MODEL_SLACK**2
     lo = np.log((obs[1:] + 1e-3) / (obs[:1] + 1e-3))
     lp = np.log(seen_pred[:, 1:] / seen_pred[:, :1])
     return -0.5 * np.sum((lp - lo) ** 2 / var, axis=(1, 2))
