@@ -42,7 +42,7 @@ class TrainConfig(BaseModel):
 
     problem: DosingProblem = Field(default_factory=DosingProblem)
     algorithm: Literal["ppo"] = "ppo"
-    total_timesteps: int = Field(default=400_000, ge=1)
+    total_timesteps: int = Field(default=1_200_000, ge=1)
     n_envs: int = Field(default=64, ge=1)
     n_steps: int = Field(default=64, ge=1, description="transitions per env per update")
     batch_size: int = Field(default=1024, ge=2)
