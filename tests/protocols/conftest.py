@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.protocols.protocol_testdata import base_settings, combo_space
 
 from planners.space import SearchSpace
+from tests.protocols.protocol_testdata import base_settings, combo_space
 
 
 @pytest.fixture

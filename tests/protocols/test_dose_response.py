@@ -10,7 +10,6 @@ import yaml
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from tests.protocols.protocol_testdata import base_settings, combo_space
 
 from planners.space import SearchSpace
 from protocols.base import CompiledPlate, get_protocol, replay_steps
@@ -27,6 +26,7 @@ from protocols.exceptions import (
 from protocols.labware import get_plate_type
 from protocols.layout import WellRole
 from protocols.steps import Acquire, Aspirate, Dispense, Incubate, Mix, step_from_json
+from tests.protocols.protocol_testdata import base_settings, combo_space
 
 
 def exp(a: float = 1.0, partner: str = "drug_b", p: float = 10.0) -> dict[str, Any]:

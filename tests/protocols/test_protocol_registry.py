@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from tests.protocols.protocol_testdata import base_settings
 
 from protocols import registered_protocols
 from protocols.base import PlateProtocol, get_protocol, protocol_class, register_protocol
 from protocols.dose_response import DoseResponse, DoseResponseSettings
 from protocols.exceptions import DuplicateProtocolName, ProtocolError, UnknownProtocol
+from tests.protocols.protocol_testdata import base_settings
 
 
 def test_dose_response_is_registered() -> None:

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import pytest
-from tests.protocols.protocol_testdata import base_settings
 
 from protocols.base import get_protocol
 from protocols.steps import Aspirate, Dispense, Mix
+from tests.protocols.protocol_testdata import base_settings
 
 liquid_handler = pytest.importorskip("simulators.liquid_handler")
 world = pytest.importorskip("simulators.world")
