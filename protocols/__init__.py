@@ -1,7 +1,7 @@
 """Protocols: labware, plate layouts, concentration → volume math, compiling experiments to steps.
 
 Protocols are found by name in :mod:`protocols.registry` (entry points of the group
-``cellpilot.protocols``; the built-in is ``dose_response``).
+``cellpilot.protocols``; the built-ins are ``dose_response`` and ``adaptive_dosing``).
 """
 
 from __future__ import annotations

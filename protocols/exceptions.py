@@ -159,3 +159,21 @@ class MixedPlateParameter(ProtocolError):
             f"plate-level parameter {parameter!r} differs between experiments of one plate: "
             f"{self.values}"
         )
+
+
+class InvalidDecision(ProtocolError):
+    """A time-course decision the protocol cannot apply: an unknown unit, a dose that is not
+    one of the configured dose steps, a decision after the last decision point, or one that
+    would overfill a well or exceed the solvent limit. Raised when compiling, before any step
+    of the decision runs.
+
+    Attributes:
+        unit: the decision unit (an experiment index or a well name; None for the plate).
+        reason: what is wrong, in the lab's words.
+    """
+
+    def __init__(self, unit: int | str | None, reason: str) -> None:
+        self.unit = unit
+        self.reason = reason
+        where = f"unit {unit!r}: " if unit is not None else ""
+        super().__init__(f"invalid decision: {where}{reason}")

@@ -83,6 +83,27 @@ class Mix(_Step):
         return (self.well,)
 
 
+class Withdraw(_Step):
+    """Remove ``volume_ul`` of medium from ``well`` to waste, leaving the adherent cells and a
+    residual volume (the first half of a medium exchange; what was in the liquid leaves with it).
+
+    Like a dispense it cannot be repeated blindly (a second withdrawal could dry the well);
+    a handler that tracks volumes can confirm it after a crash.
+    """
+
+    type: Literal["withdraw"] = "withdraw"
+    well: str
+    volume_ul: float = Field(gt=0)
+
+    @property
+    def physical(self) -> bool:
+        return True
+
+    @property
+    def wells(self) -> tuple[str, ...]:
+        return (self.well,)
+
+
 class Incubate(_Step):
     """Hold the plate in the incubator for ``duration_s``."""
 
@@ -106,7 +127,9 @@ class Acquire(_Step):
         return (self.well,)
 
 
-Step = Annotated[Aspirate | Dispense | Mix | Incubate | Acquire, Field(discriminator="type")]
+Step = Annotated[
+    Aspirate | Dispense | Mix | Withdraw | Incubate | Acquire, Field(discriminator="type")
+]
 
 STEP_ADAPTER: TypeAdapter[Step] = TypeAdapter(Step)
 

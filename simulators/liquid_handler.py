@@ -140,6 +140,36 @@ class SimulatedLiquidHandler:
             )
         self._tick(self.seconds_per_operation * 0.5 * cycles)
 
+    def withdraw(self, plate: str, well: str, volume_ul: float) -> None:
+        """Remove ``volume_ul`` of medium from ``well`` to waste (half of a medium exchange).
+
+        Raises:
+            LiquidHandlingError: unknown well, below the minimum volume, more than the tip
+                holds or the well contains, or a lab that cannot withdraw liquid
+                (only :class:`~simulators.timecourse_lab.TimecourseLab` can).
+        """
+        well = self._well(plate, well)
+        self._check_volume(volume_ul, f"withdraw from {plate}:{well}")
+        if volume_ul > self.tip_capacity_ul + _EPS_UL:
+            raise LiquidHandlingError(
+                f"withdraw from {plate}:{well}: {volume_ul:g} µL exceeds the tip's "
+                f"{self.tip_capacity_ul:g} µL"
+            )
+        in_well = self.lab.well_volume_ul(plate, well)
+        if volume_ul > in_well + _EPS_UL:
+            raise LiquidHandlingError(
+                f"withdraw from {plate}:{well}: {volume_ul:g} µL requested, the well holds "
+                f"{in_well:g} µL"
+            )
+        withdraw = getattr(self.lab, "withdraw_from_well", None)
+        if withdraw is None:
+            raise LiquidHandlingError(
+                f"withdraw from {plate}:{well}: this simulated lab cannot remove liquid from "
+                "wells (time-course plates need a TimecourseLab)"
+            )
+        withdraw(plate, well, volume_ul, self.clock.now())
+        self._tick(self.seconds_per_operation)
+
     def discard_tip(self) -> None:
         """Drop whatever the tip holds."""
         self.lab.discard_tip()
