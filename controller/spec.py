@@ -201,6 +201,18 @@ class SimulationSpec(_Spec):
     image_size_px: int = Field(default=256, ge=64, le=2048)
 
 
+class QCSpec(_Spec):
+    """What happens to a plate that fails QC (Z' below the analyzer's threshold, control CV too
+    high, too many flagged wells): it never feeds the planner silently."""
+
+    on_fail: Literal["hold", "exclude", "requeue"] = Field(
+        default="hold",
+        description="hold: the plate waits for an operator (accept, exclude or re-run it; the "
+        "campaign goes on with other plates); exclude: its results are kept for the record but "
+        "not planned from; requeue: its experiments run again on a later plate",
+    )
+
+
 class WorkcellSpec(_Spec):
     """The workcell's capacities: how many plates may be in flight at once.
 
@@ -243,6 +255,7 @@ class CampaignSpec(_Spec):
     instruments: InstrumentsSpec = Field(default_factory=InstrumentsSpec)
     simulation: SimulationSpec = Field(default_factory=SimulationSpec)
     workcell: WorkcellSpec = Field(default_factory=WorkcellSpec)
+    qc: QCSpec = Field(default_factory=QCSpec)
     ledger: LedgerSpec = Field(default_factory=LedgerSpec)
 
     @model_validator(mode="after")
@@ -262,7 +275,7 @@ class CampaignSpec(_Spec):
     def spec_hash(self) -> str:
         """Hash of what defines the experiment (not the budget, approval or alerts, which may change)."""
         d = self.model_dump(
-            mode="json", exclude={"budget", "ledger", "description", "approval", "alerts", "workcell"}
+            mode="json", exclude={"budget", "ledger", "description", "approval", "alerts", "workcell", "qc"}
         )
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -4,6 +4,7 @@
 |---|---|
 | :mod:`controller.cli.campaign` | ``run``, ``status``, ``report``, ``schema``, ``verify`` |
 | :mod:`controller.cli.operator` | ``proposals``, ``approve``, ``reject``, ``edit``, ``pause``, ``resume``, ``abort`` |
+| :mod:`controller.cli.plates` | ``plates``, ``plate accept|exclude|rerun`` (the QC gate) |
 | :mod:`controller.cli.schedule` | ``scheduler``, ``jobs`` (and ``run --at``) |
 | :mod:`controller.cli.worker` | ``submit``, ``worker`` (campaigns from a shared ledger) |
 | :mod:`controller.cli.devices` | ``devices check`` |
@@ -18,13 +19,14 @@ from __future__ import annotations
 
 import typer
 
-from controller.cli import campaign, console, devices, operator, pump, schedule, worker
+from controller.cli import campaign, console, devices, operator, plates, pump, schedule, worker
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="cellpilot: closed-loop autonomous lab controller")
 
 campaign.register(app)
 operator.register(app)
+plates.register(app)
 schedule.register(app)
 worker.register(app)
 devices.register(app)

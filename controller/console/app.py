@@ -93,7 +93,7 @@ def _safe_next(target: str | None) -> str:
 
 def create_app(ledger_url: str, *, secure_cookies: bool = False) -> FastAPI:
     """The console for the ledger at ``ledger_url`` (migrated to the newest schema on start)."""
-    from controller.console import actions, pages
+    from controller.console import actions, pages, plate_actions
 
     app = FastAPI(title="cellpilot console", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.db = open_ledger_engine(ledger_url)
@@ -151,6 +151,7 @@ def create_app(ledger_url: str, *, secure_cookies: bool = False) -> FastAPI:
 
     app.include_router(pages.router)
     app.include_router(actions.router)
+    app.include_router(plate_actions.router)
     return app
 
 

@@ -104,7 +104,12 @@ def plates_view(s: Session, camp: Campaign) -> dict[str, Any]:
         where = place["place"]
         if place["incubating_until_clock_s"] is not None:
             where += f" until {(place['incubating_until_clock_s'] - camp.started_clock_s) / 3600:.1f} h"
-        plates.append({"plate": r.plate_id, "where": where})
+        failures = []
+        if r.status == RoundStatus.HELD.value:
+            held = s.exec(select(Experiment).where(Experiment.round_id == r.id)).first()
+            failures = ((held.outcome_details or {}).get("qc", {}).get("failures", [])) if held else []
+        plates.append({"plate": r.plate_id, "where": where, "held": r.status == RoundStatus.HELD.value,
+                       "failures": failures})
     return {"plates": plates, "schedule": campaign_schedule(s, camp)}
 
 

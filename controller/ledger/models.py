@@ -39,6 +39,7 @@ class RoundStatus(str, Enum):
     ANALYZED = "analyzed"
     FAILED = "failed"
     SKIPPED = "skipped"  # every proposal rejected, or skipped on an approval timeout
+    HELD = "held"  # analysed, failed QC, waits for an operator: accept, exclude or re-run
 
 
 class ProposalStatus(str, Enum):
@@ -54,6 +55,8 @@ class ExperimentStatus(str, Enum):
     MEASURED = "measured"
     FAILED = "failed"
     QUARANTINED = "quarantined"
+    HELD = "held"  # measured on a plate that failed QC: waits for an operator, not planned from
+    EXCLUDED = "excluded"  # measured on a plate that failed QC and was excluded (kept for the record)
 
 
 class WellStatus(str, Enum):

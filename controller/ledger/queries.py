@@ -118,6 +118,8 @@ def plate_place(r: Round, steps: list[Step], now_s: float) -> dict[str, Any]:
     analysed), with the clock hour its incubation ends when it is in the incubator."""
     if r.status in (RoundStatus.FAILED.value, RoundStatus.SKIPPED.value):
         return {"place": r.status, "incubating_until_clock_s": None}
+    if r.status == RoundStatus.HELD.value:
+        return {"place": "held for a QC decision", "incubating_until_clock_s": None}
     view = PlateView(r.id, r.index, r.status, tuple(step_view(st) for st in steps))
     due = view.due_s() if view.in_incubator() else None
     return {"place": view.place(now_s).value, "incubating_until_clock_s": due}

@@ -29,6 +29,7 @@ ALERTING = {
     EventKind.ROUND_AWAITING_APPROVAL: "round {round} is waiting for approval ({n} proposals)",
     EventKind.APPROVAL_TIMEOUT: "nobody answered in time: {action}",
     EventKind.PLATE_QC_FAILED: "plate of round {round} failed QC",
+    EventKind.PLATE_HELD: "plate {plate} is held for a QC decision: {failures}",
 }
 
 

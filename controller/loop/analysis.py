@@ -27,6 +27,7 @@ from controller.ledger.models import (
 from controller.loop import failpoints
 from controller.loop.engine import read_well_images
 from controller.loop.events import EventBus, EventKind, append_event
+from controller.loop.qc_gate import gate_failed_plate, qc_failures
 from controller.spec import CampaignSpec
 from protocols.layout import PlateLayout
 
@@ -39,7 +40,7 @@ def analyze_round(db: Engine, spec: CampaignSpec, round_id: int, clock_s: float,
     """Analyse a round whose steps are all done, and record every measurement."""
     with Session(db) as s:
         rnd = s.get(Round, round_id)
-        if rnd.status == RoundStatus.ANALYZED.value:
+        if rnd.status in (RoundStatus.ANALYZED.value, RoundStatus.HELD.value):
             return
         wells = {w.well: w for w in s.exec(select(Well).where(Well.round_id == round_id))}
         quarantined = {n for n, w in wells.items() if w.status == WellStatus.QUARANTINED.value}
@@ -99,12 +100,14 @@ def analyze_round(db: Engine, spec: CampaignSpec, round_id: int, clock_s: float,
         summary = {"round": rnd.index + 1, "plate": rnd.plate_id, "measured": measured,
                    "quarantined_wells": sorted(quarantined), "z_prime": rnd.z_prime,
                    "plate_ok": result.plate_ok, "plate_flags": list(result.flags)}
+        published = [(EventKind.ROUND_ANALYZED, summary)]
         if not result.plate_ok:
-            append_event(s, rnd.campaign_id, EventKind.PLATE_QC_FAILED, summary, clock_s=clock_s)
+            published += gate_failed_plate(s, spec, rnd, exps.values(), qc_failures(result), summary, clock_s)
         append_event(s, rnd.campaign_id, EventKind.ROUND_ANALYZED, summary, clock_s=clock_s)
         failpoints.hit("before_analysis_commit")
         s.commit()
-    bus.publish(EventKind.ROUND_ANALYZED, summary)
+    for kind, payload in published:
+        bus.publish(kind, payload)
 
 
 def _fail_round(s: Session, rnd: Round, exps, reason: str, clock_s: float) -> None:

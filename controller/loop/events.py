@@ -56,6 +56,10 @@ class EventKind(str, Enum):
     ROUND_ANALYZED = "round_analyzed"
     PLATE_QC_FAILED = "plate_qc_failed"
     READ_LATE = "read_late"
+    PLATE_HELD = "plate_held"
+    PLATE_ACCEPTED = "plate_accepted"
+    PLATE_EXCLUDED = "plate_excluded"
+    PLATE_RERUN = "plate_rerun"
 
 
 # Events journaled only in the step table, not duplicated in the event log (too many per plate).

@@ -28,6 +28,9 @@ from planners import Observation, Planner
 from planners import Proposal as PlannedPoint
 from planners.exceptions import PlannerError
 
+#: Experiment statuses the planner treats as pending (tried or about to be, not yet learnt from).
+IN_FLIGHT = [ExperimentStatus.SCHEDULED.value, ExperimentStatus.RUNNING.value, ExperimentStatus.HELD.value]
+
 
 def campaign_history(s: Session, campaign_id: int) -> tuple[list[Observation], list[Experiment]]:
     """The campaign's measured observations, and every experiment it has."""
@@ -63,10 +66,11 @@ def valid_experiments(s: Session, campaign_id: int) -> int:
 
 
 def in_flight_experiments(s: Session, campaign_id: int) -> int:
-    """Experiments approved but not yet measured (scheduled or running)."""
+    """Experiments approved but not yet measured (scheduled or running), or measured on a plate
+    held for a QC decision (they may still count)."""
     return s.exec(select(func.count()).select_from(Experiment).where(
         Experiment.campaign_id == campaign_id,
-        col(Experiment.status).in_([ExperimentStatus.SCHEDULED.value, ExperimentStatus.RUNNING.value]))).one()
+        col(Experiment.status).in_(IN_FLIGHT))).one()
 
 
 def _requeue(s: Session, campaign_id: int, exps: list[Experiment], plate: list[str]
@@ -98,7 +102,7 @@ def propose_round(s: Session, spec: CampaignSpec, planner: Planner, campaign_id:
     if spec.budget.experiments is not None:
         n = min(n, spec.budget.experiments - valid_experiments(s, camp.id) - in_flight_experiments(s, camp.id))
     n = max(n, len(requeue))
-    pending = [e.params for e in exps if e.status in (ExperimentStatus.SCHEDULED.value, ExperimentStatus.RUNNING.value)]
+    pending = [e.params for e in exps if e.status in IN_FLIGHT]
     pending += [e.params for e in requeue]
     # Rejected points count as pending, so the acquisition steers away from them.
     rejected = list(s.exec(select(Proposal.params).where(

@@ -349,7 +349,7 @@ class CampaignRunner:
             rounds = list(s.exec(select(Round).where(
                 Round.campaign_id == self.campaign_id,
                 col(Round.status).not_in([RoundStatus.ANALYZED.value, RoundStatus.FAILED.value,
-                                          RoundStatus.SKIPPED.value]))))
+                                          RoundStatus.SKIPPED.value, RoundStatus.HELD.value]))))
             views = []
             for r in rounds:
                 steps = s.exec(select(Step).where(Step.round_id == r.id).order_by(col(Step.seq)))
