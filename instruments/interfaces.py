@@ -7,8 +7,9 @@ plate barcodes and well names such as ``"B03"``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -81,7 +82,7 @@ class Frame:
     pixel_size_um: float
     position_um: tuple[float, float]
     timestamp_s: float
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)  # 'field' is a field here
 
 
 @runtime_checkable

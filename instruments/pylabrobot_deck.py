@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from pylabrobot.resources import (
     Container,
@@ -59,7 +59,7 @@ def resource_factory(name: str) -> Callable[[str], Any]:
     factory = getattr(plr_resources, name, None)
     if not callable(factory):
         raise LiquidHandlingError(f"pylabrobot.resources has no labware named {name!r}")
-    return factory
+    return cast(Callable[[str], Any], factory)
 
 
 def make_deck(name: str) -> Deck:

@@ -229,13 +229,13 @@ class PLRLiquidHandler:
             raise LiquidHandlingError(f"{what}: volume must be positive (got {volume_ul} µL)")
 
     @property
-    def _tracker(self):
+    def _tracker(self) -> Any:
         return self.lh.head[self.channel]
 
     @property
     def has_tip(self) -> bool:
         """Whether the channel has a tip mounted."""
-        return self._tracker.has_tip
+        return bool(self._tracker.has_tip)
 
     def tip_volume_ul(self) -> float:
         """Liquid in the mounted tip (µL; 0 without a tip)."""

@@ -65,6 +65,6 @@ def get_protocol(name: str, settings: Mapping[str, Any] | BaseModel | None = Non
     try:
         validated = model.model_validate(data)
     except ValidationError as e:
-        raise InvalidSettings(name, e.errors(include_url=False)) from None
+        raise InvalidSettings(name, [dict(err) for err in e.errors(include_url=False)]) from None
     proto = cls(validated)
     return proto  # type: ignore[no-any-return]

@@ -345,7 +345,7 @@ class SimPlateHolder(GenericDevice):
     def barcode(self) -> str:
         return self.scope.plate
 
-    @barcode.setter
+    @barcode.setter  # type: ignore[no-redef]
     def barcode(self, value: str) -> None:
         self.scope.plate = str(value)
 

@@ -124,7 +124,7 @@ class CommandOverflow(PumpFirmwareError):
 
 
 ERRORS_BY_CODE: dict[int, type[PumpFirmwareError]] = {
-    cls.code: cls  # type: ignore[misc]
+    cls.code: cls
     for cls in (
         InitializationError,
         InvalidCommand,

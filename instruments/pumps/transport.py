@@ -182,7 +182,7 @@ class ReplayTransport:
         if record["dir"] not in kinds:
             raise ReplayMismatch(f"expected {kinds} at record {self._index}, log has {record}")
         self._index += 1
-        return record
+        return dict(record)
 
     def write(self, data: bytes) -> None:
         record = self._next(("tx",))

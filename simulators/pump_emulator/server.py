@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import select
@@ -174,7 +175,7 @@ class PumpEmulator(PumpFirmware):
             except (TimeoutError, OSError):
                 continue
             with conn:
-                self._serve_channel(conn.fileno(), lambda c=conn: c.recv(4096), conn.sendall)
+                self._serve_channel(conn.fileno(), functools.partial(conn.recv, 4096), conn.sendall)
 
     def _serve_channel(self, fileno: int, read: Callable[[], bytes], write: Callable) -> None:
         self._inbuf.clear()

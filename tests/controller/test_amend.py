@@ -29,7 +29,7 @@ def test_plate_pipetted_under_one_file_is_analysed_under_the_amended_one(write_c
     assert killed.returncode != 0  # killed mid-plate, wells already dispensed
 
     data = yaml.safe_load(path.read_text())
-    data["analyzer"] = {"name": "nuclei_coculture", "settings": {"min_snr": 4.0}}
+    data["analyzer"]["settings"]["min_snr"] = 4.0
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     refused = run_cli("run", str(path), "--dry-run", "--quiet")
     assert refused.returncode == 2

@@ -17,6 +17,7 @@ from tests.controller.conftest import run_cli, small_campaign_data
 def _collapsed_controls(**changes) -> dict:
     """A plate whose positive control barely kills: Z' collapses and the plate fails QC."""
     data = small_campaign_data(**changes)
+    data["analyzer"] = {"name": "nuclei_coculture"}  # the analyzer's own QC thresholds
     data["protocol"]["settings"]["positive_control"] = {"reagent": "staurosporine", "concentration_um": 0.0001}
     return data
 
