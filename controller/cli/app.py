@@ -10,18 +10,32 @@
 | :mod:`controller.cli.devices` | ``devices check`` |
 | :mod:`controller.cli.pump` | ``pump init|valve|aspirate|dispense|status`` |
 | :mod:`controller.cli.console` | ``serve``, ``users ...`` |
+| :mod:`controller.cli.ledger` | ``ledger mask-secrets`` |
 
 Mistakes in a campaign file or a device fault are reported in a paragraph, never a traceback.
-Exit codes: 0 done, 2 bad input, 3 campaign paused (fault or signal), 1 unexpected error.
+Exit codes: 0 done, 2 bad input (or refused: no account on a shared ledger), 3 campaign paused
+(fault or signal), 4 ``verify`` found tampering, 5 someone else decided the proposal first,
+6 ``verify`` could not check every seal (a key this machine lacks), 1 unexpected error.
 """
 
 from __future__ import annotations
 
 import typer
 
-from controller.cli import campaign, console, devices, operator, plates, pump, schedule, worker
+from controller.cli import (
+    campaign,
+    console,
+    devices,
+    ledger,
+    operator,
+    plates,
+    pump,
+    schedule,
+    worker,
+)
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+# No local variables in tracebacks: they would print ledger URLs with their passwords.
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="cellpilot: closed-loop autonomous lab controller")
 
 campaign.register(app)
@@ -32,6 +46,7 @@ worker.register(app)
 devices.register(app)
 pump.register(app)
 console.register(app)
+ledger.register(app)
 
 
 def main() -> None:

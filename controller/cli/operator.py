@@ -1,28 +1,37 @@
 """The approval gate and campaign control from a terminal: ``proposals``, ``approve``,
-``reject``, ``edit``, ``pause``, ``resume``, ``abort``."""
+``reject``, ``edit``, ``pause``, ``resume``, ``abort``.
+
+Who acts: see :func:`controller.cli.common.operator_identity` (an account on a shared ledger,
+the OS user on a local SQLite file; ``--as`` is recorded as a claim). A decision someone else
+made first is refused with who and when, exit code 5.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from controller.cli.common import (
+    EXIT_ALREADY_DECIDED,
     ActorOpt,
     CampaignOpt,
     JsonOpt,
     LedgerOpt,
-    actor_name,
+    PasswordStdinOpt,
+    UserOpt,
     console,
     done,
     fail,
-    ledger_engine,
+    ledger_url,
+    operator_identity,
 )
 
 
 def proposals(campaign: CampaignOpt = None, ledger: LedgerOpt = None, as_json: JsonOpt = False) -> None:
     """List proposals waiting for a decision, with the model's prediction for each."""
+    from controller.cli.common import ledger_engine
     from controller.loop.operator import OperatorError, pending_proposals
 
     try:
@@ -37,37 +46,58 @@ def proposals(campaign: CampaignOpt = None, ledger: LedgerOpt = None, as_json: J
     print_proposals(console, rows)
 
 
+def _act(ledger: str | None, user: str | None, claim: str | None, password_stdin: bool, action) -> Any:
+    """Open the ledger, establish who acts, run ``action(db, actor, claimed_as)``; errors exit
+    2 (5 when someone else decided first)."""
+    from controller.ledger.db import open_ledger_engine
+    from controller.loop.operator import AlreadyDecided, OperatorError
+
+    url = ledger_url(ledger)
+    db = open_ledger_engine(url)
+    actor, claimed = operator_identity(db, url, user=user, claim=claim, password_stdin=password_stdin)
+    try:
+        return action(db, actor, claimed)
+    except AlreadyDecided as e:
+        fail(str(e), EXIT_ALREADY_DECIDED)
+    except OperatorError as e:
+        fail(str(e))
+
+
 def approve(
     ids: Annotated[list[int] | None, typer.Argument(help="proposal ids")] = None,
-    all_: Annotated[bool, typer.Option("--all", help="every pending proposal of the campaign")] = False,
-    campaign: CampaignOpt = None, ledger: LedgerOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False,
+    all_: Annotated[bool, typer.Option("--all", help="every pending proposal inside the policy")] = False,
+    campaign: CampaignOpt = None, ledger: LedgerOpt = None, actor: ActorOpt = None, user: UserOpt = None,
+    password_stdin: PasswordStdinOpt = False, as_json: JsonOpt = False,
 ) -> None:
-    """Approve proposals (by id, or --all)."""
-    from controller.loop.operator import OperatorError
+    """Approve proposals (by id, or --all: every pending one not escalated outside the policy)."""
     from controller.loop.operator import approve as do_approve
 
     if not ids and not all_:
         fail("name proposal ids or use --all")
-    try:
-        approved = do_approve(ledger_engine(ledger), None if all_ else list(ids), actor_name(actor), campaign)
-    except OperatorError as e:
-        fail(str(e))
-    done(as_json, {"approved": approved}, f"approved {len(approved)} proposal(s): {approved}")
+    approved = _act(ledger, user, actor, password_stdin, lambda db, who, claim: do_approve(
+        db, None if all_ else list(ids or []), who, campaign, claimed_as=claim))
+    text = f"approved {len(approved)} proposal(s): {approved}"
+    if all_:
+        from controller.cli.common import ledger_engine
+        from controller.loop.operator import pending_proposals
+
+        left = [p["id"] for p in pending_proposals(ledger_engine(ledger), campaign) if p["escalation"]]
+        if left:
+            text += f"\n{len(left)} escalated outside the policy, not approved: {left} (name their ids to approve)"
+    done(as_json, {"approved": approved}, text)
 
 
 def reject(
     proposal_id: Annotated[int, typer.Argument(help="proposal id")],
     reason: Annotated[str, typer.Option("--reason", help="why (kept in the audit trail)")],
-    ledger: LedgerOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False,
+    ledger: LedgerOpt = None, actor: ActorOpt = None, user: UserOpt = None,
+    password_stdin: PasswordStdinOpt = False, as_json: JsonOpt = False,
 ) -> None:
     """Reject a proposal with a reason; the planner will not propose it again."""
-    from controller.loop.operator import OperatorError
     from controller.loop.operator import reject as do_reject
 
-    try:
-        do_reject(ledger_engine(ledger), proposal_id, reason, actor_name(actor))
-    except OperatorError as e:
-        fail(str(e))
+    _act(ledger, user, actor, password_stdin,
+         lambda db, who, claim: do_reject(db, proposal_id, reason, who, claimed_as=claim))
     done(as_json, {"rejected": proposal_id, "reason": reason}, f"rejected proposal {proposal_id}")
 
 
@@ -75,42 +105,47 @@ def edit(
     proposal_id: Annotated[int, typer.Argument(help="proposal id")],
     assignments: Annotated[list[str], typer.Argument(help="param=value ...")],
     reason: Annotated[str | None, typer.Option("--reason")] = None,
-    ledger: LedgerOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False,
+    ledger: LedgerOpt = None, actor: ActorOpt = None, user: UserOpt = None,
+    password_stdin: PasswordStdinOpt = False, as_json: JsonOpt = False,
 ) -> None:
     """Change a proposal's parameters (within the search space) and approve the edited version."""
     from controller.loop.operator import OperatorError, parse_assignments
     from controller.loop.operator import edit as do_edit
 
     try:
-        params = do_edit(ledger_engine(ledger), proposal_id, parse_assignments(assignments), actor_name(actor), reason)
+        changes = parse_assignments(assignments)
     except OperatorError as e:
         fail(str(e))
+    params = _act(ledger, user, actor, password_stdin,
+                  lambda db, who, claim: do_edit(db, proposal_id, changes, who, reason, claimed_as=claim))
     done(as_json, {"edited": proposal_id, "params": params}, f"proposal {proposal_id} edited and approved: {params}")
 
 
-def _control(action: str, campaign: str | None, ledger: str | None, actor: str | None, as_json: bool) -> None:
-    from controller.loop.operator import OperatorError, request
+def _control(action: str, campaign: str | None, ledger: str | None, actor: str | None, user: str | None,
+             password_stdin: bool, as_json: bool) -> None:
+    from controller.loop.operator import request
 
-    try:
-        name = request(ledger_engine(ledger), action, actor_name(actor), campaign)
-    except OperatorError as e:
-        fail(str(e))
+    name = _act(ledger, user, actor, password_stdin,
+                lambda db, who, claim: request(db, action, who, campaign, claimed_as=claim))
     done(as_json, {"campaign": name, "requested": action}, f"{action} requested for campaign {name}")
 
 
-def pause(campaign: CampaignOpt = None, ledger: LedgerOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False) -> None:
+def pause(campaign: CampaignOpt = None, ledger: LedgerOpt = None, actor: ActorOpt = None, user: UserOpt = None,
+          password_stdin: PasswordStdinOpt = False, as_json: JsonOpt = False) -> None:
     """Hold a running campaign at the next step boundary."""
-    _control("pause", campaign, ledger, actor, as_json)
+    _control("pause", campaign, ledger, actor, user, password_stdin, as_json)
 
 
-def resume(campaign: CampaignOpt = None, ledger: LedgerOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False) -> None:
+def resume(campaign: CampaignOpt = None, ledger: LedgerOpt = None, actor: ActorOpt = None, user: UserOpt = None,
+           password_stdin: PasswordStdinOpt = False, as_json: JsonOpt = False) -> None:
     """Let a held campaign continue (a stopped runner continues with `cellpilot run`)."""
-    _control("resume", campaign, ledger, actor, as_json)
+    _control("resume", campaign, ledger, actor, user, password_stdin, as_json)
 
 
-def abort(campaign: CampaignOpt = None, ledger: LedgerOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False) -> None:
+def abort(campaign: CampaignOpt = None, ledger: LedgerOpt = None, actor: ActorOpt = None, user: UserOpt = None,
+          password_stdin: PasswordStdinOpt = False, as_json: JsonOpt = False) -> None:
     """Stop a campaign for good at the next step boundary."""
-    _control("abort", campaign, ledger, actor, as_json)
+    _control("abort", campaign, ledger, actor, user, password_stdin, as_json)
 
 
 def register(app: typer.Typer) -> None:

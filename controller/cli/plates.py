@@ -13,11 +13,14 @@ from controller.cli.common import (
     CampaignOpt,
     JsonOpt,
     LedgerOpt,
-    actor_name,
+    PasswordStdinOpt,
+    UserOpt,
     console,
     done,
     fail,
     ledger_engine,
+    ledger_url,
+    operator_identity,
 )
 
 plate_app = typer.Typer(no_args_is_help=True, help="decide a plate held by the QC gate")
@@ -42,12 +45,16 @@ def plates(campaign: CampaignOpt = None, ledger: LedgerOpt = None, as_json: Json
     console.print(t)
 
 
-def _decide(decision: str, plate: str, reason: str | None, ledger: str | None, actor: str | None,
-            as_json: bool) -> None:
+def _decide(decision: str, plate: str, reason: str | None, ledger: str | None, claim: str | None,
+            user: str | None, password_stdin: bool, as_json: bool) -> None:
+    from controller.ledger.db import open_ledger_engine
     from controller.loop.qc_gate import PlateDecisionError, decide_plate
 
+    url = ledger_url(ledger)
+    db = open_ledger_engine(url)
+    actor, claimed = operator_identity(db, url, user=user, claim=claim, password_stdin=password_stdin)
     try:
-        result = decide_plate(ledger_engine(ledger), plate, decision, actor_name(actor), reason)  # type: ignore[arg-type]
+        result = decide_plate(db, plate, decision, actor, reason, claimed_as=claimed)  # type: ignore[arg-type]
     except PlateDecisionError as e:
         fail(str(e))
     verb = {"accept": "accepted: its results feed the planner", "exclude": "excluded: kept for the record only",
@@ -61,23 +68,23 @@ ReasonOpt = Annotated[str | None, typer.Option("--reason", help="why (kept in th
 
 @plate_app.command("accept")
 def accept(plate: PlateArg, reason: ReasonOpt = None, ledger: LedgerOpt = None, actor: ActorOpt = None,
-           as_json: JsonOpt = False) -> None:
+           user: UserOpt = None, password_stdin: PasswordStdinOpt = False, as_json: JsonOpt = False) -> None:
     """Accept a held plate: its results feed the planner."""
-    _decide("accept", plate, reason, ledger, actor, as_json)
+    _decide("accept", plate, reason, ledger, actor, user, password_stdin, as_json)
 
 
 @plate_app.command("exclude")
 def exclude(plate: PlateArg, reason: ReasonOpt = None, ledger: LedgerOpt = None, actor: ActorOpt = None,
-            as_json: JsonOpt = False) -> None:
+            user: UserOpt = None, password_stdin: PasswordStdinOpt = False, as_json: JsonOpt = False) -> None:
     """Exclude a held plate: its results are kept for the record only."""
-    _decide("exclude", plate, reason, ledger, actor, as_json)
+    _decide("exclude", plate, reason, ledger, actor, user, password_stdin, as_json)
 
 
 @plate_app.command("rerun")
 def rerun(plate: PlateArg, reason: ReasonOpt = None, ledger: LedgerOpt = None, actor: ActorOpt = None,
-          as_json: JsonOpt = False) -> None:
+          user: UserOpt = None, password_stdin: PasswordStdinOpt = False, as_json: JsonOpt = False) -> None:
     """Re-run a held plate: its experiments are re-queued on a later plate."""
-    _decide("rerun", plate, reason, ledger, actor, as_json)
+    _decide("rerun", plate, reason, ledger, actor, user, password_stdin, as_json)
 
 
 def register(app: typer.Typer) -> None:

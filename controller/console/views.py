@@ -20,10 +20,14 @@ from controller.ledger.models import (
     StepStatus,
 )
 from controller.loop.operator import OperatorError, pending_proposals
+from planners.space import OutcomeConstraint
 
 # Events worth a highlight in the log: a person is or was needed.
 ALERT_KINDS = {"alert_sent", "alert_failed", "proposal_escalated", "approval_timeout", "campaign_paused",
                "campaign_held", "step_failed", "plate_qc_failed", "well_quarantined", "round_awaiting_approval"}
+
+# Digests that bind tables to events: for `cellpilot verify`, not for reading.
+HIDDEN_PAYLOAD = {"bind", "bind_round", "bind_rounds"}
 
 # Which instrument performs each step kind (for the health panel).
 INSTRUMENT_OF_STEP = {"aspirate": "liquid_handler", "dispense": "liquid_handler", "mix": "liquid_handler",
@@ -41,13 +45,22 @@ def proposals_view(db: Engine, camp: Campaign) -> list[dict[str, Any]]:
     except OperatorError:
         return []
     space = (camp.spec.get("space") or {}).get("parameters", [])
+    constraints = [OutcomeConstraint.model_validate(c) for c in camp.spec.get("outcome_constraints", [])]
     for row in rows:
         row["fields"] = [dict(p, value=_shown(row["params"].get(p["name"]))) for p in space]
         row["prediction"] = [
             {"metric": m, "mean": mean, "sd": row["predicted_sd"].get(m)}
             for m, mean in sorted(row["predicted_mean"].items())
         ]
+        row["violations"] = predicted_violations(row["predicted_mean"], constraints)
     return rows
+
+
+def predicted_violations(predicted: dict[str, float], constraints: list[OutcomeConstraint]) -> list[str]:
+    """The outcome constraints the model's predicted mean breaks, e.g. ``normal_viability
+    predicted 0.41, needs >= 0.6``."""
+    return [f"{c.metric} predicted {predicted[c.metric]:.3g}, needs {c.op} {c.bound:g}"
+            for c in constraints if c.metric in predicted and not c.satisfied(predicted[c.metric])]
 
 
 def _shown(v: Any) -> Any:
@@ -160,7 +173,16 @@ def events_view(s: Session, camp: Campaign, limit: int = 60) -> list[dict[str, A
     evs = s.exec(select(Event).where(Event.campaign_id == camp.id).order_by(col(Event.id).desc()).limit(limit))
     return [{"id": e.id, "kind": e.kind, "actor": e.actor, "at": e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
              "clock_h": None if e.clock_s is None else round((e.clock_s - camp.started_clock_s) / 3600, 2),
-             "summary": _summary(e.payload), "alert": e.kind in ALERT_KINDS} for e in evs]
+             "summary": _summary({k: v for k, v in e.payload.items() if k not in HIDDEN_PAYLOAD}),
+             "alert": e.kind in ALERT_KINDS} for e in evs]
+
+
+def account_events_view(s: Session, limit: int = 50) -> list[dict[str, Any]]:
+    """The ledger-wide chain (accounts, logins, tokens), newest first."""
+    evs = s.exec(select(Event).where(col(Event.campaign_id).is_(None)).order_by(col(Event.id).desc()).limit(limit))
+    return [{"id": e.id, "kind": e.kind, "actor": e.actor, "at": e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+             "summary": _summary({k: v for k, v in e.payload.items() if k not in HIDDEN_PAYLOAD}),
+             "alert": e.kind in ("login_failed", "login_locked")} for e in evs]
 
 
 def live_signature(db: Engine, campaign: str) -> tuple[Any, ...]:

@@ -1,4 +1,4 @@
-"""Console accounts and web sessions (tables in the ledger, migration 0003).
+"""Console accounts, web sessions (migration 0003), command-line tokens and login throttling (0004).
 
 Passwords are stored as argon2id hashes (argon2-cffi); a web session is stored server-side
 under the SHA-256 of its random cookie value, so a copy of the ledger cannot be replayed as a
@@ -49,3 +49,29 @@ class WebSession(SQLModel, table=True):
     flash: str | None = Field(default=None, description="one-shot message for the next page")
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime
+
+
+class ApiToken(SQLModel, table=True):
+    """A token for the command line on a shared ledger (``cellpilot users token NAME``); only its
+    SHA-256 is stored (a token is 256 random bits, so a slow hash adds nothing)."""
+
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user_account.id", index=True)
+    digest: str = Field(index=True, unique=True, description="SHA-256 hex of the token")
+    label: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    last_used_at: datetime | None = None
+    revoked: bool = False
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Failed logins per user (by a digest of the name given) and per client address."""
+
+    __tablename__ = "login_throttle"
+
+    key: str = Field(primary_key=True, description="user:<sha256 of the name> | addr:<address>")
+    failures: int = 0
+    last_failure_at: datetime | None = None
+    locked_until: datetime | None = None

@@ -1,4 +1,10 @@
-"""Opening a ledger: engine, SQLite pragmas, and Alembic migrations to the newest schema."""
+"""Opening a ledger: engine, SQLite pragmas, and Alembic migrations to the newest schema.
+
+Several processes may open a new or older ledger at once (``serve`` and ``run`` started
+together): migrations are serialised, by a PostgreSQL advisory lock held for the migrating
+transaction, or by a lock file beside a SQLite file, and Alembic reads the revision only once
+the lock is held, so the second process finds the schema already migrated.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from filelock import FileLock
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -47,10 +54,27 @@ def alembic_config() -> Config:
     return cfg
 
 
+MIGRATION_LOCK = (0x63656C6C, -1)  # advisory lock key pair (chains use (0x63656C6C, chain >= 0))
+MIGRATION_LOCK_TIMEOUT_S = 600
+
+
 def upgrade(engine: Engine) -> None:
-    """Bring the ledger's schema to the newest migration (idempotent)."""
+    """Bring the ledger's schema to the newest migration (idempotent, safe to run concurrently)."""
     cfg = alembic_config()
+    if schema_revision(engine) == head_revision():
+        return  # the common case: nothing to do, no lock to wait for
+    url = engine.url
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        with FileLock(f"{url.database}.migrate.lock", timeout=MIGRATION_LOCK_TIMEOUT_S):
+            _upgrade(engine, cfg)
+        return
+    _upgrade(engine, cfg)
+
+
+def _upgrade(engine: Engine, cfg: Config) -> None:
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": MIGRATION_LOCK[0], "b": MIGRATION_LOCK[1]})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 

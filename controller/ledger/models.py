@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import JSON, UniqueConstraint
+from sqlalchemy import JSON, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -136,6 +136,7 @@ class Approval(SQLModel, table=True):
     proposal_id: int = Field(foreign_key="proposal.id", index=True)
     decision: str = Field(description="approved | edited | rejected")
     actor: str
+    claimed_as: str | None = Field(default=None, description="a name the actor gave (--as), not checked")
     reason: str | None = None
     params: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     created_at: datetime = Field(default_factory=utcnow)
@@ -211,7 +212,14 @@ class Measurement(SQLModel, table=True):
 
 
 class Event(SQLModel, table=True):
-    """Append-only log. Each event's ``hash`` covers its content and the previous event's hash."""
+    """Append-only log in chains (one per campaign, one ledger-wide: ``campaign_id`` NULL). Each
+    event's ``hash`` covers its content and the previous event's hash; ``mac`` seals (``seq``,
+    ``hash``) with the ledger key (see :mod:`controller.ledger.chain`)."""
+
+    __table_args__ = (
+        # one event per position of each chain: a forked chain can never be committed
+        Index("uq_event_chain_seq", text("coalesce(campaign_id, 0)"), "seq", unique=True),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     campaign_id: int | None = Field(default=None, foreign_key="campaign.id", index=True)
@@ -222,3 +230,6 @@ class Event(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     prev_hash: str
     hash: str
+    seq: int | None = Field(default=None, description="position in its chain, from 1")
+    mac: str | None = Field(default=None, description="HMAC-SHA256 of (seq, hash) under the ledger key")
+    key_id: str | None = Field(default=None, description="which ledger key sealed it")

@@ -1,7 +1,8 @@
-"""Read-only views of the ledger for the CLI, the report and (later) the console."""
+"""Read-only views of the ledger for the CLI, the report and the console."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func
@@ -12,13 +13,15 @@ from controller.ledger.models import (
     Campaign,
     Experiment,
     ExperimentStatus,
+    Proposal,
+    ProposalStatus,
     Round,
     RoundStatus,
     Step,
     Well,
     WellStatus,
+    utcnow,
 )
-from controller.loop.events import verify_chain
 from controller.loop.workcell import PlateView, plate_segments, schedule_summary, step_view
 from planners.space import OutcomeConstraint
 
@@ -40,6 +43,41 @@ def _best(s: Session, camp: Campaign) -> dict[str, Any] | None:
     return {"metric": metric, "value": b.outcomes[metric], "params": b.params, "experiment_id": b.id}
 
 
+def _as_utc(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def waiting_for_approval(s: Session, camp: Campaign) -> dict[str, Any] | None:
+    """When the robot waits for a person: since when (UTC), for how many proposals, until when,
+    and what happens then (``approval.on_timeout``); None when nothing waits."""
+    if camp.status not in ("running", "paused"):
+        return None
+    rnd = s.exec(select(Round).where(Round.campaign_id == camp.id, Round.status == RoundStatus.PROPOSED.value,
+                                     col(Round.awaiting_approval_since).is_not(None))
+                 .order_by(col(Round.index).desc())).first()
+    if rnd is None:
+        return None
+    n = s.exec(select(func.count()).select_from(Proposal).where(
+        Proposal.round_id == rnd.id, Proposal.status == ProposalStatus.PROPOSED.value)).one()
+    if not n:
+        return None
+    approval = camp.spec.get("approval") or {}
+    since = _as_utc(rnd.awaiting_approval_since or utcnow())
+    timeout_h = approval.get("timeout_h")
+    return {"round": rnd.index + 1, "plate": rnd.plate_id, "proposals": n, "since": since,
+            "timeout_h": timeout_h, "deadline": since + timedelta(hours=timeout_h) if timeout_h else None,
+            "on_timeout": approval.get("on_timeout", "pause")}
+
+
+def failed_plates(s: Session, camp: Campaign) -> list[dict[str, Any]]:
+    """Plates that failed QC (Z' below the threshold) or could not be analysed."""
+    rows = s.exec(select(Round).where(Round.campaign_id == camp.id,
+                                      (Round.plate_ok == False) | (Round.status == RoundStatus.FAILED.value))  # noqa: E712
+                  .order_by(col(Round.index)))
+    return [{"round": r.index + 1, "plate": r.plate_id, "status": r.status, "z_prime": r.z_prime or {}}
+            for r in rows]
+
+
 def _summary(s: Session, camp: Campaign) -> dict[str, Any]:
     n_rounds = s.exec(select(func.count()).select_from(Round).where(Round.campaign_id == camp.id)).one()
     counts = dict(s.exec(select(Experiment.status, func.count()).where(
@@ -56,6 +94,8 @@ def _summary(s: Session, camp: Campaign) -> dict[str, Any]:
         "pause_reason": camp.pause_reason,
         "best": _best(s, camp),
         "updated_at": camp.updated_at,
+        "waiting_for_approval": waiting_for_approval(s, camp),
+        "failed_plates": failed_plates(s, camp),
     }
 
 
@@ -123,17 +163,3 @@ def plate_place(r: Round, steps: list[Step], now_s: float) -> dict[str, Any]:
     view = PlateView(r.id, r.index, r.status, tuple(step_view(st) for st in steps))
     due = view.due_s() if view.in_incubator() else None
     return {"place": view.place(now_s).value, "incubating_until_clock_s": due}
-
-
-def verify_events(url: str, name: str | None) -> tuple[bool, list[tuple[str, str]]]:
-    with Session(open_ledger_engine(url)) as s:
-        camps = [find_campaign(s, name)] if name else list(s.exec(select(Campaign)))
-        if name and camps[0] is None:
-            return False, [(name, "no such campaign")]
-        out = []
-        ok_all = True
-        for c in camps:
-            ok, msg = verify_chain(s, c.id)
-            ok_all &= ok
-            out.append((c.name, msg))
-        return ok_all, out

@@ -5,6 +5,11 @@ a proposal is escalated outside the signed policy, a round waits for approval or
 times out, it POSTs ``{"text": ..., "campaign": ..., "event": ..., "payload": ...}`` (Slack
 reads ``text``) and records ``alert_sent`` / ``alert_failed`` in the ledger's event log, where
 the console shows it. A webhook that fails never stops the run.
+
+Each alert also carries the campaign chain's head (``anchor``: ledger id, event count, last
+hash), so the chat channel holds an anchor of the log outside the ledger
+(``cellpilot verify`` checks it when the lines are saved to a file and passed with ``--anchor``).
+The webhook URL (often a secret itself) is recorded as its scheme and host only.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ import threading
 import urllib.error
 import urllib.request
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from controller.ledger.chain import head, ledger_id
 from controller.loop.events import EventBus, EventKind, append_event
 
 log = logging.getLogger(__name__)
@@ -64,7 +71,8 @@ class WebhookAlerter:
         if template is None or payload.get("operator"):  # an operator's own pause needs no alert
             return
         text = f"[cellpilot] {self.campaign}: " + template.format_map(_Default(payload))
-        body = {"text": text, "campaign": self.campaign, "event": kind.value, "payload": payload}
+        body = {"text": text, "campaign": self.campaign, "event": kind.value, "payload": payload,
+                "anchor": self._anchor()}
         with self._lock:
             try:
                 status = post_json(self.url, body, self.timeout_s)
@@ -74,5 +82,18 @@ class WebhookAlerter:
                 outcome, result = EventKind.ALERT_FAILED, {"error": str(e)}
             with Session(self.db) as s:
                 append_event(s, self.campaign_id, outcome,
-                             {"text": text, "for": kind.value, "url": self.url, **result})
+                             {"text": text, "for": kind.value, "url": _shown(self.url), **result})
                 s.commit()
+
+    def _anchor(self) -> dict[str, Any]:
+        """The campaign chain's head now, as an anchor line."""
+        with self.db.connect() as conn:
+            count, last = head(conn, self.campaign_id)
+            return {"ledger": ledger_id(conn), "campaign_id": self.campaign_id, "campaign": self.campaign,
+                    "count": count, "head": last}
+
+
+def _shown(url: str) -> str:
+    """A webhook URL as recorded: scheme and host (the path of a Slack hook is its secret)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}/…" if parts.scheme else "(webhook)"

@@ -103,7 +103,7 @@ def analyze_round(db: Engine, spec: CampaignSpec, round_id: int, clock_s: float,
         published = [(EventKind.ROUND_ANALYZED, summary)]
         if not result.plate_ok:
             published += gate_failed_plate(s, spec, rnd, exps.values(), qc_failures(result), summary, clock_s)
-        append_event(s, rnd.campaign_id, EventKind.ROUND_ANALYZED, summary, clock_s=clock_s)
+        append_event(s, rnd.campaign_id, EventKind.ROUND_ANALYZED, summary, clock_s=clock_s, bind_round=rnd.id)
         failpoints.hit("before_analysis_commit")
         s.commit()
     for kind, payload in published:
@@ -120,4 +120,5 @@ def _fail_round(s: Session, rnd: Round, exps, reason: str, clock_s: float) -> No
     rnd.finished_clock_s = clock_s
     s.add(rnd)
     append_event(s, rnd.campaign_id, EventKind.PLATE_QC_FAILED,
-                 {"round": rnd.index + 1, "reason": reason, "analysable": False}, clock_s=clock_s)
+                 {"round": rnd.index + 1, "reason": reason, "analysable": False}, clock_s=clock_s,
+                 bind_round=rnd.id)

@@ -1,4 +1,5 @@
-"""Every event the controller emits, declared once, and the append-only, hash-chained event log.
+"""Every event the controller emits, declared once, and the append-only, hash-chained, sealed
+event log (the chains themselves: :mod:`controller.ledger.chain`).
 
 Subscribers (progress bars, the console, alerts) register with :data:`bus`; a failing
 subscriber is logged and never stops the run.
@@ -6,21 +7,18 @@ subscriber is logged and never stops the run.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from controller.ledger.models import Event, utcnow
+from controller.ledger import chain
+from controller.ledger.chain import GENESIS, event_digest  # noqa: F401  (re-exported)
+from controller.ledger.models import Event
 
 log = logging.getLogger(__name__)
-
-GENESIS = "0" * 64
-
 
 class EventKind(str, Enum):
     CAMPAIGN_CREATED = "campaign_created"
@@ -60,6 +58,21 @@ class EventKind(str, Enum):
     PLATE_ACCEPTED = "plate_accepted"
     PLATE_EXCLUDED = "plate_excluded"
     PLATE_RERUN = "plate_rerun"
+    # the ledger itself (see controller.ledger.chain and .maintenance)
+    CAMPAIGN_REGISTERED = "campaign_registered"
+    LEDGER_SEALED = "ledger_sealed"
+    SECRETS_MASKED = "secrets_masked"
+    # accounts and logins (the ledger-wide chain, campaign_id NULL)
+    ACCOUNT_CREATED = "account_created"
+    ACCOUNT_ROLE_CHANGED = "account_role_changed"
+    ACCOUNT_PASSWORD_CHANGED = "account_password_changed"
+    ACCOUNT_REMOVED = "account_removed"
+    TOKEN_CREATED = "token_created"
+    TOKEN_REVOKED = "token_revoked"
+    LOGIN_SUCCEEDED = "login_succeeded"
+    LOGIN_FAILED = "login_failed"
+    LOGIN_LOCKED = "login_locked"
+    LOGOUT = "logout"
 
 
 # Events journaled only in the step table, not duplicated in the event log (too many per plate).
@@ -86,32 +99,6 @@ class EventBus:
                 log.exception("event subscriber %r failed on %s", fn, kind.value)
 
 
-def event_digest(
-    prev_hash: str,
-    campaign_id: int | None,
-    kind: str,
-    actor: str,
-    payload: dict[str, Any],
-    clock_s: float | None,
-    created_at: str,
-) -> str:
-    body = json.dumps(
-        {
-            "prev": prev_hash,
-            "campaign": campaign_id,
-            "kind": kind,
-            "actor": actor,
-            "payload": payload,
-            "clock_s": clock_s,
-            "at": created_at,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-        default=str,
-    )
-    return hashlib.sha256(body.encode()).hexdigest()
-
-
 def append_event(
     session: Session,
     campaign_id: int | None,
@@ -120,45 +107,33 @@ def append_event(
     *,
     actor: str = "system",
     clock_s: float | None = None,
+    bind: list[Any] | tuple = (),
+    bind_round: int | None = None,
 ) -> Event:
-    """Add an event to ``session`` (committed with the caller's transaction)."""
-    payload = json.loads(json.dumps(payload or {}, default=str))
-    last = session.exec(
-        select(Event).where(Event.campaign_id == campaign_id).order_by(col(Event.id).desc()).limit(1)
-    ).first()
-    prev = last.hash if last else GENESIS
-    created = utcnow()
-    ev = Event(
-        campaign_id=campaign_id,
-        kind=kind.value,
-        actor=actor,
-        payload=payload,
-        clock_s=clock_s,
-        created_at=created,
-        prev_hash=prev,
-        hash=event_digest(prev, campaign_id, kind.value, actor, payload, clock_s, created.isoformat()),
-    )
-    session.add(ev)
-    return ev
+    """Add an event to ``session``'s transaction: it is chained, sealed and inserted when the
+    session commits (see :mod:`controller.ledger.chain`); credentials in ``payload`` are masked.
+
+    Args:
+        bind: rows (proposal, approval) whose digests the event carries, as they are at commit.
+        bind_round: a round whose tables' digests the event carries (when it is finished).
+    """
+    return chain.append(session, campaign_id, kind.value, payload, actor=actor, clock_s=clock_s,
+                        bind=bind, bind_round=bind_round)
 
 
 def verify_chain(session: Session, campaign_id: int | None) -> tuple[bool, str]:
-    """Recompute the chain; return (ok, message naming the first bad event)."""
-    prev = GENESIS
-    n = 0
-    for ev in session.exec(
-        select(Event).where(Event.campaign_id == campaign_id).order_by(col(Event.id))
-    ):
-        n += 1
-        if ev.prev_hash != prev:
-            return False, f"event {ev.id} ({ev.kind}): previous event missing or altered"
-        digest = event_digest(
-            prev, ev.campaign_id, ev.kind, ev.actor, ev.payload, ev.clock_s, ev.created_at.isoformat()
-        )
-        if digest != ev.hash:
-            return False, f"event {ev.id} ({ev.kind}) was altered"
-        prev = ev.hash
-    return True, f"{n} events verified"
+    """Check one chain's hashes, positions and seals; return (ok, message naming the first bad
+    event). ``cellpilot verify`` (:mod:`controller.ledger.verify`) also checks anchors and the
+    tables the events bind."""
+    from controller.ledger.maintenance import read_chain
+    from controller.ledger.sealing import verification_keys
+    from controller.ledger.verify import ChainReport, check_events
+
+    rep = ChainReport("", campaign_id)
+    check_events(rep, read_chain(session.connection(), chain.chain_key(campaign_id)), verification_keys())
+    if rep.problems:
+        return False, rep.problems[0]
+    return True, f"{rep.events} events verified"
 
 
 bus = EventBus()

@@ -34,7 +34,7 @@ from controller.ledger.models import (
     utcnow,
 )
 from controller.loop.events import EventKind, append_event
-from controller.loop.operator import decide
+from controller.loop.operator import AlreadyDecided, decide
 from controller.spec import ApprovalPolicySpec, CampaignSpec
 
 
@@ -115,7 +115,7 @@ def run_gate(s: Session, spec: CampaignSpec, protocol, rnd: Round, camp: Campaig
     undecided = [p for p in props if p.status == ProposalStatus.PROPOSED.value]
     if mode == "auto":
         for p in undecided:
-            decide(s, p, camp, "approved", "auto", params=spec.space.validate_point(p.params))
+            _decide(s, p, camp, "approved", "auto", params=spec.space.validate_point(p.params))
         return out
     if mode == "policy":
         _apply_policy(s, spec, protocol, rnd, camp, props, out)
@@ -137,6 +137,15 @@ def run_gate(s: Session, spec: CampaignSpec, protocol, rnd: Round, camp: Campaig
     return _on_timeout(s, spec, rnd, camp, undecided, out)
 
 
+def _decide(s: Session, p: Proposal, camp: Campaign, decision: str, actor: str, **kw: Any) -> bool:
+    """Decide for the gate; False when a person decided first (their decision stands)."""
+    try:
+        decide(s, p, camp, decision, actor, **kw)
+        return True
+    except AlreadyDecided:
+        return False
+
+
 def _apply_policy(s, spec, protocol, rnd, camp, props, out) -> None:
     policy = spec.approval.policy
     plates_run = s.exec(select(Round).where(
@@ -152,22 +161,23 @@ def _apply_policy(s, spec, protocol, rnd, camp, props, out) -> None:
         params = p.params
         reason = _verdict(policy, protocol, rnd, params, accepted, used, len(plates_run))
         if reason is None:
-            decide(s, p, camp, "approved", actor, params=params)
-            accepted.append(params)
+            if _decide(s, p, camp, "approved", actor, params=params):
+                accepted.append(params)
             continue
         if policy.outside == "clip" and policy.parameter_bounds:
             clipped = spec.space.validate_point(_clip(policy, params))
             if _verdict(policy, protocol, rnd, clipped, accepted, used, len(plates_run)) is None:
-                decide(s, p, camp, "edited", actor, params=clipped, reason=f"clipped: {reason}")
-                accepted.append(clipped)
+                if _decide(s, p, camp, "edited", actor, params=clipped, reason=f"clipped: {reason}"):
+                    accepted.append(clipped)
                 continue
         if policy.outside == "reject":
-            decide(s, p, camp, "rejected", actor, reason=f"outside the policy: {reason}")
+            _decide(s, p, camp, "rejected", actor, reason=f"outside the policy: {reason}")
             continue
         p.escalation = reason
         s.add(p)
         payload = {"proposal_id": p.id, "round": rnd.index + 1, "params": params, "reason": reason}
-        append_event(s, camp.id, EventKind.PROPOSAL_ESCALATED, payload, actor=actor, clock_s=camp.clock_s)
+        append_event(s, camp.id, EventKind.PROPOSAL_ESCALATED, payload, actor=actor, clock_s=camp.clock_s,
+                     bind=[p])
         out.published.append((EventKind.PROPOSAL_ESCALATED, payload))
 
 
@@ -188,7 +198,7 @@ def _on_timeout(s, spec, rnd, camp, undecided, out) -> GateOutcome:
         out.pause_reason = f"nobody decided {len(undecided)} proposals of round {rnd.index + 1} in time"
     elif action == "skip_round":
         for p in undecided:
-            decide(s, p, camp, "rejected", "timeout", reason="approval timeout: round skipped")
+            _decide(s, p, camp, "rejected", "timeout", reason="approval timeout: round skipped")
     else:
         best = best_safe_params(s, spec, camp.id)
         if best is None:
@@ -196,8 +206,8 @@ def _on_timeout(s, spec, rnd, camp, undecided, out) -> GateOutcome:
             payload["action"] = "pause (no safe condition known)"
         else:
             for p in undecided:
-                decide(s, p, camp, "edited", "timeout", params=best,
-                       reason="approval timeout: best-known safe condition")
+                _decide(s, p, camp, "edited", "timeout", params=best,
+                        reason="approval timeout: best-known safe condition")
             payload["fallback"] = best
     append_event(s, camp.id, EventKind.APPROVAL_TIMEOUT, payload, clock_s=camp.clock_s)
     out.published.append((EventKind.APPROVAL_TIMEOUT, payload))

@@ -8,6 +8,7 @@ from typing import Any
 from sqlmodel import Session
 
 from controller.ledger.models import Campaign
+from controller.ledger.secrets import mask_secrets
 from controller.loop.events import EventKind, append_event
 from controller.loop.exceptions import CampaignError
 from controller.spec import CampaignSpec
@@ -16,7 +17,7 @@ from controller.spec import CampaignSpec
 def amend_campaign(s: Session, camp: Campaign, spec: CampaignSpec, *, allowed: bool) -> None:
     """The file changed since the campaign started: refuse, or (``--amend``: ``allowed``)
     record the change in the event log and adopt the new file's hash."""
-    changes = spec_changes(camp.spec, spec.model_dump(mode="json"))
+    changes = spec_changes(camp.spec, mask_secrets(spec.model_dump(mode="json")))
     fixed = sorted({c.split(".")[0] for c in changes} & FIXED_SECTIONS)
     where = ", ".join(changes[:8]) + (" ..." if len(changes) > 8 else "")
     if not allowed:

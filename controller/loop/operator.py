@@ -10,13 +10,21 @@ Proposal states (the approval gate)::
 
 An edit keeps the planner's original in ``Proposal.params`` and the operator's version in the
 Approval row (``params``); the experiment runs the operator's version.
+
+A decision is a conditional update (``... WHERE status = 'proposed'``): of two people deciding
+the same proposal at once, exactly one wins; the other gets :class:`AlreadyDecided` ("already
+approved by ana at 02:14:05 UTC") and nothing of theirs is recorded. ``claimed_as`` is a name
+the actor gave (``cellpilot approve --as NAME``) without proof; it is recorded beside the
+actor, never instead of it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
-from sqlalchemy import Engine
+from sqlalchemy import CursorResult, Engine, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from controller.ledger.models import (
@@ -36,6 +44,29 @@ from planners.exceptions import PointOutsideSpace
 
 class OperatorError(Exception):
     """An operator action cannot be done (unknown id, already decided, bad value, ...)."""
+
+
+class AlreadyDecided(OperatorError):
+    """Someone else decided the proposal first (the CLI exits with code 5)."""
+
+    def __init__(self, proposal_id: int, status: str, actor: str | None, at: datetime | None) -> None:
+        self.proposal_id, self.status, self.actor, self.at = proposal_id, status, actor, at
+        who = f" by {actor}" if actor else ""
+        when = f" at {_as_utc(at):%Y-%m-%d %H:%M:%S} UTC" if at else ""
+        super().__init__(f"proposal {proposal_id} was already {status}{who}{when}")
+
+
+def _as_utc(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def already_decided(s: Session, proposal_id: int, status: str | None = None) -> AlreadyDecided:
+    """The error for a proposal someone decided: who and when, from its latest approval row."""
+    last = s.exec(select(Approval).where(Approval.proposal_id == proposal_id)
+                  .order_by(col(Approval.id).desc())).first()
+    if status is None:
+        status = s.exec(select(Proposal.status).where(Proposal.id == proposal_id)).one()
+    return AlreadyDecided(proposal_id, status, last.actor if last else None, last.created_at if last else None)
 
 
 def _campaign(s: Session, name: str | None) -> Campaign:
@@ -69,8 +100,13 @@ def _proposal(s: Session, proposal_id: int) -> tuple[Proposal, Campaign]:
     if p is None:
         raise OperatorError(f"no proposal {proposal_id}")
     if p.status != ProposalStatus.PROPOSED.value:
-        raise OperatorError(f"proposal {proposal_id} was already decided ({p.status})")
+        raise already_decided(s, proposal_id, p.status)
     return p, s.get(Campaign, p.campaign_id)
+
+
+DECISIONS = {"approved": (ProposalStatus.APPROVED, EventKind.PROPOSAL_APPROVED),
+             "edited": (ProposalStatus.EDITED, EventKind.PROPOSAL_EDITED),
+             "rejected": (ProposalStatus.REJECTED, EventKind.PROPOSAL_REJECTED)}
 
 
 def decide(
@@ -82,46 +118,78 @@ def decide(
     *,
     params: dict[str, Any] | None = None,
     reason: str | None = None,
-) -> None:
-    """Record one decision on a proposal (within the caller's transaction)."""
-    status = {"approved": ProposalStatus.APPROVED, "edited": ProposalStatus.EDITED,
-              "rejected": ProposalStatus.REJECTED}[decision]
-    proposal.status = status.value
-    s.add(proposal)
-    s.add(Approval(proposal_id=proposal.id, decision=decision, actor=actor, reason=reason,
-                   params=params if decision != "rejected" else None))
-    kind = {"approved": EventKind.PROPOSAL_APPROVED, "edited": EventKind.PROPOSAL_EDITED,
-            "rejected": EventKind.PROPOSAL_REJECTED}[decision]
+    claimed_as: str | None = None,
+) -> Approval:
+    """Record one decision on a proposal (within the caller's transaction).
+
+    Raises:
+        AlreadyDecided: someone decided it first (checked by the update itself, so two
+            concurrent deciders can never both succeed).
+    """
+    status, kind = DECISIONS[decision]
+    conditional = (update(Proposal)
+                   .where(col(Proposal.id) == proposal.id, col(Proposal.status) == ProposalStatus.PROPOSED.value)
+                   .values(status=status.value).execution_options(synchronize_session=False))
+    won = cast(CursorResult, s.execute(conditional))
+    if won.rowcount != 1:
+        raise already_decided(s, proposal.id)
+    set_committed_value(proposal, "status", status.value)
+    approval = Approval(proposal_id=proposal.id, decision=decision, actor=actor, reason=reason,
+                        claimed_as=claimed_as if claimed_as and claimed_as != actor else None,
+                        params=params if decision != "rejected" else None)
+    s.add(approval)
+    s.flush()
     payload: dict[str, Any] = {"proposal_id": proposal.id, "round_id": proposal.round_id}
     if decision == "edited":
         payload |= {"original": proposal.params, "edited": params}
     if reason:
         payload["reason"] = reason
-    append_event(s, camp.id, kind, payload, actor=actor, clock_s=camp.clock_s)
+    if approval.claimed_as:
+        payload["claimed_as"] = approval.claimed_as
+    append_event(s, camp.id, kind, payload, actor=actor, clock_s=camp.clock_s, bind=[proposal, approval])
+    return approval
 
 
-def approve(db: Engine, ids: list[int] | None, actor: str, campaign: str | None = None) -> list[int]:
-    """Approve the given proposals, or every pending one of the campaign when ``ids`` is None."""
+def approve(db: Engine, ids: list[int] | None, actor: str, campaign: str | None = None, *,
+            claimed_as: str | None = None) -> list[int]:
+    """Approve the given proposals (all or none), or, when ``ids`` is None, every pending one
+    of the campaign inside the policy (escalated ones need their ids named)."""
     with Session(db) as s:
         if ids is None:
             camp = _campaign(s, campaign)
             props = s.exec(select(Proposal).where(Proposal.campaign_id == camp.id,
-                                                  Proposal.status == ProposalStatus.PROPOSED.value)).all()
-            pairs = [(p, camp) for p in props]
-        else:
-            pairs = [_proposal(s, i) for i in ids]
+                                                  Proposal.status == ProposalStatus.PROPOSED.value,
+                                                  col(Proposal.escalation).is_(None))
+                           .order_by(col(Proposal.id))).all()
+            done = []
+            for p in props:
+                try:
+                    decide(s, p, camp, "approved", actor, params=p.params, claimed_as=claimed_as)
+                    done.append(p.id)
+                except AlreadyDecided:
+                    continue  # decided by someone else meanwhile: theirs stands
+            s.commit()
+            return done
+        pairs = [_proposal(s, i) for i in ids]
         for p, camp in pairs:
-            decide(s, p, camp, "approved", actor, params=p.params)
+            decide(s, p, camp, "approved", actor, params=p.params, claimed_as=claimed_as)
         s.commit()
         return [p.id for p, _ in pairs]
 
 
-def reject(db: Engine, proposal_id: int, reason: str, actor: str) -> None:
+def escalated(db: Engine, ids: list[int]) -> list[int]:
+    """Which of ``ids`` are escalated (outside the signed policy)."""
+    with Session(db) as s:
+        return list(s.exec(select(Proposal.id).where(col(Proposal.id).in_(ids),
+                                                     col(Proposal.escalation).is_not(None))))
+
+
+def reject(db: Engine, proposal_id: int, reason: str, actor: str, *, claimed_as: str | None = None) -> None:
     if not reason.strip():
         raise OperatorError("a rejection needs a reason")
     with Session(db) as s:
         p, camp = _proposal(s, proposal_id)
-        decide(s, p, camp, "rejected", actor, reason=reason)
+        decide(s, p, camp, "rejected", actor, reason=reason, claimed_as=claimed_as)
         s.commit()
 
 
@@ -135,7 +203,8 @@ def parse_assignments(items: list[str]) -> dict[str, str]:
     return out
 
 
-def edit(db: Engine, proposal_id: int, changes: dict[str, Any], actor: str, reason: str | None = None) -> dict[str, Any]:
+def edit(db: Engine, proposal_id: int, changes: dict[str, Any], actor: str, reason: str | None = None, *,
+         claimed_as: str | None = None) -> dict[str, Any]:
     """Change a proposal's parameters within the search space; approves the edited version."""
     with Session(db) as s:
         p, camp = _proposal(s, proposal_id)
@@ -154,12 +223,13 @@ def edit(db: Engine, proposal_id: int, changes: dict[str, Any], actor: str, reas
             params = spec.space.validate_point(merged)
         except PointOutsideSpace as e:
             raise OperatorError(f"edit refused: {e}") from None
-        decide(s, p, camp, "edited", actor, params=params, reason=reason)
+        decide(s, p, camp, "edited", actor, params=params, reason=reason, claimed_as=claimed_as)
         s.commit()
         return params
 
 
-def request(db: Engine, action: str, actor: str, campaign: str | None = None) -> str:
+def request(db: Engine, action: str, actor: str, campaign: str | None = None, *,
+            claimed_as: str | None = None) -> str:
     """``pause`` (hold at the next step boundary), ``resume`` or ``abort`` a campaign."""
     with Session(db) as s:
         camp = _campaign(s, campaign)
@@ -178,7 +248,8 @@ def request(db: Engine, action: str, actor: str, campaign: str | None = None) ->
         camp.control_actor = actor
         camp.updated_at = utcnow()
         s.add(camp)
-        append_event(s, camp.id, kinds[action], {"requested": action}, actor=actor, clock_s=camp.clock_s)
+        payload = {"requested": action} | ({"claimed_as": claimed_as} if claimed_as and claimed_as != actor else {})
+        append_event(s, camp.id, kinds[action], payload, actor=actor, clock_s=camp.clock_s)
         s.commit()
         return camp.name
 

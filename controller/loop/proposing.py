@@ -127,7 +127,7 @@ def propose_round(s: Session, spec: CampaignSpec, planner: Planner, campaign_id:
         append_event(s, camp.id, EventKind.PROPOSAL_CREATED,
                      {"proposal_id": row.id, "round": index + 1, "params": row.params,
                       "predicted_mean": row.predicted_mean, "predicted_sd": row.predicted_sd,
-                      "planner": row.planner}, clock_s=camp.clock_s)
+                      "planner": row.planner}, clock_s=camp.clock_s, bind=[row])
     for e in requeue:
         append_event(s, camp.id, EventKind.EXPERIMENT_REQUEUED,
                      {"experiment_id": e.id, "round": index + 1}, clock_s=camp.clock_s)

@@ -89,7 +89,8 @@ def held_plates(db: Engine, campaign: str | None = None) -> list[dict[str, Any]]
         return out
 
 
-def decide_plate(db: Engine, plate: str, decision: Decision, actor: str, reason: str | None = None) -> dict[str, Any]:
+def decide_plate(db: Engine, plate: str, decision: Decision, actor: str, reason: str | None = None, *,
+                 claimed_as: str | None = None) -> dict[str, Any]:
     """Accept, exclude or re-run a held plate; returns what was done.
 
     Raises:
@@ -121,6 +122,9 @@ def decide_plate(db: Engine, plate: str, decision: Decision, actor: str, reason:
         kind = {"accept": EventKind.PLATE_ACCEPTED, "exclude": EventKind.PLATE_EXCLUDED,
                 "rerun": EventKind.PLATE_RERUN}[decision]
         payload = {"round": rnd.index + 1, "plate": plate, "experiments": len(exps), "reason": reason}
-        append_event(s, camp.id, kind, payload, actor=actor, clock_s=camp.clock_s)
+        if claimed_as:
+            payload["claimed_as"] = claimed_as
+        # the event re-binds the round: verify now expects the rows as this decision left them
+        append_event(s, camp.id, kind, payload, actor=actor, clock_s=camp.clock_s, bind_round=rnd.id)
         s.commit()
         return {"campaign": camp.name, "plate": plate, "decision": decision, "experiments": len(exps)}

@@ -23,6 +23,8 @@ from typing import Any
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
+from controller.ledger.anchor import campaign_anchor_path
+from controller.ledger.chain import register_anchor
 from controller.ledger.db import open_ledger_engine, resolve_ledger_url
 from controller.ledger.models import (
     Campaign,
@@ -34,6 +36,7 @@ from controller.ledger.models import (
     utcnow,
 )
 from controller.ledger.queries import campaign_schedule
+from controller.ledger.secrets import mask_secrets, mask_url
 from controller.loop import failpoints
 from controller.loop.analysis import analyze_round
 from controller.loop.clocks import Interrupted, WallClock
@@ -156,7 +159,7 @@ class CampaignRunner:
         with Session(self.db) as s:
             camp = s.exec(select(Campaign).where(Campaign.name == spec.name)).first()
             if camp is None:
-                camp = Campaign(name=spec.name, spec=spec.model_dump(mode="json"),
+                camp = Campaign(name=spec.name, spec=mask_secrets(spec.model_dump(mode="json")),
                                 spec_hash=spec.spec_hash(), dry_run=self.dry_run,
                                 status=CampaignStatus.RUNNING.value, runner_id=self.runner_id,
                                 lease_expires_at=utcnow() + timedelta(seconds=self.lease_s),
@@ -180,16 +183,19 @@ class CampaignRunner:
                     return camp
                 kind = (EventKind.CAMPAIGN_STARTED if camp.status == CampaignStatus.QUEUED.value
                         else EventKind.CAMPAIGN_RESUMED)
-                camp.spec = spec.model_dump(mode="json")  # the budget may have been extended
+                camp.spec = mask_secrets(spec.model_dump(mode="json"))  # the budget may have been extended
             camp.status = CampaignStatus.RUNNING.value
             camp.pause_reason = None
             camp.updated_at = utcnow()
             s.add(camp)
-            append_event(s, camp.id, kind, {"ledger": self.ledger_url, "runner": self.runner_id},
+            anchor = campaign_anchor_path(self.data_dir)
+            append_event(s, camp.id, kind, {"ledger": mask_url(self.ledger_url), "anchor": str(anchor),
+                                            "runner": self.runner_id},
                          clock_s=camp.clock_s)
             s.commit()
             s.refresh(camp)
             self.campaign_id = camp.id
+            register_anchor(self.db, camp.id, anchor)
             return camp
 
     def _claim(self, campaign_id: int) -> None:

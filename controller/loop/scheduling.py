@@ -5,10 +5,15 @@ due jobs, each campaign in its own process (so a campaign that dies does not tak
 scheduler with it, and it resumes from the ledger like any other run). Jobs survive a killed
 scheduler: one whose time passed while nothing was running still fires at start-up within
 ``misfire_grace_time`` (6 h), then never again.
+
+A job stores the ledger URL with its password masked; the scheduler runs each job against the
+ledger it serves (the URL reaches the child process in ``CELLPILOT_LEDGER``, never on its
+command line, where ``ps`` would show it).
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -21,8 +26,11 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
 
+from controller.ledger.secrets import mask_secrets, mask_url
+
 JOB_TABLE = "apscheduler_jobs"
 MISFIRE_GRACE_S = 6 * 3600
+_serving: dict[str, str] = {}  # the URL of the ledger this process's scheduler serves
 
 
 def make_scheduler(db: Engine) -> BackgroundScheduler:
@@ -34,11 +42,13 @@ def make_scheduler(db: Engine) -> BackgroundScheduler:
 
 
 def run_scheduled_campaign(file: str, ledger_url: str, dry_run: bool) -> int:
-    """The job: run (or resume) a campaign in a child process; returns its exit code."""
-    cmd = [sys.executable, "-m", "controller.cli", "run", file, "--ledger", ledger_url, "--quiet"]
+    """The job: run (or resume) a campaign in a child process; returns its exit code.
+    ``ledger_url`` (masked) only names the ledger: the job runs on the one the scheduler serves."""
+    cmd = [sys.executable, "-m", "controller.cli", "run", file, "--quiet"]
     if dry_run:
         cmd.append("--dry-run")
-    return subprocess.run(cmd, check=False).returncode
+    env = {**os.environ, "CELLPILOT_LEDGER": _serving.get("url", ledger_url)}
+    return subprocess.run(cmd, check=False, env=env).returncode
 
 
 def schedule_campaign(db: Engine, ledger_url: str, name: str, file: Path, at: datetime, dry_run: bool) -> str:
@@ -50,7 +60,7 @@ def schedule_campaign(db: Engine, ledger_url: str, name: str, file: Path, at: da
     sched.start(paused=True)  # paused: only to write the job to the store
     try:
         job = sched.add_job("controller.loop.scheduling:run_scheduled_campaign", "date", run_date=at,
-                            args=[str(file.resolve()), ledger_url, dry_run], id=f"campaign:{name}",
+                            args=[str(file.resolve()), mask_url(ledger_url), dry_run], id=f"campaign:{name}",
                             name=f"start campaign {name}", replace_existing=True)
         return job.id
     finally:
@@ -61,7 +71,7 @@ def list_jobs(db: Engine) -> list[dict[str, Any]]:
     sched = make_scheduler(db)
     sched.start(paused=True)
     try:
-        return [{"id": j.id, "name": j.name, "next_run_utc": j.next_run_time, "args": list(j.args)}
+        return [{"id": j.id, "name": j.name, "next_run_utc": j.next_run_time, "args": mask_secrets(list(j.args))}
                 for j in sched.get_jobs()]
     finally:
         sched.shutdown(wait=False)
@@ -70,6 +80,7 @@ def list_jobs(db: Engine) -> list[dict[str, Any]]:
 def serve(db: Engine, *, exit_when_idle: bool = False, stop: threading.Event | None = None) -> None:
     """Run due jobs until ``stop`` is set (or, with ``exit_when_idle``, no job is left)."""
     stop = stop or threading.Event()
+    _serving["url"] = db.url.render_as_string(hide_password=False)
     sched = make_scheduler(db)
     running = [0]
     lock = threading.Lock()

@@ -29,6 +29,7 @@ from controller.ledger.models import (  # noqa: E402
     Well,
 )
 from controller.ledger.queries import campaign_schedule, campaign_timeline, find_campaign  # noqa: E402
+from controller.ledger.secrets import mask_url  # noqa: E402
 from controller.report.timeline import timeline_figure  # noqa: E402
 from controller.spec import CampaignSpec  # noqa: E402
 from planners import Observation, get_planner  # noqa: E402
@@ -86,7 +87,8 @@ def write_report(ledger_url: str, campaign: str | None, out: str | Path) -> Path
     with Session(db) as s:
         camp = find_campaign(s, campaign)
         if camp is None:
-            raise LookupError(f"no campaign {campaign!r} in {ledger_url}" if campaign else f"no campaign in {ledger_url}")
+            shown = mask_url(ledger_url)
+            raise LookupError(f"no campaign {campaign!r} in {shown}" if campaign else f"no campaign in {shown}")
         spec = CampaignSpec.model_validate(camp.spec)
         rounds = list(s.exec(select(Round).where(Round.campaign_id == camp.id).order_by(col(Round.index))))
         exps = list(s.exec(select(Experiment).where(Experiment.campaign_id == camp.id).order_by(col(Experiment.id))))

@@ -112,10 +112,11 @@ def start_campaign(path: Path) -> subprocess.Popen:
                             cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def start_console(url: str, port: int, log: Path) -> subprocess.Popen:
+def start_console(url: str, port: int, log: Path, host: str | None = None) -> subprocess.Popen:
     out = log.open("w")
-    return subprocess.Popen([sys.executable, "-m", "controller.cli", "serve", "--port", str(port), "--ledger", url],
-                            cwd=ROOT, env=_env(), stdout=out, stderr=subprocess.STDOUT, text=True)
+    where = ["--host", host] if host else []
+    return subprocess.Popen([sys.executable, "-m", "controller.cli", "serve", "--port", str(port), "--ledger", url,
+                             *where], cwd=ROOT, env=_env(), stdout=out, stderr=subprocess.STDOUT, text=True)
 
 
 def wait_http(port: int, proc: subprocess.Popen, log: Path, timeout: float = 40.0) -> None:

@@ -75,8 +75,8 @@ def _wait_pending(db, run, predicted: bool, timeout: float = 180.0) -> list[dict
             rows = []
         if rows and (not predicted or any(r["predicted_mean"] for r in rows)):
             return rows
-        if rows:
-            approve(db, None, "ana", "drug-combo-demo")
+        if rows:  # by id: escalated proposals are approved only when named
+            approve(db, [r["id"] for r in rows], "ana", "drug-combo-demo")
         time.sleep(0.3)
     raise TimeoutError("no pending proposals")
 
@@ -126,7 +126,9 @@ def take(out: Path) -> list[Path]:
                 page.close()
 
                 page = _login(browser, base, "ana", "/campaigns/drug-combo-demo")
-                page.click("[data-testid=approve-all]")  # round 1: the escalated space-filling points
+                page.wait_for_selector("[data-proposal]")
+                if page.locator("[data-testid=approve-all]").count():  # round 1: those inside the policy
+                    page.click("[data-testid=approve-all]")
                 _wait_pending(db, run, predicted=True)
                 page.goto(f"{base}/")
                 shots.append(out / "campaigns.png")
@@ -148,6 +150,15 @@ def take(out: Path) -> list[Path]:
                 box = page.locator("#events").bounding_box()
                 page.screenshot(path=shots[-1], full_page=True, clip={
                     "x": box["x"], "y": box["y"], "width": box["width"], "height": min(box["height"], 1000)})
+                page.close()
+
+                page = _login(browser, base, "ana", "/campaigns/drug-combo-demo")
+                page.set_viewport_size({"width": 390, "height": 844})
+                page.reload()
+                page.wait_for_selector("[data-proposal]")
+                page.locator("#proposals").scroll_into_view_if_needed()
+                shots.append(out / "phone.png")
+                page.screenshot(path=shots[-1])
                 page.close()
 
                 page = _login(browser, base, "vic", "/campaigns/drug-combo-demo")

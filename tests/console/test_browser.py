@@ -85,8 +85,8 @@ def browser():
         b.close()
 
 
-def _login(browser, base: str, name: str):
-    page = browser.new_page(viewport={"width": 1320, "height": 1000})
+def _login(browser, base: str, name: str, **page_options):
+    page = browser.new_page(**({"viewport": {"width": 1320, "height": 1000}} | page_options))
     page.set_default_timeout(30_000)
     page.goto(f"{base}/campaigns/small")
     assert "/login" in page.url
@@ -168,6 +168,55 @@ def test_unauthenticated_requests_are_refused(lab, browser):
     assert ctx.request.get(f"{lab['base']}/api/campaigns").status == 401
     assert ctx.request.post(f"{lab['base']}/campaigns/small/approve", form={"all": "1"}).status == 401
     ctx.close()
+
+
+def _in_view(page, locator, width: int, height: int) -> None:
+    box = locator.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, box
+    assert box["y"] >= 0 and box["y"] + box["height"] <= height, box
+
+
+def test_on_a_phone_the_decision_buttons_are_on_screen_and_the_result_in_view(lab, browser):
+    page = _login(browser, lab["base"], "ana", viewport={"width": 390, "height": 844}, is_mobile=True,
+                  has_touch=True, device_scale_factor=2)
+    ids = _pending_ids(page)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing off to the side
+    last = ids[-1]
+    button = page.locator(f"[data-testid=approve-{last}]")
+    button.scroll_into_view_if_needed()
+    _in_view(page, button, 390, 844)
+    button.click()
+    page.wait_for_selector("[data-testid=flash]")
+    assert f"approved proposal {last}" in page.inner_text("[data-testid=flash]")
+    _in_view(page, page.locator("[data-testid=flash]"), 390, 844)  # the result is not scrolled away
+    page.close()
+
+
+def test_an_expired_session_leads_to_login_and_back_to_the_page(lab, browser):
+    page = _login(browser, lab["base"], "ana")
+    ids = _pending_ids(page)
+    page.wait_for_timeout(1500)  # the live refresh right after loading is done
+    page.context.clear_cookies()  # the session ended (expired, or logged out in another tab)
+    page.click(f"[data-testid=approve-{ids[0]}]")
+    page.wait_for_url("**/login?expired=1&next=/campaigns/small")
+    assert "your last action was not done" in page.inner_text("[data-testid=login-expired]")
+    page.fill("input[name=username]", "ana")
+    page.fill("input[name=password]", PASSWORDS["ana"])
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{lab['base']}/campaigns/small")
+    with Session(lab["db"]) as s:
+        assert not s.exec(select(Approval).where(Approval.proposal_id == ids[0])).all()
+    page.close()
+
+
+def test_an_idle_page_notices_the_ended_session_and_leads_to_login(lab, browser):
+    page = _login(browser, lab["base"], "vic")
+    _pending_ids(page)
+    page.context.clear_cookies()
+    page.evaluate("document.dispatchEvent(new Event('cellpilot:refresh'))")  # as a live update would
+    page.wait_for_url(lambda url: "/login?expired=2&next=" in url and "campaigns" in url)
+    assert "log in to continue" in page.inner_text("[data-testid=login-expired]")
+    page.close()
 
 
 def test_campaign_finishes_once_round_2_is_approved(lab):

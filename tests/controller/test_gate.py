@@ -3,6 +3,7 @@ policy running unattended with alerts, timeouts, pause / resume / abort."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import subprocess
@@ -38,6 +39,9 @@ def _wait_for(predicate, timeout=60.0, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+ME = getpass.getuser()
+
+
 def _pending(url):
     proc = run_cli("proposals", "--json", "--ledger", url)
     return json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else []
@@ -66,7 +70,7 @@ def test_manual_approval_edit_and_rejection_from_another_process(write_campaign)
                        "--ledger", url, "--as", "ana").returncode == 0
         assert run_cli("reject", str(ids[1]), "--reason", "precipitates", "--ledger", url, "--as", "ana").returncode == 0
         again = run_cli("reject", str(ids[1]), "--reason", "twice", "--ledger", url)
-        assert again.returncode == 2 and "already decided" in again.stderr
+        assert again.returncode == 5 and f"already rejected by {ME} at" in again.stderr
         assert run_cli("approve", *map(str, ids[2:]), "--ledger", url, "--as", "ben").returncode == 0
         second = _wait_for(lambda: [p for p in _pending(url) if p["round"] == 2], what="round 2 proposals")
         assert run_cli("approve", "--all", "--ledger", url, "--as", "ben", "--json").returncode == 0
@@ -81,8 +85,10 @@ def test_manual_approval_edit_and_rejection_from_another_process(write_campaign)
         assert exp.params["drug_a_um"] == 0.5 and exp.status == "measured"  # the operator's version ran
         assert not s.exec(select(Experiment).where(Experiment.proposal_id == ids[1])).all()
         rejected = s.exec(select(Approval).where(Approval.proposal_id == ids[1])).one()
-        assert (rejected.decision, rejected.actor, rejected.reason) == ("rejected", "ana", "precipitates")
-        assert {a.actor for a in s.exec(select(Approval))} == {"ana", "ben"}
+        # on a local SQLite ledger the actor is the OS user; --as is recorded as a claim beside it
+        assert (rejected.decision, rejected.actor, rejected.claimed_as, rejected.reason) == (
+            "rejected", ME, "ana", "precipitates")
+        assert {(a.actor, a.claimed_as) for a in s.exec(select(Approval))} == {(ME, "ana"), (ME, "ben")}
         rej_params = s.get(Proposal, ids[1]).params
         assert all(p["params"] != rej_params for p in second)
         assert len([e for e in s.exec(select(Experiment)) if e.status == "measured"]) == 11
@@ -177,7 +183,7 @@ def test_pause_resume_and_abort_reach_a_running_campaign(write_campaign):
         _wait_for(lambda: steps_done() > 20, what="steps")
         assert run_cli("pause", "--ledger", url, "--as", "ana").returncode == 0
         held = _wait_for(lambda: json.loads(run_cli("status", "--campaign", "small", "--json", "--ledger", url).stdout)
-                         if "paused by ana" in run_cli("status", "--campaign", "small", "--json", "--ledger", url).stdout
+                         if f"paused by {ME}" in run_cli("status", "--campaign", "small", "--json", "--ledger", url).stdout
                          else None, what="held")
         assert held["status"] == "paused"
         n = steps_done()

@@ -3,10 +3,6 @@ hash chain and its tamper detection, and a whole small campaign recorded on Post
 
 from __future__ import annotations
 
-import os
-import uuid
-
-import pytest
 from sqlalchemy import text
 from sqlmodel import Session, select
 
@@ -20,34 +16,6 @@ from controller.ledger.db import (
 from controller.ledger.models import Campaign, Event, Experiment, Step
 from controller.loop.events import EventKind, append_event, verify_chain
 from tests.controller.conftest import run_cli
-
-PG_ADMIN = os.environ.get("CELLPILOT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-
-
-@pytest.fixture
-def pg_url():
-    """A fresh PostgreSQL database for one test, dropped afterwards; skips if no server."""
-    psycopg = pytest.importorskip("psycopg")
-    admin = PG_ADMIN.replace("+psycopg", "")
-    try:
-        conn = psycopg.connect(admin, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as e:
-        pytest.skip(f"PostgreSQL not reachable at {admin}: {e}")
-    name = f"cellpilot_test_{uuid.uuid4().hex[:10]}"
-    conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.close()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ledger_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ledger.db'}"
-    else:
-        yield request.getfixturevalue("pg_url")
 
 
 def test_migrations_bring_a_new_ledger_to_head(ledger_url):

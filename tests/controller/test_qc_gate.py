@@ -10,7 +10,6 @@ from sqlmodel import Session, select
 
 from controller.ledger.db import open_ledger_engine
 from controller.ledger.models import Event, Experiment, Round
-from controller.spec import load_campaign
 from tests.controller.conftest import run_cli, small_campaign_data
 
 
@@ -61,7 +60,7 @@ def test_a_failed_plate_is_held_until_an_operator_decides(tmp_path) -> None:
     assert again.returncode == 2 and "not held" in again.stderr
     with Session(open_ledger_engine(url)) as s:
         accepted = s.exec(select(Event).where(Event.kind == "plate_accepted")).one()
-        assert accepted.actor == "ana" and accepted.payload["reason"].startswith("controls")
+        assert accepted.payload["claimed_as"] == "ana" and accepted.payload["reason"].startswith("controls")
     assert run_cli("verify", "--ledger", url).returncode == 0
 
 

@@ -21,7 +21,6 @@ from controller.loop.leases import claim, release, renew
 from controller.spec import load_campaign
 from tests.controller.conftest import ROOT, run_cli, small_campaign_data
 from tests.controller.test_crash_resume import _check_wells_exact
-from tests.controller.test_ledger import pg_url  # noqa: F401  (fixture)
 
 LEASE_S = 6
 

@@ -2,6 +2,9 @@
 // each [data-fragment] section is then re-fetched, unless the operator is busy in it
 // (focus inside, an open edit/reject form, or ticked boxes). A slow poll is the fallback.
 (function () {
+  for (const b of document.querySelectorAll("[data-dismiss]")) {
+    b.addEventListener("click", function () { b.parentElement.remove(); });
+  }
   const root = document.querySelector("[data-stream]");
   if (!root) return;
   let timer = null;
@@ -20,7 +23,7 @@
       for (const el of document.querySelectorAll("[data-fragment]")) {
         if (busy(el)) continue;
         const r = await fetch(el.dataset.fragment, { credentials: "same-origin" });
-        if (r.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname); return; }
+        if (r.status === 401) { location.href = "/login?expired=2&next=" + encodeURIComponent(location.pathname); return; }
         if (!r.ok) continue;
         const html = await r.text();
         if (!busy(el)) el.innerHTML = html;  // the operator may have started typing meanwhile
@@ -43,5 +46,6 @@
     const es = new EventSource(root.dataset.stream);
     es.addEventListener("change", soon);
   }
+  document.addEventListener("cellpilot:refresh", refresh);
   setInterval(refresh, 15000);
 })();
