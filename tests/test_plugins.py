@@ -88,7 +88,8 @@ def test_installed_plugin_is_found_by_name(plugin_site: Path) -> None:
 
 def test_dry_run_campaign_uses_the_plugins_driver_and_analyzer(plugin_site: Path, tmp_path: Path) -> None:
     data = yaml.safe_load((PLUGIN / "campaign.yaml").read_text())
-    data["simulation"]["image_size_px"] = 128
+    # 256 px fields: smaller ones hold too few cells for the analyzer's Z' to pass QC
+    data["simulation"]["image_size_px"] = 256
     data["ledger"] = {"url": f"sqlite:///{tmp_path / 'ledger.db'}", "data_dir": str(tmp_path / "data")}
     path = tmp_path / "campaign.yaml"
     path.write_text(yaml.safe_dump(data))

@@ -93,7 +93,10 @@ def write_well_images(path: Path, frames: list[Frame]) -> dict[str, Any]:
             tif.write(
                 np.ascontiguousarray(fr.image),
                 photometric="minisblack",
+                # deflate at level 1: as small as the default level on noisy fields, ~6x faster
+                # to write, and every TIFF reader opens it (zstd TIFFs are not yet universal)
                 compression="zlib",
+                compressionargs={"level": 1},
                 metadata={
                     "axes": "CYX",
                     "Name": f"{fr.plate}_{fr.well}_field{fr.field}",

@@ -180,6 +180,7 @@ def test_on_a_phone_the_decision_buttons_are_on_screen_and_the_result_in_view(la
     page = _login(browser, lab["base"], "ana", viewport={"width": 390, "height": 844}, is_mobile=True,
                   has_touch=True, device_scale_factor=2)
     ids = _pending_ids(page)
+    page.wait_for_timeout(1500)  # the live refresh right after loading replaces the buttons
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing off to the side
     last = ids[-1]
     button = page.locator(f"[data-testid=approve-{last}]")
