@@ -118,7 +118,7 @@ def thumbs_section(data: ReportData, best: Experiment | None, worst: Experiment 
     """The thumbnail strip (images embedded) with one caption per well."""
     tiles = pick_tiles(data, best, worst)
     parts = ["<h2>Well images</h2>",
-             "<p>First field of each well; blue: nuclear stain, green: marker (the tumour line). "
+             "<p>First field of each well (its centre); blue: nuclear stain, green: marker, so tumour nuclei look cyan. "
              "All thumbnails share the same intensity limits.</p>"]
     loaded, missing = [], []
     for t in tiles:
