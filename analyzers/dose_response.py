@@ -202,7 +202,12 @@ def _intervals(
         half = t * math.sqrt(max(float(cov[i, i]), 0.0))
         lo, hi = float(theta[i] - half), float(theta[i] + half)
         if p == "log10_ic50":
-            out["ic50_um"] = (10.0**lo, 10.0**hi)
+            out["ic50_um"] = (_pow10(lo), _pow10(hi))
         else:
             out[p] = (lo, hi)
     return out
+
+
+def _pow10(x: float) -> float:
+    """``10 ** x``, infinite past the float range (an unbounded interval, not an overflow)."""
+    return math.inf if x > 308.0 else 10.0**x

@@ -49,7 +49,8 @@ def plot_dose_response(
         ax.axvline(fit.parameters()[2], color=color, ls=":", lw=1)
         if "ic50_um" in fit.ci95:
             lo, hi = fit.ci95["ic50_um"]
-            ax.axvspan(lo, hi, color=color, alpha=0.12)
+            if 0 < lo and np.isfinite(hi):  # an unbounded interval has no span to shade
+                ax.axvspan(lo, hi, color=color, alpha=0.12)
     ax.set_xscale("log")
     ax.set_xlabel("dose (µM; leftmost: 0)")
     ax.set_ylabel(ylabel)

@@ -1,8 +1,14 @@
 """The campaign report: one HTML page with PNG plots, built from the ledger alone.
 
-Shows the convergence (best value vs experiments) against a random baseline, a heat map of
-every plate, Z' per plate, the best conditions with the model's predictions, and a table of
-every experiment. For dry-runs whose simulation names a ground-truth assay, the true values
+For a screening scientist: the headline is the model's recommended condition with its
+interval (the best measured condition is labelled as measured, with its replicates); then the
+convergence against a random baseline, dose-response fits per drug and line
+(:mod:`~controller.report.dose`), response surfaces and synergy scores
+(:mod:`~controller.report.synergy`), predicted vs measured with calibration per round
+(:mod:`~controller.report.calibration`), well thumbnails from the raw images
+(:mod:`~controller.report.thumbs`), per-plate QC (:mod:`~controller.report.qc`), the workcell
+timeline, a heat map of every plate and a table of every experiment (mean ± replicate SD).
+Plots are PNG files beside ``index.html``; thumbnails are embedded. For dry-runs whose simulation names a ground-truth assay, the true values
 and the expectation of random search (Monte Carlo over the same number of experiments,
 measured with the same noise) are shown too.
 """
@@ -11,35 +17,40 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from sqlmodel import Session, col, select  # noqa: E402
+from sqlmodel import Session  # noqa: E402
 
 from controller.ledger.db import open_ledger_engine  # noqa: E402
-from controller.ledger.models import (  # noqa: E402
-    Experiment,
-    ExperimentStatus,
-    Measurement,
-    Round,
-    Well,
-)
+from controller.ledger.models import Experiment  # noqa: E402
 from controller.ledger.queries import campaign_schedule, campaign_timeline, find_campaign  # noqa: E402
-from controller.ledger.secrets import mask_url  # noqa: E402
+from controller.report.calibration import calibration_section  # noqa: E402
+from controller.report.data import ReportData, load, replicate_sd, save  # noqa: E402
+from controller.report.data import fmt as _fmt  # noqa: E402
+from controller.report.dose import dose_section, single_agent_curves  # noqa: E402
+from controller.report.headline import best_and_worst, headline_section  # noqa: E402
+from controller.report.qc import qc_section  # noqa: E402
+from controller.report.synergy import synergy_section  # noqa: E402
+from controller.report.thumbs import thumbs_section  # noqa: E402
 from controller.report.timeline import timeline_figure  # noqa: E402
 from controller.spec import CampaignSpec  # noqa: E402
-from planners import Observation, get_planner  # noqa: E402
+from planners import Observation  # noqa: E402
 from protocols.labware import get_plate_type  # noqa: E402
 
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return html.escape(str(v))
+CSS = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 1em}"
+       "table{border-collapse:collapse;font-size:12px;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 6px}"
+       "th{background:#f3f3f3}tr.bad td{background:#fde8e8}.headline{border:2px solid #2b6cb0;padding:.3em 1em;"
+       "margin:1em 0;background:#f5f9ff}.best-measured{color:#444}.thumbs{display:flex;flex-wrap:wrap;gap:8px}"
+       "figure{margin:0;width:140px;font-size:10px}img.thumb{width:128px;height:128px;image-rendering:pixelated}"
+       "nav a{margin-right:1em}img{max-width:100%}")
+NAV = ("<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in (
+    ("convergence", "convergence"), ("dose", "dose-response"), ("synergy", "synergy"),
+    ("calibration", "predicted vs measured"), ("images", "well images"), ("qc", "plate QC"),
+    ("plates", "plate maps"), ("tables", "tables"))) + "</nav>")
 
 
 def random_baseline(assay, spec: CampaignSpec, n: int, repeats: int = 200, seed: int = 0) -> dict[str, float]:
@@ -80,37 +91,64 @@ def best_so_far(spec: CampaignSpec, exps: list[Experiment]) -> tuple[list[float]
 
 
 def write_report(ledger_url: str, campaign: str | None, out: str | Path) -> Path:
-    """Write ``out/index.html`` (and PNGs) for a campaign; return the HTML path."""
+    """Write ``out/index.html`` (and PNGs beside it) for a campaign; return the HTML path.
+
+    Raises:
+        LookupError: no such campaign in the ledger.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     db = open_ledger_engine(ledger_url)
-    with Session(db) as s:
-        camp = find_campaign(s, campaign)
-        if camp is None:
-            shown = mask_url(ledger_url)
-            raise LookupError(f"no campaign {campaign!r} in {shown}" if campaign else f"no campaign in {shown}")
-        spec = CampaignSpec.model_validate(camp.spec)
-        rounds = list(s.exec(select(Round).where(Round.campaign_id == camp.id).order_by(col(Round.index))))
-        exps = list(s.exec(select(Experiment).where(Experiment.campaign_id == camp.id).order_by(col(Experiment.id))))
-        wells = {r.id: list(s.exec(select(Well).where(Well.round_id == r.id))) for r in rounds}
-        meas = list(s.exec(select(Measurement).where(Measurement.campaign_id == camp.id,
-                                                      col(Measurement.well_id).is_not(None))))
+    data = load(db, ledger_url, campaign)
+    camp, spec, rounds, exps = data.campaign, data.spec, data.rounds, data.experiments
     obj = spec.objectives[0]
-    measured = [e for e in exps if e.status == ExperimentStatus.MEASURED.value]
+    measured = data.measured
     sections = [f"<h1>Campaign {html.escape(camp.name)}</h1>",
                 f"<p>{html.escape(spec.description)}</p>",
                 f"<p>status <b>{camp.status}</b>; {len(rounds)} plates; {len(measured)} valid experiments; "
                 f"objective: {obj.direction} <b>{obj.metric}</b>"
                 + (f" subject to {', '.join(str(c) for c in spec.outcome_constraints)}" if spec.outcome_constraints else "")
-                + (" (dry-run)" if camp.dry_run else "") + "</p>"]
+                + (" (dry-run)" if camp.dry_run else "") + "</p>", NAV]
 
     assay = None
     if spec.simulation.assay and camp.dry_run:
         from simulators.assays import get_assay
 
         assay = get_assay(spec.simulation.assay)
+    sections += headline_section(data, assay)
+    sections += _convergence_section(spec, measured, assay, out)
+    if len(spec.objectives) >= 2:
+        sections += _pareto_section(spec, measured, out)
+    curves = single_agent_curves(data)
+    sections += ['<a id="dose"></a>', *dose_section(data, curves, out)]
+    sections += ['<a id="synergy"></a>', *synergy_section(data, curves, out)]
+    sections += ['<a id="calibration"></a>', *calibration_section(data, out)]
+    best, worst = best_and_worst(data)
+    sections += ['<a id="images"></a>', *thumbs_section(data, best, worst, out)]
+    sections += ['<a id="qc"></a>', *qc_section(data, out)]
+    sections += _timeline_section(db, camp.name, out)
+    sections += ['<a id="plates"></a>', *_heat_maps(data, out)]
 
-    # convergence
+    top = sorted([e for e in measured if obj.metric in e.outcomes],
+                 key=lambda e: -obj.sign * e.outcomes[obj.metric])[:5]
+    sections.append('<a id="tables"></a><h2>Best measured conditions</h2><p>Measured values, mean ± '
+                    "replicate SD (n wells kept); the best of many noisy measurements overstates its "
+                    "condition's value: see the recommendation above.</p>")
+    sections.append(_table(spec, top, "Top measured experiments"))
+    sections.append("<h2>All experiments</h2>")
+    sections.append(_table(spec, exps, None))
+
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>cellpilot report: "
+            + html.escape(camp.name) + "</title><style>" + CSS + "</style></head><body>"
+            + "\n".join(sections) + "</body></html>")
+    path = out / "index.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def _convergence_section(spec: CampaignSpec, measured: list[Experiment], assay, out: Path) -> list[str]:
+    """Best measured value vs experiments; in dry-runs the truth and random search beside it."""
+    obj = spec.objectives[0]
     curve, best_rows = best_so_far(spec, measured)
     fig, ax = plt.subplots(figsize=(7, 4))
     x = np.arange(1, len(curve) + 1)
@@ -138,46 +176,26 @@ def write_report(ledger_url: str, campaign: str | None, out: str | Path) -> Path
     ax.set_ylabel(obj.metric)
     ax.legend(fontsize=7)
     ax.set_title("convergence")
-    fig.tight_layout()
-    fig.savefig(out / "convergence.png", dpi=110)
-    plt.close(fig)
-    sections += ["<h2>Convergence</h2>", '<img src="convergence.png">', baseline_txt]
+    return ['<a id="convergence"></a><h2>Convergence</h2>', save(fig, out, "convergence.png"), baseline_txt]
 
-    if len(spec.objectives) >= 2:
-        sections += _pareto_section(spec, measured, out)
 
-    # Z' per plate
-    fig, ax = plt.subplots(figsize=(7, 2.8))
-    zs = [(r.index + 1, (r.z_prime or {}).get("tumour_count")) for r in rounds]
-    ax.bar([z[0] for z in zs], [z[1] if z[1] is not None else 0 for z in zs],
-           color=["tab:green" if (z[1] or 0) >= 0.5 else "tab:red" for z in zs])
-    ax.axhline(0.5, color="k", lw=0.8, ls="--")
-    ax.set_xlabel("plate (round)")
-    ax.set_ylabel("Z' (tumour count)")
-    fig.tight_layout()
-    fig.savefig(out / "z_prime.png", dpi=110)
-    plt.close(fig)
-    sections += ["<h2>Plate quality (Z')</h2>", '<img src="z_prime.png">']
-    sections += _timeline_section(db, camp.name, out)
-
-    # heat maps
-    sections.append("<h2>Plates: tumour viability per well</h2><div>")
-    by_well = {}
-    for m in meas:
-        if m.metric == "tumour_viability":
-            by_well[m.well_id] = m.value
-    for r in rounds:
+def _heat_maps(data: ReportData, out: Path) -> list[str]:
+    """Tumour viability per well of every plate, controls and quarantined wells marked."""
+    parts = ["<h2>Plates: tumour viability per well</h2><div>"]
+    by_well = data.well_values("tumour_viability")
+    for r in data.rounds:
         pt = get_plate_type((r.layout or {}).get("plate_type", "96"))
         grid = np.full((pt.rows, pt.columns), np.nan)
-        for w in wells[r.id]:
+        wells = data.wells.get(r.id, [])
+        for w in wells:
             row, colno = pt.parse_well(w.well)
             if w.id in by_well:
                 grid[row, colno] = by_well[w.id]
         fig, ax = plt.subplots(figsize=(4.2, 3))
         im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=1.2)
-        for w in wells[r.id]:
+        for w in wells:
             row, colno = pt.parse_well(w.well)
-            mark = {"negative_control": "N", "positive_control": "P"}.get(w.role, "")
+            mark = {"negative_control": "N", "positive_control": "P", "time_zero": "T"}.get(w.role, "")
             if w.status == "quarantined":
                 mark = "Q"
             if mark:
@@ -186,47 +204,9 @@ def write_report(ledger_url: str, campaign: str | None, out: str | Path) -> Path
         ax.set_yticks(range(pt.rows), [chr(65 + i) for i in range(pt.rows)], fontsize=6)
         ax.set_title(f"{r.plate_id}", fontsize=8)
         fig.colorbar(im, ax=ax, shrink=0.8)
-        fig.tight_layout()
-        fig.savefig(out / f"plate_{r.index + 1:02d}.png", dpi=100)
-        plt.close(fig)
-        sections.append(f'<img src="plate_{r.index + 1:02d}.png">')
-    sections.append("</div><p>N: negative control, P: positive control, Q: quarantined well.</p>")
-
-    # best conditions with model predictions
-    sections.append("<h2>Best conditions</h2>")
-    history = [Observation(params=e.params, outcomes=e.outcomes) for e in measured]
-    planner = get_planner(spec.planner.name, **spec.planner.settings)
-    rec = None
-    if hasattr(planner, "recommend") and len(history) >= 2:
-        try:
-            kwargs = {"preference": spec.planner.preference} if len(spec.objectives) > 1 else {}
-            rec = planner.recommend(spec.space, spec.objectives, history,
-                                    outcome_constraints=spec.outcome_constraints, **kwargs)
-        except Exception as err:  # a report must still be written
-            sections.append(f"<p>no model recommendation: {html.escape(str(err))}</p>")
-    if rec is not None:
-        pred = ", ".join(f"{m} {rec.predicted_mean[m]:.3f} ± {rec.predicted_sd.get(m, float('nan')):.3f}"
-                         for m in rec.predicted_mean)
-        truth = ""
-        if assay is not None:
-            t = assay.expected(rec.params)
-            truth = "; true " + ", ".join(f"{k} {v:.3f}" for k, v in t.items() if k in rec.predicted_mean)
-        sections.append("<p><b>Model's recommendation</b>: "
-                        + ", ".join(f"{k}={_fmt(v)}" for k, v in rec.params.items())
-                        + f" — predicted {pred}{truth}</p>")
-    top = sorted([e for e in measured if obj.metric in e.outcomes],
-                 key=lambda e: -obj.sign * e.outcomes[obj.metric])[:5]
-    sections.append(_table(spec, top, "Top measured experiments"))
-    sections.append("<h2>All experiments</h2>")
-    sections.append(_table(spec, exps, None))
-
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>cellpilot report</title>"
-            "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse;"
-            "font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}</style></head><body>"
-            + "\n".join(sections) + "</body></html>")
-    path = out / "index.html"
-    path.write_text(page)
-    return path
+        parts.append(save(fig, out, f"plate_{r.index + 1:02d}.png", dpi=100))
+    parts.append("</div><p>N: vehicle control, P: positive control, T: time zero, Q: quarantined well.</p>")
+    return parts
 
 
 def _timeline_section(db, campaign: str, out: Path) -> list[str]:
@@ -238,7 +218,7 @@ def _timeline_section(db, campaign: str, out: Path) -> list[str]:
     if not timeline:
         return []
     fig = timeline_figure(timeline)
-    fig.savefig(out / "timeline.png", dpi=110)
+    fig.savefig(out / "timeline.png", dpi=110)  # a Figure, not pyplot: nothing to close
     text = ""
     if sched and sched["plates"] > 1:
         text = (f"<p>{sched['plates']} plates took {sched['elapsed_h'] / 24:.1f} days of campaign clock; one "
@@ -248,16 +228,21 @@ def _timeline_section(db, campaign: str, out: Path) -> list[str]:
 
 
 def _table(spec: CampaignSpec, exps: list[Experiment], title: str | None) -> str:
+    """One row per experiment: its parameters and each metric as mean ± replicate SD."""
     names = spec.space.names
     metrics = sorted({m for e in exps for m in e.outcomes})
     head = "".join(f"<th>{html.escape(h)}</th>" for h in ["id", "round", "status", *names, *metrics, "replicates"])
     rows = []
     for e in exps:
-        cells = [e.id, e.round_id, e.status, *[e.params.get(n) for n in names],
-                 *[e.outcomes.get(m, "") for m in metrics], e.n_valid_replicates]
-        rows.append("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in cells) + "</tr>")
+        vals = []
+        for m in metrics:
+            v, sd = e.outcomes.get(m), replicate_sd(e, m)
+            vals.append("" if v is None else f"{v:.4g}" + (f" ± {sd:.2g}" if sd is not None else ""))
+        cells = [_fmt(c) for c in (e.id, e.round_id, e.status, *[e.params.get(n) for n in names])]
+        cells += vals + [_fmt(e.n_valid_replicates)]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     cap = f"<h3>{html.escape(title)}</h3>" if title else ""
-    return f"{cap}<table><tr>{head}</tr>{''.join(rows)}</table>"
+    return f"{cap}<p>metrics: mean ± replicate SD</p><table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
 def _pareto_section(spec: CampaignSpec, measured: list[Experiment], out: Path) -> list[str]:
@@ -277,11 +262,9 @@ def _pareto_section(spec: CampaignSpec, measured: list[Experiment], out: Path) -
     ax.set_xlabel(f"{a.metric} ({a.direction})")
     ax.set_ylabel(f"{b.metric} ({b.direction})")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "pareto.png", dpi=110)
-    plt.close(fig)
+    img = save(fig, out, "pareto.png")
     rule = ("weights " + ", ".join(f"{k}={v:g}" for k, v in spec.planner.preference.items())
             if spec.planner.preference else "the knee of the predicted front")
-    return ["<h2>Pareto front</h2>", '<img src="pareto.png">',
+    return ["<h2>Pareto front</h2>", img,
             f"<p>{len(front)} non-dominated feasible experiments. The recommended point below is "
             f"chosen by {html.escape(rule)}.</p>"]

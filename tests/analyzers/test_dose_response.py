@@ -65,3 +65,14 @@ def test_figures_draw_points_fit_and_synergy(tmp_path) -> None:
     assert (tmp_path / "f.png").stat().st_size > 5000
     with pytest.raises(ValueError, match="unknown score"):
         plot_synergy(right, pts, "zip")
+
+
+def test_an_unbounded_ic50_interval_is_infinite_not_an_overflow() -> None:
+    # a report's real case: 4 doses, one of them far above the others, noisy replicates; the
+    # log10(IC50) interval runs past the float range (this raised OverflowError)
+    doses = [0.0195, 0.0195, 0.0279, 0.0279, 0.0756, 0.0756, 0.0151, 0.0151, 3.5474, 3.5474]
+    values = [0.865, 1.351, 1.111, 0.711, 0.933, 0.889, 0.944, 1.167, 0.556, 0.778]
+    fit = fit_logistic(doses, values)
+    assert fit.ok
+    lo, hi = fit.ci95["ic50_um"]
+    assert lo == 0.0 and hi == float("inf")
