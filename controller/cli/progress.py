@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from controller.loop.events import EventKind, bus
@@ -20,8 +28,8 @@ class ProgressView:
         self.enabled = enabled
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), console=console, disable=not enabled)
-        self.task = None
-        self._unsub = None
+        self.task: TaskID | None = None
+        self._unsub: Callable[[], None] | None = None
 
     def __enter__(self) -> ProgressView:
         self.progress.__enter__()

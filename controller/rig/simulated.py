@@ -37,7 +37,7 @@ def simulated_lab(ctx: BuildContext):
 
 def _check_options(role: str, cls: type, settings: dict[str, Any], fixed: set[str]) -> None:
     """Settings must be keyword options of the simulator's constructor, numbers finite."""
-    params = inspect.signature(cls.__init__).parameters
+    params = inspect.signature(cls).parameters
     known = {n for n, p in params.items() if p.kind is p.KEYWORD_ONLY} - fixed
     unknown = sorted(set(settings) - known)
     if unknown:
