@@ -244,8 +244,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\ntotal wall time {time.perf_counter() - t0:.0f} s")
     if args.json:
         args.json.write_text(
-            json.dumps({"args": vars(args) | {"json": str(args.json)}, "summaries": summaries,
-                        "records": records}, default=float)
+            json.dumps(
+                {
+                    "args": vars(args) | {"json": str(args.json)},
+                    "summaries": summaries,
+                    "records": records,
+                },
+                default=float,
+            )
         )
         print(f"wrote {args.json}")
 

@@ -58,17 +58,36 @@ def branin() -> Problem:
         return {"y": -np.log(v)}  # log: otherwise any point near a basin has ~0 regret
 
     space = [cont("x0", -5, 10), cont("x1", 0, 15)]
-    return Problem("branin", "dev", "continuous 2-D, 3 global optima (-log Branin)", space, f,
-                   known_optimum=-float(np.log(0.397887)))
+    return Problem(
+        "branin",
+        "dev",
+        "continuous 2-D, 3 global optima (-log Branin)",
+        space,
+        f,
+        known_optimum=-float(np.log(0.397887)),
+    )
 
 
 _H3_A = np.array([[3.0, 10, 30], [0.1, 10, 35], [3.0, 10, 30], [0.1, 10, 35]])
-_H3_P = 1e-4 * np.array([[3689, 1170, 2673], [4699, 4387, 7470], [1091, 8732, 5547],
-                         [381, 5743, 8828]])
-_H6_A = np.array([[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14],
-                  [3, 3.5, 1.7, 10, 17, 8], [17, 8, 0.05, 10, 0.1, 14]])
-_H6_P = 1e-4 * np.array([[1312, 1696, 5569, 124, 8283, 5886], [2329, 4135, 8307, 3736, 1004, 9991],
-                         [2348, 1451, 3522, 2883, 3047, 6650], [4047, 8828, 8732, 5743, 1091, 381]])
+_H3_P = 1e-4 * np.array(
+    [[3689, 1170, 2673], [4699, 4387, 7470], [1091, 8732, 5547], [381, 5743, 8828]]
+)
+_H6_A = np.array(
+    [
+        [10, 3, 17, 3.5, 1.7, 8],
+        [0.05, 10, 17, 0.1, 8, 14],
+        [3, 3.5, 1.7, 10, 17, 8],
+        [17, 8, 0.05, 10, 0.1, 14],
+    ]
+)
+_H6_P = 1e-4 * np.array(
+    [
+        [1312, 1696, 5569, 124, 8283, 5886],
+        [2329, 4135, 8307, 3736, 1004, 9991],
+        [2348, 1451, 3522, 2883, 3047, 6650],
+        [4047, 8828, 8732, 5743, 1091, 381],
+    ]
+)
 _ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
 
 
@@ -80,13 +99,25 @@ def _hartmann(x: list[Any], A: np.ndarray, P: np.ndarray) -> Any:
 
 
 def hartmann3() -> Problem:
-    return Problem("hartmann3", "dev", "continuous 3-D, 4 local optima", _box(3, 0, 1),
-                   lambda p: {"y": _hartmann(_xs(p, 3), _H3_A, _H3_P)}, known_optimum=3.86278)
+    return Problem(
+        "hartmann3",
+        "dev",
+        "continuous 3-D, 4 local optima",
+        _box(3, 0, 1),
+        lambda p: {"y": _hartmann(_xs(p, 3), _H3_A, _H3_P)},
+        known_optimum=3.86278,
+    )
 
 
 def hartmann6() -> Problem:
-    return Problem("hartmann6", "heldout", "continuous 6-D, 4 local optima", _box(6, 0, 1),
-                   lambda p: {"y": _hartmann(_xs(p, 6), _H6_A, _H6_P)}, known_optimum=3.32237)
+    return Problem(
+        "hartmann6",
+        "heldout",
+        "continuous 6-D, 4 local optima",
+        _box(6, 0, 1),
+        lambda p: {"y": _hartmann(_xs(p, 6), _H6_A, _H6_P)},
+        known_optimum=3.32237,
+    )
 
 
 _SPARSE = [3, 7, 8, 12, 15, 18]
@@ -97,8 +128,14 @@ def hartmann6_in20() -> Problem:
         x = _xs(p, 20)
         return {"y": _hartmann([x[i] for i in _SPARSE], _H6_A, _H6_P)}
 
-    return Problem("hartmann6_in20", "heldout", "continuous 20-D, 6 of them matter",
-                   _box(20, 0, 1), f, known_optimum=3.32237)
+    return Problem(
+        "hartmann6_in20",
+        "heldout",
+        "continuous 20-D, 6 of them matter",
+        _box(20, 0, 1),
+        f,
+        known_optimum=3.32237,
+    )
 
 
 def ackley6() -> Problem:
@@ -108,8 +145,14 @@ def ackley6() -> Problem:
         s2 = sum(np.cos(2 * np.pi * xi) for xi in x) / 6
         return {"y": 20 * np.exp(-0.2 * np.sqrt(s1)) + np.exp(s2) - 20 - np.e}
 
-    return Problem("ackley6", "dev", "continuous 6-D, many local optima, off-centre",
-                   _box(6, -3, 4), f, known_optimum=0.0)
+    return Problem(
+        "ackley6",
+        "dev",
+        "continuous 6-D, many local optima, off-centre",
+        _box(6, -3, 4),
+        f,
+        known_optimum=0.0,
+    )
 
 
 def styblinski8() -> Problem:
@@ -117,8 +160,14 @@ def styblinski8() -> Problem:
         x = _xs(p, 8)
         return {"y": -sum(xi**4 - 16 * xi**2 + 5 * xi for xi in x) / 16}
 
-    return Problem("styblinski8", "dev", "continuous 8-D, 2^8 local optima",
-                   _box(8, -5, 5), f, known_optimum=39.16617)
+    return Problem(
+        "styblinski8",
+        "dev",
+        "continuous 8-D, 2^8 local optima",
+        _box(8, -5, 5),
+        f,
+        known_optimum=39.16617,
+    )
 
 
 def rosenbrock4() -> Problem:
@@ -127,8 +176,14 @@ def rosenbrock4() -> Problem:
         v = sum(100 * (x[i + 1] - x[i] ** 2) ** 2 + (1 - x[i]) ** 2 for i in range(3))
         return {"y": -np.log1p(v)}
 
-    return Problem("rosenbrock4", "heldout", "continuous 4-D, curved valley",
-                   _box(4, -2, 2), f, known_optimum=0.0)
+    return Problem(
+        "rosenbrock4",
+        "heldout",
+        "continuous 4-D, curved valley",
+        _box(4, -2, 2),
+        f,
+        known_optimum=0.0,
+    )
 
 
 # --------------------------------------------------------------------- mixed, media
@@ -138,10 +193,15 @@ def media7_cat3() -> Problem:
     """Basal medium x 6 concentrations; 'custom' is best only when growth factor and
     seeding density are tuned (narrow), 'DMEM' is good almost anywhere."""
     names = ["glucose_mm", "glutamine_mm", "serum_pct", "growth_factor_ng", "ph", "seeding"]
-    space = [cat("basal", ["DMEM", "RPMI", "custom"]), cont("glucose_mm", 5, 25),
-             cont("glutamine_mm", 0, 8), cont("serum_pct", 1, 20),
-             cont("growth_factor_ng", 0.1, 100, log=True), cont("ph", 6.8, 7.6),
-             cont("seeding", 1e3, 5e4, log=True)]
+    space = [
+        cat("basal", ["DMEM", "RPMI", "custom"]),
+        cont("glucose_mm", 5, 25),
+        cont("glutamine_mm", 0, 8),
+        cont("serum_pct", 1, 20),
+        cont("growth_factor_ng", 0.1, 100, log=True),
+        cont("ph", 6.8, 7.6),
+        cont("seeding", 1e3, 5e4, log=True),
+    ]
     spec = {
         "DMEM": (1.0, [0.5, 0.4, 0.6, 0.5, 0.5, 0.45], 0.45),
         "RPMI": (0.9, [0.35, 0.6, 0.4, 0.3, 0.6, 0.55], 0.4),
@@ -154,17 +214,29 @@ def media7_cat3() -> Problem:
         h, c, w = spec[str(p["basal"])]
         return {"yield": 0.1 + h * _bump(u, c, w)}
 
-    return Problem("media7_cat3", "dev", "mixed: 3-level medium, best level narrow (10 % noise)",
-                   space, f, objective="yield", noise={"yield": ("mul", 0.10)})
+    return Problem(
+        "media7_cat3",
+        "dev",
+        "mixed: 3-level medium, best level narrow (10 % noise)",
+        space,
+        f,
+        objective="yield",
+        noise={"yield": ("mul", 0.10)},
+    )
 
 
 def media6_cat5() -> Problem:
     """Supplement x 5 concentrations; 'hydrolysate' is best on a narrow diagonal ridge
     (glucose + glutamine balance), the others are broad bumps."""
     names = ["glucose_mm", "glutamine_mm", "serum_pct", "insulin_mg", "osmo"]
-    space = [cont("glucose_mm", 2, 30), cont("glutamine_mm", 0, 10), cont("serum_pct", 0, 15),
-             cont("insulin_mg", 0.1, 20, log=True), cont("osmo", 260, 380),
-             cat("supplement", ["none", "ITS", "lipid", "hydrolysate", "feed_b"])]
+    space = [
+        cont("glucose_mm", 2, 30),
+        cont("glutamine_mm", 0, 10),
+        cont("serum_pct", 0, 15),
+        cont("insulin_mg", 0.1, 20, log=True),
+        cont("osmo", 260, 380),
+        cat("supplement", ["none", "ITS", "lipid", "hydrolysate", "feed_b"]),
+    ]
     broad = {
         "none": (0.8, [0.5, 0.5, 0.7, 0.5, 0.4]),
         "ITS": (1.0, [0.45, 0.4, 0.3, 0.7, 0.5]),
@@ -177,22 +249,35 @@ def media6_cat5() -> Problem:
         u = [_u(p[n], ps[n].low, ps[n].high, ps[n].log_scale) for n in names]  # type: ignore[union-attr]
         s = str(p["supplement"])
         if s == "hydrolysate":
-            ridge = np.exp(-0.5 * ((u[0] + u[1] - 1.5) / 0.1) ** 2 - 0.5 * ((u[0] - u[1]) / 0.5) ** 2)
+            ridge = np.exp(
+                -0.5 * ((u[0] + u[1] - 1.5) / 0.1) ** 2 - 0.5 * ((u[0] - u[1]) / 0.5) ** 2
+            )
             v = 1.3 * ridge * _bump(u[2:], [0.6, 0.75, 0.5], [0.4, 0.2, 0.4])
         else:
             h, c = broad[s]
             v = h * _bump(u, c, 0.42)
         return {"titre": 0.05 + v}
 
-    return Problem("media6_cat5", "heldout", "mixed: 5-level supplement, best on a narrow ridge",
-                   space, f, objective="titre", noise={"titre": ("mul", 0.10)})
+    return Problem(
+        "media6_cat5",
+        "heldout",
+        "mixed: 5-level supplement, best on a narrow ridge",
+        space,
+        f,
+        objective="titre",
+        noise={"titre": ("mul", 0.10)},
+    )
 
 
 def catalyst_cat4() -> Problem:
     """Ligand x (temperature, log concentration, time): each level its own surface; the
     best ('L2') sits near an edge, 'L1' has two modes."""
-    space = [cat("ligand", ["L0", "L1", "L2", "L3"]), cont("temp_c", 20, 100),
-             cont("conc_mm", 0.01, 10, log=True), cont("time_h", 1, 24)]
+    space = [
+        cat("ligand", ["L0", "L1", "L2", "L3"]),
+        cont("temp_c", 20, 100),
+        cont("conc_mm", 0.01, 10, log=True),
+        cont("time_h", 1, 24),
+    ]
 
     def f(p: Mapping[str, Any]) -> Metrics:
         u = [_u(p["temp_c"], 20, 100), _u(p["conc_mm"], 0.01, 10, True), _u(p["time_h"], 1, 24)]
@@ -200,15 +285,24 @@ def catalyst_cat4() -> Problem:
         if lig == "L0":
             v = 0.8 * _bump(u, [0.4, 0.5, 0.6], 0.35)
         elif lig == "L1":
-            v = np.maximum(0.7 * _bump(u, [0.2, 0.3, 0.5], 0.2), 0.9 * _bump(u, [0.75, 0.8, 0.3], 0.15))
+            v = np.maximum(
+                0.7 * _bump(u, [0.2, 0.3, 0.5], 0.2), 0.9 * _bump(u, [0.75, 0.8, 0.3], 0.15)
+            )
         elif lig == "L2":
             v = 1.0 * _bump(u, [0.9, 0.25, 0.7], [0.12, 0.2, 0.3])
         else:
             v = 0.6 * _bump(u, [0.5, 0.5, 0.5], 0.5)
         return {"conversion": 100 * v}
 
-    return Problem("catalyst_cat4", "dev", "mixed: 4-level ligand, best level near an edge",
-                   space, f, objective="conversion", noise={"conversion": ("add", 4.0)})
+    return Problem(
+        "catalyst_cat4",
+        "dev",
+        "mixed: 4-level ligand, best level near an edge",
+        space,
+        f,
+        objective="conversion",
+        noise={"conversion": ("add", 4.0)},
+    )
 
 
 # ------------------------------------------------------------- dose-response, transfection
@@ -238,17 +332,27 @@ def dose3_constrained() -> Problem:
             out[key] = v
         return {**out, **_sel(out)}
 
-    return Problem("dose3_constrained", "dev", "constrained: 3 drugs, normal viability >= 0.7",
-                   space, f, objective="selectivity", constraints=["normal_viability >= 0.7"],
-                   noise={"tumour_viability": ("add", 0.04), "normal_viability": ("add", 0.04)},
-                   derive=_sel)
+    return Problem(
+        "dose3_constrained",
+        "dev",
+        "constrained: 3 drugs, normal viability >= 0.7",
+        space,
+        f,
+        objective="selectivity",
+        constraints=["normal_viability >= 0.7"],
+        noise={"tumour_viability": ("add", 0.04), "normal_viability": ("add", 0.04)},
+        derive=_sel,
+    )
 
 
 def dose_time_constrained() -> Problem:
     """Two drugs (log µM) and an integer exposure (x 12 h); maximise tumour kill with
     normal viability >= 0.75 (longer exposure kills more of both lines)."""
-    space = [cont("drug_a_um", 0.001, 10, log=True), cont("drug_b_um", 0.001, 10, log=True),
-             integer("exposure_12h", 1, 6)]
+    space = [
+        cont("drug_a_um", 0.001, 10, log=True),
+        cont("drug_b_um", 0.001, 10, log=True),
+        integer("exposure_12h", 1, 6),
+    ]
 
     def f(p: Mapping[str, Any]) -> Metrics:
         a, b = np.asarray(p["drug_a_um"], float), np.asarray(p["drug_b_um"], float)
@@ -259,18 +363,28 @@ def dose_time_constrained() -> Problem:
         tv, nv = (st * syn) ** t, sn**t
         return {"kill": 1 - tv, "normal_viability": nv}
 
-    return Problem("dose_time_constrained", "heldout",
-                   "constrained + integer: 2 drugs x exposure, normal viability >= 0.75",
-                   space, f, objective="kill", constraints=["normal_viability >= 0.75"],
-                   noise={"kill": ("add", 0.03), "normal_viability": ("add", 0.03)})
+    return Problem(
+        "dose_time_constrained",
+        "heldout",
+        "constrained + integer: 2 drugs x exposure, normal viability >= 0.75",
+        space,
+        f,
+        objective="kill",
+        constraints=["normal_viability >= 0.75"],
+        noise={"kill": ("add", 0.03), "normal_viability": ("add", 0.03)},
+    )
 
 
 def transfection() -> Problem:
     """Reagent (4 levels) x DNA (log µg) x reagent:DNA ratio x cell density (integer,
     x 10^4) x complexing time; maximise efficiency with viability >= 0.7."""
-    space = [cat("reagent", ["lipo_a", "lipo_b", "pei", "polyplex"]),
-             cont("dna_ug", 0.1, 4, log=True), cont("ratio", 0.5, 6),
-             integer("density_1e4", 1, 10), cont("complex_min", 5, 60)]
+    space = [
+        cat("reagent", ["lipo_a", "lipo_b", "pei", "polyplex"]),
+        cont("dna_ug", 0.1, 4, log=True),
+        cont("ratio", 0.5, 6),
+        integer("density_1e4", 1, 10),
+        cont("complex_min", 5, 60),
+    ]
     # Emax, DNA EC50, best ratio, best density, toxic dose (µg x ratio per 10^4 cells)
     spec = {
         "lipo_a": (0.55, 0.4, 2.0, 5, 3.0),
@@ -283,15 +397,27 @@ def transfection() -> Problem:
         emax, ec50, rho, dens, tox = spec[str(p["reagent"])]
         dna, ratio = np.asarray(p["dna_ug"], float), np.asarray(p["ratio"], float)
         d, tmin = float(p["density_1e4"]), np.asarray(p["complex_min"], float)
-        eff = (emax * _hill(dna, ec50, 2.0) * np.exp(-0.5 * (np.log(ratio / rho) / 0.45) ** 2)
-               * np.exp(-0.5 * ((d - dens) / 3.0) ** 2) * (1 - np.exp(-tmin / 8)) * np.exp(-tmin / 150))
+        eff = (
+            emax
+            * _hill(dna, ec50, 2.0)
+            * np.exp(-0.5 * (np.log(ratio / rho) / 0.45) ** 2)
+            * np.exp(-0.5 * ((d - dens) / 3.0) ** 2)
+            * (1 - np.exp(-tmin / 8))
+            * np.exp(-tmin / 150)
+        )
         viab = 1.0 / (1.0 + (dna * ratio / (tox * d)) ** 1.5)
         return {"efficiency": eff, "viability": viab}
 
-    return Problem("transfection", "heldout",
-                   "mixed + integer + constrained: reagent, efficiency vs toxicity",
-                   space, f, objective="efficiency", constraints=["viability >= 0.7"],
-                   noise={"efficiency": ("add", 0.03), "viability": ("add", 0.03)})
+    return Problem(
+        "transfection",
+        "heldout",
+        "mixed + integer + constrained: reagent, efficiency vs toxicity",
+        space,
+        f,
+        objective="efficiency",
+        constraints=["viability >= 0.7"],
+        noise={"efficiency": ("add", 0.03), "viability": ("add", 0.03)},
+    )
 
 
 # ----------------------------------------------------------------- integer schedules
@@ -300,28 +426,48 @@ def transfection() -> Problem:
 def passaging_int() -> Problem:
     """Split ratio and days between passages (integers), serum and glutamine; maximise
     doublings per week (lag grows with the split ratio, over-confluence costs viability)."""
-    space = [integer("split_ratio", 2, 16), integer("days", 2, 7), cont("serum_pct", 2, 20),
-             cont("glutamine_mm", 0, 6)]
+    space = [
+        integer("split_ratio", 2, 16),
+        integer("days", 2, 7),
+        cont("serum_pct", 2, 20),
+        cont("glutamine_mm", 0, 6),
+    ]
 
     def f(p: Mapping[str, Any]) -> Metrics:
         split, days = float(p["split_ratio"]), float(p["days"])
         serum, gln = np.asarray(p["serum_pct"], float), np.asarray(p["glutamine_mm"], float)
-        r = 0.95 * np.exp(-(((serum - 11) / 8) ** 2)) * (0.6 + 0.4 * np.exp(-(((gln - 3.5) / 2) ** 2)))
+        r = (
+            0.95
+            * np.exp(-(((serum - 11) / 8) ** 2))
+            * (0.6 + 0.4 * np.exp(-(((gln - 3.5) / 2) ** 2)))
+        )
         lag = 0.1 * split**0.7
         n0, k = 1e5 / split, 1.2e5
         n = k / (1 + (k / n0 - 1) * np.exp(-r * max(0.0, days - lag)))
         viab = 1 - 5 * np.maximum(0.0, n / k - 0.9)
         return {"doublings_week": (7 / days) * np.log2(n / n0) * viab}
 
-    return Problem("passaging_int", "dev", "integer-heavy: split ratio and days, 2 continuous",
-                   space, f, objective="doublings_week", noise={"doublings_week": ("mul", 0.08)})
+    return Problem(
+        "passaging_int",
+        "dev",
+        "integer-heavy: split ratio and days, 2 continuous",
+        space,
+        f,
+        objective="doublings_week",
+        noise={"doublings_week": ("mul", 0.08)},
+    )
 
 
 def bioreactor_int() -> Problem:
     """Fed-batch: number of feeds, first feed day, temperature-shift day (integers), pH and
     dissolved oxygen; maximise titre (growth against productivity trade-offs)."""
-    space = [integer("feeds", 0, 8), integer("feed_start_day", 1, 6),
-             integer("shift_day", 3, 10), cont("ph", 6.7, 7.3), cont("do_pct", 20, 60)]
+    space = [
+        integer("feeds", 0, 8),
+        integer("feed_start_day", 1, 6),
+        integer("shift_day", 3, 10),
+        cont("ph", 6.7, 7.3),
+        cont("do_pct", 20, 60),
+    ]
 
     def f(p: Mapping[str, Any]) -> Metrics:
         feeds, start, shift = float(p["feeds"]), float(p["feed_start_day"]), float(p["shift_day"])
@@ -329,18 +475,36 @@ def bioreactor_int() -> Problem:
         g = np.exp(-0.5 * ((ph - 7.05) / 0.15) ** 2) * np.exp(-0.5 * ((do - 40) / 15) ** 2)
         vcd = 20 * (1 - np.exp(-0.45 * shift)) * g
         nutrients = 1 - np.exp(-feeds * (1 + 0.15 * (6 - start)) / 3)
-        osmo = np.exp(-max(0.0, feeds - 5) ** 2 / 4)
+        osmo = np.exp(-(max(0.0, feeds - 5) ** 2) / 4)
         starve = np.exp(-max(0.0, shift - (start + feeds)) / 4)
         qp = 0.05 * (1 + 0.6 * np.exp(-(((ph - 6.85) / 0.1) ** 2)))
         return {"titre": vcd * (0.3 + 0.7 * nutrients) * osmo * starve * qp * (14 - shift)}
 
-    return Problem("bioreactor_int", "heldout", "integer-heavy: feeding and shift schedule",
-                   space, f, objective="titre", noise={"titre": ("mul", 0.08)})
+    return Problem(
+        "bioreactor_int",
+        "heldout",
+        "integer-heavy: feeding and shift schedule",
+        space,
+        f,
+        objective="titre",
+        noise={"titre": ("mul", 0.08)},
+    )
 
 
 ALL: list[Callable[[], Problem]] = [
-    branin, hartmann3, ackley6, styblinski8, media7_cat3, catalyst_cat4, dose3_constrained,
+    branin,
+    hartmann3,
+    ackley6,
+    styblinski8,
+    media7_cat3,
+    catalyst_cat4,
+    dose3_constrained,
     passaging_int,
-    hartmann6, rosenbrock4, hartmann6_in20, media6_cat5, transfection, dose_time_constrained,
+    hartmann6,
+    rosenbrock4,
+    hartmann6_in20,
+    media6_cat5,
+    transfection,
+    dose_time_constrained,
     bioreactor_int,
 ]

@@ -38,8 +38,10 @@ from planners.base import Observation, PlateParameters, Proposal
 from planners.baselines import check_plate_parameters
 from planners.encoding import SpaceEncoder
 from planners.exceptions import PlannerError, UnsupportedPlanningFeature
+from planners.explore import explore_slots
+from planners.levels import reserve_levels
 from planners.multiobjective import pareto_front
-from planners.optimise import build_acquisition, optimise_batch, repair
+from planners.optimise import build_acquisition, optimise_batch, optimise_points, repair
 from planners.recommendation import MIN_PROBABILITY, recommend_point
 from planners.space import Objective, OutcomeConstraint, Params, SearchSpace
 from planners.surrogate import Surrogate, current_rows
@@ -72,6 +74,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         "mixed_initialization": "random",
         "multi_objective": "nehvi",
         "mc_samples_multi": 32,
+        "level_reserve": 0.25,
+        "level_min_probability": 0.1,
+        "explore_share": 0.25,
+        "stall_batches": 2,
     },
     "thorough": {
         "num_restarts": 12,
@@ -83,6 +89,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         "mixed_initialization": "continuous_relaxation",
         "multi_objective": "nehvi",
         "mc_samples_multi": 128,
+        "level_reserve": 0.25,
+        "level_min_probability": 0.1,
+        "explore_share": 0.25,
+        "stall_batches": 2,
     },
 }
 
@@ -301,6 +311,23 @@ class BayesianPlanner:
         plate_dims = [encoder.space.names.index(k) for k in plate_parameters]
         pinned_columns = encoder.fixed_columns(pinned) if pinned else None
         X = optimise_batch(acqf, encoder, n, seed, self.settings, plate_dims, pinned_columns)
+        batch_fixed = pinned_columns or (
+            {i: float(X[0, i]) for i in plate_dims} if plate_dims else None
+        )
+        X, reserved = reserve_levels(
+            acqf,
+            surrogate,
+            encoder,
+            X,
+            surrogate.X_baseline,
+            seed,
+            self.settings,
+            batch_fixed,
+            lambda a, k, s, f: optimise_points(a, encoder, k, s, self.settings, f),
+        )
+        X, _ = explore_slots(
+            surrogate, encoder, X, n - len(reserved), seed, self.settings, batch_fixed
+        )
         n_current = sum(o.task is None for o in history)
         params = repair(encoder, X, pending, n, seed + n_current, plate_parameters, pinned=pinned)
         X_final = encoder.encode(params)
