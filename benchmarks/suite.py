@@ -194,15 +194,33 @@ def main(argv: list[str] | None = None) -> None:
         action="append",
         default=[],
         metavar="LABEL=JSON",
-        help="cellpilot settings to run under LABEL (default: cellpilot='{}')",
+        help="cellpilot settings to run under LABEL (default: cellpilot='{}'; 'none': no cellpilot)",
     )
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--records", type=Path, help="append each finished campaign here (JSONL)")
+    ap.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        help="no campaigns: print the tables from these JSONL record files",
+    )
+    ap.add_argument(
+        "--time-batch",
+        type=int,
+        metavar="N_OBS",
+        help="no campaigns: time one cellpilot batch of --batch at N_OBS observations",
+    )
     args = ap.parse_args(argv)
     names = args.problems or split_names(args.split)
+    if args.time_batch:
+        time_batch(names, args.time_batch, args.batch, args.profile)
+        return
     peers = [] if args.peers == ["none"] else args.peers
     variants = {"cellpilot": {}} if not args.variant else {}
     for v in args.variant:
+        if v == "none":  # peers only
+            continue
         label, _, js = v.partition("=")
         variants[label] = json.loads(js or "{}")
     for label in variants:
@@ -221,7 +239,15 @@ def main(argv: list[str] | None = None) -> None:
         for s in seeds
     ]
     t0 = time.perf_counter()
-    records = _run_all(tasks, args.workers)
+    if args.merge:
+        records = [json.loads(line) for f in args.merge for line in f.read_text().splitlines()]
+        names = list(dict.fromkeys(r["problem"] for r in records if r["problem"] in names))
+        labels = list(dict.fromkeys(r["planner"] for r in records))
+        variants = {k: {} for k in labels if k not in PEER_NAMES}
+        peers = [k for k in PEER_NAMES if k in labels]
+        print(f"merged {len(records)} campaigns from {[str(f) for f in args.merge]}")
+    else:
+        records = _run_all(tasks, args.workers, args.records)
     summaries = {}
     for n in names:
         rs = [r for r in records if r["problem"] == n]
@@ -256,12 +282,39 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {args.json}")
 
 
-def _run_all(tasks: list, workers: int) -> list:
+def time_batch(names: list[str], n_obs: int, batch: int, profile: str) -> None:
+    """Seconds for one ``propose`` of ``batch`` after ``n_obs`` Sobol observations (3 seeds)."""
+    from planners.base import Observation
+    from planners.baselines import sobol_points
+    from planners.bayesian import BayesianPlanner
+
+    planner = BayesianPlanner(profile=profile)
+    for name in names:
+        pb = _problem(name)
+        rng = np.random.default_rng(0)
+        hist = [
+            Observation(params=p, outcomes=pb.sample(p, rng))
+            for p in sobol_points(pb.space, n_obs, 0)
+        ]
+        secs = []
+        for seed in range(3):
+            t0 = time.perf_counter()
+            planner.propose(pb.space, pb.objectives, hist, [], batch, seed,
+                            outcome_constraints=pb.outcome_constraints)
+            secs.append(time.perf_counter() - t0)
+        print(f"{name:<24} q={batch} at {n_obs} observations ({profile}): "
+              f"median {np.median(secs):.2f} s, max {max(secs):.2f} s")
+
+
+def _run_all(tasks: list, workers: int, jsonl: Path | None = None) -> list:
     results: list = [None] * len(tasks)
     t0 = time.perf_counter()
 
     def done(i: int, k: int) -> None:
         r = results[i]
+        if jsonl is not None:
+            with jsonl.open("a") as fh:
+                fh.write(json.dumps(r, default=float) + "\n")
         final = r["trace"][-1] if r.get("trace") else float("nan")
         err = " ERROR" if r.get("error") else ""
         print(

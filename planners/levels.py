@@ -15,8 +15,13 @@ Rule, for one objective and each free categorical parameter:
 2. **Reserve**: each level with ``p(level) >= level_min_probability`` that the batch left out
    gets one slot, most probable first, at most ``level_reserve`` of the batch (a fraction,
    at least one slot). A reserved slot replaces the batch's last greedy point (the one the
-   acquisition valued least) by the acquisition's best point with the level fixed, the rest
-   of the batch pending.
+   acquisition valued least) by a Thompson sample at that level
+   (:func:`planners.explore.thompson_points`: the argmax of one posterior sample over Sobol
+   points and perturbations of the best conditions, all switched to the level), or, with
+   ``level_thompson=False``, by the acquisition's best point with the level fixed. The
+   Thompson sample explores the level's own surface: the one-hot GP shares one continuous
+   shape across levels, so the acquisition at a fixed level mostly re-tries the other
+   levels' optimum there.
 
 A level the model has written off (``p`` below the threshold) is left alone, and a level
 already in the batch needs nothing, so a problem where two levels are both alive keeps its
@@ -37,6 +42,7 @@ from torch import Tensor
 from torch.quasirandom import SobolEngine
 
 from planners.encoding import SpaceEncoder
+from planners.explore import thompson_points
 from planners.surrogate import Surrogate
 
 #: Sobol candidates per level for the Thompson samples
@@ -139,7 +145,10 @@ def reserve_levels(
             sofar = torch.cat(out)
             acqf.set_X_pending(sofar if base is None else torch.cat([base, sofar], dim=-2))
             cols = {**(fixed or {}), col: float(lvl)}
-            out.append(optimise(acqf, 1, seed + 101 + i, cols))
+            if settings.get("level_thompson", True):
+                out.append(thompson_points(surrogate, encoder, 1, seed + 101 + i, cols))
+            else:
+                out.append(optimise(acqf, 1, seed + 101 + i, cols))
     finally:
         acqf.set_X_pending(base)
     return torch.cat(out), [(col, lvl, p) for p, col, lvl in wanted]
