@@ -10,6 +10,13 @@ experiments as ``X_pending``, outcome constraints as BoTorch ``constraints`` cal
 parameter constraints as ``inequality_constraints`` and plate parameters fixed across the
 batch. ``recommend`` is :mod:`planners.recommendation`.
 
+Two kinds of slot may replace the last greedy points of a one-objective batch: a level of a
+categorical parameter that the posterior still gives a fair chance of holding the optimum
+but that the batch left out gets a Thompson-sampled point at that level
+(:mod:`planners.levels`, ``level_reserve``), and a campaign whose incumbent has not moved
+for ``stall_batches`` batches gets Thompson-sampled points (:mod:`planners.explore`,
+``explore_share``). Setting either share to 0 turns it off.
+
 Prior campaigns (observations with ``task`` set) shorten the initial design to
 ``max(4, number of parameters + 1)`` and guide a quarter of it (at least one point) while it
 lasts: those points maximise the acquisition on a model of the largest prior campaign alone
