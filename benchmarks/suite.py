@@ -299,11 +299,20 @@ def time_batch(names: list[str], n_obs: int, batch: int, profile: str) -> None:
         secs = []
         for seed in range(3):
             t0 = time.perf_counter()
-            planner.propose(pb.space, pb.objectives, hist, [], batch, seed,
-                            outcome_constraints=pb.outcome_constraints)
+            planner.propose(
+                pb.space,
+                pb.objectives,
+                hist,
+                [],
+                batch,
+                seed,
+                outcome_constraints=pb.outcome_constraints,
+            )
             secs.append(time.perf_counter() - t0)
-        print(f"{name:<24} q={batch} at {n_obs} observations ({profile}): "
-              f"median {np.median(secs):.2f} s, max {max(secs):.2f} s")
+        print(
+            f"{name:<24} q={batch} at {n_obs} observations ({profile}): "
+            f"median {np.median(secs):.2f} s, max {max(secs):.2f} s"
+        )
 
 
 def _run_all(tasks: list, workers: int, jsonl: Path | None = None) -> list:
