@@ -227,6 +227,10 @@ def main(argv: list[str] | None = None) -> None:
         variants[label] = {"profile": args.profile, **variants[label]}
     seeds = range(args.seed_offset, args.seed_offset + args.seeds)
     print(
+        "" if not args.merge else "(merged: problems, planners and seeds are the records')\n",
+        end="",
+    )
+    print(
         f"suite: problems={names}; seeds={list(seeds)}; budget={args.budget}, "
         f"batch={args.batch}; cellpilot variants={variants}; peers={peers}; "
         f"workers={args.workers}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; "
