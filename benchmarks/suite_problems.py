@@ -202,9 +202,10 @@ def _search(pb: Problem, n_random: int = 3000, n_local: int = 3) -> tuple[Params
 
 def problems() -> dict[str, Problem]:
     """Every suite problem by name (built on each call; cheap)."""
-    from suite_functions import ALL
+    from suite_functions import ORDER, makers
 
-    return {p.name: p for p in (make() for make in ALL)}
+    made = {p.name: p for p in (make() for make in makers())}
+    return {name: made[name] for name in ORDER}
 
 
 def split_names(split: str) -> list[str]:
