@@ -33,7 +33,7 @@ from skimage.filters import threshold_otsu
 from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
-__all__ = ["SeededSegmentation", "estimate_diameter", "robust_noise_sigma", "segment_seeded"]
+__all__ = ["SeededSegmentation", "background_level", "estimate_diameter", "segment_seeded"]
 
 
 @dataclass(frozen=True)
@@ -57,16 +57,20 @@ class SeededSegmentation:
     background: np.ndarray
 
 
-def robust_noise_sigma(smooth: np.ndarray, integer_input: bool) -> float:
-    """Noise SD of a smoothed background-corrected image, never ~0.
+def background_level(smooth: np.ndarray, integer_input: bool) -> tuple[float, float]:
+    """(level, noise SD) of the background of a smoothed, background-corrected image.
 
-    The 5th–25th percentile spread (Gaussian background) is floored at half a grey level for
-    integer images and at 1e-3 of the 99.9th percentile: 8-bit images with a flat background
-    of one grey level have no measurable noise, and a zero SD makes every floor zero.
+    From the 5th and 25th percentiles (valid while background is a quarter of the image):
+    the block background estimate is a low percentile, so the corrected background sits a
+    little above 0 and a floor of a few SDs above 0 would pass pure noise. The SD is floored
+    at half a grey level for integer images and at 1e-3 of the 99.9th percentile: 8-bit
+    images with a flat background of one grey level have no measurable noise, and a zero SD
+    makes every floor zero.
     """
     p5, p25, p999 = np.percentile(smooth, [5.0, 25.0, 99.9])
     sigma = float(p25 - p5) / 0.971  # z(0.25) - z(0.05)
-    return max(sigma, 0.5 if integer_input else 0.0, 1e-3 * float(p999), 1e-6)
+    sigma = max(sigma, 0.5 if integer_input else 0.0, 1e-3 * float(p999 - p25), 1e-6)
+    return float(p25) + 0.674 * sigma, sigma  # z(0.5) - z(0.25) = 0.674
 
 
 def _log_otsu(smooth: np.ndarray, sigma: float) -> float:
@@ -143,7 +147,9 @@ def segment_seeded(
     block = background_block_px or max(16, round(3.0 * d))
     background = estimate_background(img, block_px=block)
     smooth = ndi.gaussian_filter(img - background, float(np.clip(0.1 * d, 0.5, 3.0)))
-    sigma = robust_noise_sigma(smooth, integer_input)
+    level, sigma = background_level(smooth, integer_input)
+    smooth -= level
+    background = background + np.float32(level)
     floor = max(_log_otsu(smooth, sigma), min_snr * sigma)
     local_max = ndi.maximum_filter(smooth, size=max(3, int(d)))
     mask = ndi.binary_fill_holes((smooth > floor) & (smooth > local_fraction * local_max))
@@ -192,7 +198,8 @@ def estimate_diameter(image: np.ndarray, *, min_snr: float = 5.0) -> float:
     integer_input = np.issubdtype(np.asarray(image).dtype, np.integer)
     img = np.asarray(image, dtype=np.float32)
     smooth = ndi.gaussian_filter(img - estimate_background(img, block_px=64), 1.0)
-    sigma = robust_noise_sigma(smooth, integer_input)
+    level, sigma = background_level(smooth, integer_input)
+    smooth -= level
     mask = ndi.binary_fill_holes(smooth > max(_log_otsu(smooth, sigma), min_snr * sigma))
     components, n = ndi.label(mask)
     if n == 0:

@@ -10,6 +10,7 @@
 | :mod:`controller.cli.devices` | ``devices check`` |
 | :mod:`controller.cli.pump` | ``pump init|valve|aspirate|dispense|status`` |
 | :mod:`controller.cli.console` | ``serve``, ``users ...`` |
+| :mod:`controller.cli.analyze` | ``analyze`` (count nuclei in image files) |
 
 Mistakes in a campaign file or a device fault are reported in a paragraph, never a traceback.
 Exit codes: 0 done, 2 bad input, 3 campaign paused (fault or signal), 1 unexpected error.
@@ -19,7 +20,17 @@ from __future__ import annotations
 
 import typer
 
-from controller.cli import campaign, console, devices, operator, plates, pump, schedule, worker
+from controller.cli import (
+    analyze,
+    campaign,
+    console,
+    devices,
+    operator,
+    plates,
+    pump,
+    schedule,
+    worker,
+)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="cellpilot: closed-loop autonomous lab controller")
@@ -32,6 +43,7 @@ worker.register(app)
 devices.register(app)
 pump.register(app)
 console.register(app)
+analyze.register(app)
 
 
 def main() -> None:
