@@ -94,7 +94,7 @@ def _tiff_resolution_um(tif: tifffile.TiffFile) -> float | None:
     num, den = tag.value
     if num <= 0:
         return None
-    return 1e4 * den / num
+    return float(1e4 * den / num)
 
 
 def _select_plane(
@@ -153,7 +153,8 @@ def read_image(path: Path | str, *, channel: int | str | None = None) -> LoadedI
     p = Path(path)
     if not p.is_file():
         raise ImageFileError(p, "no such file")
-    pixel_size, names = None, ()
+    pixel_size: float | None = None
+    names: tuple[str, ...] = ()
     try:
         with tifffile.TiffFile(p) as tif:
             series = tif.series[0]

@@ -108,7 +108,7 @@ def _seed_landscape(
         core = ndi.binary_fill_holes(mask & (smooth > seam_fraction * local_max))
         core_edt = ndi.distance_transform_edt(core).astype(np.float32)
         landscape += ndi.gaussian_filter(core_edt, sigma)
-    return landscape
+    return np.asarray(landscape, np.float32)
 
 
 def segment_seeded(
@@ -190,7 +190,7 @@ def estimate_diameter(image: np.ndarray, *, min_snr: float = 5.0) -> float:
     (area-weighting: micronuclei and debris do not pull it down; inscribed: touching nuclei do
     not push it up much). Then the image is segmented at that size and the median nucleus
     area gives the answer. On the development images: within 10 % of the annotated median
-    diameter on 32 of 34 (the sparse ones with 8 nuclei and the dense DSB2018 image: 20–40 %).
+    diameter on 31 of 34 (a field of 8 nuclei: +39 %, the dense DSB2018 image: +20 %).
     Returns 10.0 when nothing stands out of the background.
     """
     from analyzers.nuclei import estimate_background
