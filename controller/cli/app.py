@@ -11,6 +11,7 @@
 | :mod:`controller.cli.pump` | ``pump init|valve|aspirate|dispense|status`` |
 | :mod:`controller.cli.console` | ``serve``, ``users ...`` |
 | :mod:`controller.cli.ledger` | ``ledger mask-secrets`` |
+| :mod:`controller.cli.analyze` | ``analyze`` (count nuclei in image files) |
 
 Mistakes in a campaign file or a device fault are reported in a paragraph, never a traceback.
 Exit codes: 0 done, 2 bad input (or refused: no account on a shared ledger), 3 campaign paused
@@ -23,6 +24,7 @@ from __future__ import annotations
 import typer
 
 from controller.cli import (
+    analyze,
     campaign,
     console,
     devices,
@@ -47,6 +49,7 @@ devices.register(app)
 pump.register(app)
 console.register(app)
 ledger.register(app)
+analyze.register(app)
 
 
 def main() -> None:
