@@ -19,10 +19,9 @@ from instruments.interfaces import LiquidHandler, Microscope
 def simulated_lab(ctx: BuildContext):
     """The virtual lab of this run (created on first use, persisted under ``data_dir``)."""
     if "lab" not in ctx.shared:
+        from protocols import protocol_class
         from simulators.biology import VirtualBiology
         from simulators.world import SimulatedLab
-
-        from protocols import protocol_class
 
         sim = ctx.spec.simulation
         psettings = ctx.spec.protocol.settings

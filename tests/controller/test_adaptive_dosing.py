@@ -163,7 +163,12 @@ def test_dry_run_through_the_whole_chain(campaign, tiny_policy, tmp_path):
     _check_liquid_exact(spec, db, tmp_path / "tc")
     status = run_cli("status", "--campaign", "tc", "--ledger", spec.ledger.url)
     assert status.returncode == 0, status.stderr
-    assert "decision" in status.stdout
+    assert "decision points of plate" in status.stdout
+    from controller.report import write_report
+
+    page = write_report(spec.ledger.url, "tc", tmp_path / "report").read_text()
+    assert "Time-courses and the agent&#x27;s actions" in page or "Time-courses and the agent's actions" in page
+    assert (tmp_path / "report" / "timecourse_1.png").exists()
 
 
 #: kills inside the time-course, each between a decision and (the end of) its action
