@@ -44,6 +44,12 @@ class ProgressView:
             self.task = self.progress.add_task(f"plate {p['plate']}", total=p["steps"])
         elif kind == EventKind.STEP_DONE and self.task is not None:
             self.progress.advance(self.task)
+        elif kind == EventKind.DECISION_APPLIED:
+            self.console.print(f"  plate {p['plate']} decision {p['decision'] + 1} ({p['policy_id']}): "
+                               f"{_actions_text(p['actions_applied'])}")
+            if self.task is not None:  # the plate's journal grew by the action's steps
+                total = self.progress.tasks[self.task].total or 0
+                self.progress.update(self.task, total=total + p["steps"])
         elif kind == EventKind.WELL_QUARANTINED:
             self.console.print(f"[yellow]well {p['well']} quarantined:[/] {p['reason']}")
         elif kind == EventKind.ROUND_ANALYZED:

@@ -333,8 +333,9 @@ class Timecourse:
                    "steps": len(cd.steps), "first_seq": seq, "policy_id": dp.policy_id,
                    "actions": {u: a.to_params(self.protocol.drugs) for u, a in actions.items()},
                    "notes": notes}
+        shown = {**payload, "actions_applied": {u: a.model_dump(mode="json") for u, a in actions.items()}}
         append_event(s, camp.id, EventKind.DECISION_APPLIED, payload, clock_s=camp.clock_s)
-        return [(EventKind.DECISION_APPLIED, payload)]
+        return [(EventKind.DECISION_APPLIED, shown)]
 
     def _set_status(self, round_id: int, status: RoundStatus) -> None:
         with Session(self.db) as s:
