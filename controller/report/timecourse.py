@@ -30,24 +30,45 @@ def action_text(a: dict[str, Any] | None) -> str:
     """``x A0.5 B0.25`` (exchange, then increments), ``-`` for nothing."""
     if not a:
         return "-"
-    doses = " ".join(f"{k.replace('drug_', '').upper()}{v:g}" for k, v in (a.get("doses_um") or {}).items() if v)
+    doses = " ".join(
+        f"{k.replace('drug_', '').upper()}{v:g}" for k, v in (a.get("doses_um") or {}).items() if v
+    )
     return (("x " if a.get("exchange") else "") + doses).strip() or "-"
 
 
-def _load(data: ReportData, rnd: Round) -> tuple[dict[int, dict[str, dict[str, float]]], list[DecisionPoint],
-                                                  dict[tuple[int, str], Proposal]]:
+def _load(
+    data: ReportData, rnd: Round
+) -> tuple[
+    dict[int, dict[str, dict[str, float]]], list[DecisionPoint], dict[tuple[int, str], Proposal]
+]:
     with Session(data.db) as s:
         names = {w.id: w.well for w in data.wells.get(rnd.id, [])}
         counts: dict[int, dict[str, dict[str, float]]] = {}
-        for m in s.exec(select(Measurement).where(
-                Measurement.round_id == rnd.id, col(Measurement.well_id).is_not(None),
-                col(Measurement.metric).in_(COUNTS), col(Measurement.time_point).is_not(None))):
+        for m in s.exec(
+            select(Measurement).where(
+                Measurement.round_id == rnd.id,
+                col(Measurement.well_id).is_not(None),
+                col(Measurement.metric).in_(COUNTS),
+                col(Measurement.time_point).is_not(None),
+            )
+        ):
             if m.value is not None and m.well_id in names:
-                counts.setdefault(m.time_point, {}).setdefault(names[m.well_id], {})[m.metric] = m.value
-        points = list(s.exec(select(DecisionPoint).where(DecisionPoint.round_id == rnd.id)
-                             .order_by(col(DecisionPoint.index))))
-        props = {(p.decision_point_id, p.unit): p for p in s.exec(select(Proposal).where(
-            col(Proposal.decision_point_id).in_([d.id for d in points])))}
+                counts.setdefault(m.time_point, {}).setdefault(names[m.well_id], {})[m.metric] = (
+                    m.value
+                )
+        points = list(
+            s.exec(
+                select(DecisionPoint)
+                .where(DecisionPoint.round_id == rnd.id)
+                .order_by(col(DecisionPoint.index))
+            )
+        )
+        props = {
+            (p.decision_point_id, p.unit): p
+            for p in s.exec(
+                select(Proposal).where(col(Proposal.decision_point_id).in_([d.id for d in points]))
+            )
+        }
     return counts, points, props
 
 
@@ -64,7 +85,9 @@ def timecourse_section(data: ReportData, out: Path) -> list[str]:
     return html_out
 
 
-def _plate(data: ReportData, rnd: Round, counts, points: list[DecisionPoint], props, out: Path) -> list[str]:
+def _plate(
+    data: ReportData, rnd: Round, counts, points: list[DecisionPoint], props, out: Path
+) -> list[str]:
     settings = data.spec.protocol.settings
     interval = float(settings.get("interval_h", 12.0))
     wells = data.wells.get(rnd.id, [])
@@ -77,10 +100,12 @@ def _plate(data: ReportData, rnd: Round, counts, points: list[DecisionPoint], pr
     times = sorted(counts)
     per_unit = settings.get("decision_unit", "group") == "well"
     policies = sorted({d.policy_id for d in points if d.policy_id})
-    head = (f"<h3>Plate {html.escape(rnd.plate_id)}</h3><p>{len(points)} decision points every "
-            f"{interval:g} h by policy {', '.join(html.escape(p) for p in policies) or '?'} "
-            f"(SHA-256 {html.escape(str(points[0].policy.get('sha256', ''))[:16])}…); "
-            "counts are nuclei per field; x = medium exchanged, A/B = drug increments (µM).</p>")
+    head = (
+        f"<h3>Plate {html.escape(rnd.plate_id)}</h3><p>{len(points)} decision points every "
+        f"{interval:g} h by policy {', '.join(html.escape(p) for p in policies) or '?'} "
+        f"(SHA-256 {html.escape(str(points[0].policy.get('sha256', ''))[:16])}…); "
+        "counts are nuclei per field; x = medium exchanged, A/B = drug increments (µM).</p>"
+    )
     figs = [head]
     shown = sorted(groups)[:MAX_PANELS]
     if shown and times:
@@ -101,18 +126,48 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
-def _panel(ax, pos: int, wells: list[str], controls: list[str], counts, times: list[int],
-           points: list[DecisionPoint], interval: float, per_unit: bool) -> None:
+def _panel(
+    ax,
+    pos: int,
+    wells: list[str],
+    controls: list[str],
+    counts,
+    times: list[int],
+    points: list[DecisionPoint],
+    interval: float,
+    per_unit: bool,
+) -> None:
     hours = [t * interval for t in times]
     for metric in COUNTS:
         c = COLOURS[metric]
         for w in wells:
-            ax.plot(hours, [counts[t].get(w, {}).get(metric, math.nan) for t in times], color=c,
-                    lw=0.6, alpha=0.4)
-        ax.plot(hours, [_mean([counts[t][w][metric] for w in wells if metric in counts[t].get(w, {})])
-                        for t in times], color=c, lw=2, label=metric.split("_")[0])
-        ax.plot(hours, [_mean([counts[t][w][metric] for w in controls if metric in counts[t].get(w, {})])
-                        for t in times], color=c, lw=1, ls="--")
+            ax.plot(
+                hours,
+                [counts[t].get(w, {}).get(metric, math.nan) for t in times],
+                color=c,
+                lw=0.6,
+                alpha=0.4,
+            )
+        ax.plot(
+            hours,
+            [
+                _mean([counts[t][w][metric] for w in wells if metric in counts[t].get(w, {})])
+                for t in times
+            ],
+            color=c,
+            lw=2,
+            label=metric.split("_")[0],
+        )
+        ax.plot(
+            hours,
+            [
+                _mean([counts[t][w][metric] for w in controls if metric in counts[t].get(w, {})])
+                for t in times
+            ],
+            color=c,
+            lw=1,
+            ls="--",
+        )
     top = ax.get_ylim()[1]
     for d in points:
         acts = d.actions or {}
@@ -128,10 +183,14 @@ def _panel(ax, pos: int, wells: list[str], controls: list[str], counts, times: l
         ax.legend(fontsize=6, loc="lower left")
 
 
-def _table(rnd: Round, groups, exps, points: list[DecisionPoint], props, per_unit: bool, interval: float) -> str:
+def _table(
+    rnd: Round, groups, exps, points: list[DecisionPoint], props, per_unit: bool, interval: float
+) -> str:
     cols = "".join(f"<th>{d.time_h:g} h</th>" for d in points)
-    rows = [f"<table><tr><th>group</th>{cols}<th>forecast at first decision</th>"
-            "<th>forecast at last decision</th><th>measured at the end</th></tr>"]
+    rows = [
+        f"<table><tr><th>group</th>{cols}<th>forecast at first decision</th>"
+        "<th>forecast at last decision</th><th>measured at the end</th></tr>"
+    ]
     by_pos = {e.position: e for e in exps.values()}
     for pos in sorted(groups):
         units = groups[pos] if per_unit else [str(pos)]
@@ -140,15 +199,22 @@ def _table(rnd: Round, groups, exps, points: list[DecisionPoint], props, per_uni
             first = _forecast(points[0], unit)
             last = _forecast(points[-1], unit)
             e = by_pos.get(pos)
-            end = ", ".join(f"{k.split('_')[0]} {fmt(v, 3)}" for k, v in (e.outcomes if e else {}).items()
-                            if k in ("tumour_viability", "normal_viability"))
+            end = ", ".join(
+                f"{k.split('_')[0]} {fmt(v, 3)}"
+                for k, v in (e.outcomes if e else {}).items()
+                if k in ("tumour_viability", "normal_viability")
+            )
             label = f"{pos + 1}" + (f" {unit}" if per_unit else "")
-            rows.append(f"<tr><td>{html.escape(label)}</td>{cells}<td>{first}</td><td>{last}</td>"
-                        f"<td>{html.escape(end)}</td></tr>")
-    rows.append("</table><p>Forecast: the policy's expected tumour / normal viability at the end "
-                "(mean ± sd over prior cultures that reproduce the group's images) and the "
-                "probability that normal viability stays above its bound. An action marked * was "
-                "edited or rejected at the gate (the applied action is shown).</p>")
+            rows.append(
+                f"<tr><td>{html.escape(label)}</td>{cells}<td>{first}</td><td>{last}</td>"
+                f"<td>{html.escape(end)}</td></tr>"
+            )
+    rows.append(
+        "</table><p>Forecast: the policy's expected tumour / normal viability at the end "
+        "(mean ± sd over prior cultures that reproduce the group's images) and the "
+        "probability that normal viability stays above its bound. An action marked * was "
+        "edited or rejected at the gate (the applied action is shown).</p>"
+    )
     return "".join(rows)
 
 
@@ -163,6 +229,8 @@ def _forecast(d: DecisionPoint, unit: str) -> str:
     f = (d.forecasts or {}).get(unit) or {}
     if "tumour_viability" not in f:
         return html.escape(str(f.get("skipped", "")))
-    return (f"{f['tumour_viability']:.2f}±{f['tumour_viability_sd']:.2f} / "
-            f"{f['normal_viability']:.2f}±{f['normal_viability_sd']:.2f}, "
-            f"P(ok) {f['probability_feasible']:.2f}")
+    return (
+        f"{f['tumour_viability']:.2f}±{f['tumour_viability_sd']:.2f} / "
+        f"{f['normal_viability']:.2f}±{f['normal_viability_sd']:.2f}, "
+        f"P(ok) {f['probability_feasible']:.2f}"
+    )

@@ -40,7 +40,10 @@ from tests.controller.conftest import ROOT, run_cli
 
 #: a small time-course: 3 decisions, groups of 2 wells, 4 vehicle and 2 killed wells
 PROTOCOL = {
-    "replicates": 2, "negative_controls": 4, "positive_controls": 2, "interval_h": 12,
+    "replicates": 2,
+    "negative_controls": 4,
+    "positive_controls": 2,
+    "interval_h": 12,
     "decisions": 3,
     "dose_steps_um": {"drug_a": [0.5, 1.0, 2.0], "drug_b": [0.25, 0.5, 1.0]},
     "stocks": {"drug_a": [30, 300], "drug_b": [30, 300], "staurosporine": [100]},
@@ -67,14 +70,26 @@ def campaign(tmp_path: Path, tiny_policy: Path):
         data = yaml.safe_load((ROOT / "examples" / "adaptive_dosing.yaml").read_text())
         data = copy.deepcopy(data)
         data["name"] = name
-        data["planner"] = {"name": "rl", "batch_size": GROUPS,
-                           "settings": {"policy": str(tiny_policy), "particles": 32}}
+        data["planner"] = {
+            "name": "rl",
+            "batch_size": GROUPS,
+            "settings": {"policy": str(tiny_policy), "particles": 32},
+        }
         data["protocol"]["settings"] = {**data["protocol"]["settings"], **PROTOCOL}
         # one 160 px field per well is too few nuclei for the default QC bounds (see conftest)
-        data["analyzer"] = {"name": "nuclei_coculture", "settings": {
-            "z_prime_min": -1000.0, "max_control_cv": 100.0, "max_flagged_fraction": 1.0}}
+        data["analyzer"] = {
+            "name": "nuclei_coculture",
+            "settings": {
+                "z_prime_min": -1000.0,
+                "max_control_cv": 100.0,
+                "max_flagged_fraction": 1.0,
+            },
+        }
         data["simulation"]["image_size_px"] = 160
-        data["ledger"] = {"url": f"sqlite:///{tmp_path / 'ledger.db'}", "data_dir": str(tmp_path / name)}
+        data["ledger"] = {
+            "url": f"sqlite:///{tmp_path / 'ledger.db'}",
+            "data_dir": str(tmp_path / name),
+        }
         data.update(overrides)
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -91,14 +106,20 @@ def _check_liquid_exact(spec, db, data_dir: Path) -> None:
     with Session(db) as s:
         camp = s.exec(select(Campaign).where(Campaign.name == spec.name)).one()
         for r in s.exec(select(Round).where(Round.campaign_id == camp.id)):
-            last = s.exec(select(DecisionPoint).where(DecisionPoint.round_id == r.id)
-                          .order_by(col(DecisionPoint.index).desc())).first()
+            last = s.exec(
+                select(DecisionPoint)
+                .where(DecisionPoint.round_id == r.id)
+                .order_by(col(DecisionPoint.index).desc())
+            ).first()
             state = PlateState.model_validate(last.state_after)
             for well, liquid in state.wells.items():
                 got = lab.well_state(r.plate_id, well)
                 assert got.volume_ul == pytest.approx(liquid.volume_ul, abs=1e-6), well
                 for drug, pmol in liquid.amounts_pmol.items():
-                    assert got.amounts_pmol.get(drug, 0.0) == pytest.approx(pmol, rel=1e-6), (well, drug)
+                    assert got.amounts_pmol.get(drug, 0.0) == pytest.approx(pmol, rel=1e-6), (
+                        well,
+                        drug,
+                    )
             steps = list(s.exec(select(Step).where(Step.round_id == r.id, Step.status == "done")))
             events = lab._plates[r.plate_id].get("events", {})
             for well in state.wells:
@@ -125,14 +146,26 @@ def _check_chain(spec, db, tiny_policy: Path) -> None:
         used = len(s.exec(select(Well).where(Well.round_id == rnd.id)).all())
         assert used == GROUPS * 2 + 6
         for t in range(n_dec + 1):  # baseline, after each decision
-            raws = s.exec(select(RawData).where(RawData.round_id == rnd.id, RawData.time_point == t)).all()
+            raws = s.exec(
+                select(RawData).where(RawData.round_id == rnd.id, RawData.time_point == t)
+            ).all()
             assert len(raws) == used and all(Path(r.path).exists() for r in raws)
-            counts = s.exec(select(Measurement).where(
-                Measurement.round_id == rnd.id, Measurement.time_point == t,
-                Measurement.metric == "tumour_count", col(Measurement.well_id).is_not(None))).all()
+            counts = s.exec(
+                select(Measurement).where(
+                    Measurement.round_id == rnd.id,
+                    Measurement.time_point == t,
+                    Measurement.metric == "tumour_count",
+                    col(Measurement.well_id).is_not(None),
+                )
+            ).all()
             assert len(counts) == used
-        points = list(s.exec(select(DecisionPoint).where(DecisionPoint.round_id == rnd.id)
-                             .order_by(col(DecisionPoint.index))))
+        points = list(
+            s.exec(
+                select(DecisionPoint)
+                .where(DecisionPoint.round_id == rnd.id)
+                .order_by(col(DecisionPoint.index))
+            )
+        )
         assert [p.index for p in points] == list(range(n_dec))
         for p in points:
             assert p.status == "compiled"
@@ -142,8 +175,12 @@ def _check_chain(spec, db, tiny_policy: Path) -> None:
             props = s.exec(select(Proposal).where(Proposal.decision_point_id == p.id)).all()
             assert len(props) == GROUPS and all(q.planner == "rl" for q in props)
             assert all("tumour_viability" in q.predicted_mean for q in props)
-            assert all(s.exec(select(Approval).where(Approval.proposal_id == q.id)).first() for q in props)
-            steps = s.exec(select(Step).where(Step.round_id == rnd.id, Step.time_point == p.index + 1)).all()
+            assert all(
+                s.exec(select(Approval).where(Approval.proposal_id == q.id)).first() for q in props
+            )
+            steps = s.exec(
+                select(Step).where(Step.round_id == rnd.id, Step.time_point == p.index + 1)
+            ).all()
             assert steps[0].seq == p.first_seq
             assert sum(st.kind == "incubate" for st in steps) == 1
             assert sum(st.kind == "acquire" for st in steps) == used
@@ -167,21 +204,26 @@ def test_dry_run_through_the_whole_chain(campaign, tiny_policy, tmp_path):
     from controller.report import write_report
 
     page = write_report(spec.ledger.url, "tc", tmp_path / "report").read_text()
-    assert "Time-courses and the agent&#x27;s actions" in page or "Time-courses and the agent's actions" in page
+    assert (
+        "Time-courses and the agent&#x27;s actions" in page
+        or "Time-courses and the agent's actions" in page
+    )
     assert (tmp_path / "report" / "timecourse_1.png").exists()
 
 
 #: kills inside the time-course, each between a decision and (the end of) its action
 KILL_POINTS = [
-    "decision_proposed:2",          # decision 1 journaled, not through the gate
-    "decision_compiled:2",          # decision 1 approved and its steps journaled, none run
-    "step_started/withdraw:5",      # a withdrawal journaled, the liquid not moved
-    "step_executed/withdraw:9",     # liquid withdrawn, done not journaled
-    "step_executed/dispense:40",    # a dose dispensed, done not journaled
+    "decision_proposed:2",  # decision 1 journaled, not through the gate
+    "decision_compiled:2",  # decision 1 approved and its steps journaled, none run
+    "step_started/withdraw:5",  # a withdrawal journaled, the liquid not moved
+    "step_executed/withdraw:9",  # liquid withdrawn, done not journaled
+    "step_executed/dispense:40",  # a dose dispensed, done not journaled
 ]
 
 
-def test_sigkill_between_a_decision_and_its_action_applies_nothing_twice(campaign, tiny_policy, tmp_path):
+def test_sigkill_between_a_decision_and_its_action_applies_nothing_twice(
+    campaign, tiny_policy, tmp_path
+):
     path = campaign()
     kills = 0
     for point in KILL_POINTS:
@@ -205,15 +247,23 @@ def test_sigkill_between_a_decision_and_its_action_applies_nothing_twice(campaig
 
 
 def test_policy_approval_rejects_decisions_outside_the_signed_bounds(campaign, tmp_path):
-    approval = {"mode": "policy", "policy": {"signed_by": "ana", "outside": "reject",
-                                             "parameter_bounds": {"drug_a_um": [0, 0.5]}}}
+    approval = {
+        "mode": "policy",
+        "policy": {
+            "signed_by": "ana",
+            "outside": "reject",
+            "parameter_bounds": {"drug_a_um": [0, 0.5]},
+        },
+    }
     spec = load_campaign(campaign(approval=approval))
     result = CampaignRunner(spec, dry_run=True).run()
     assert result.status == "completed", result.pause_reason
     db = open_ledger_engine(spec.ledger.url)
     with Session(db) as s:
         props = s.exec(select(Proposal).where(col(Proposal.decision_point_id).is_not(None))).all()
-        actors = {s.exec(select(Approval.actor).where(Approval.proposal_id == p.id)).one() for p in props}
+        actors = {
+            s.exec(select(Approval.actor).where(Approval.proposal_id == p.id)).one() for p in props
+        }
         assert actors == {"policy:ana"}
         for p in s.exec(select(DecisionPoint)):
             for q in (q for q in props if q.decision_point_id == p.id):
@@ -241,8 +291,10 @@ def test_manual_approval_shows_the_policys_forecast(campaign):
             rows = []
         if rows:
             assert all(r["unit"] is not None and r["decision"] is not None for r in rows)
-            assert all({"tumour_viability", "normal_viability", "drug_um"} <= set(r["predicted_mean"])
-                       for r in rows)
+            assert all(
+                {"tumour_viability", "normal_viability", "drug_um"} <= set(r["predicted_mean"])
+                for r in rows
+            )
             seen += len(rows)
             approve(db, None, "ana", spec.name)
         time.sleep(0.05)
