@@ -52,6 +52,12 @@ class ProgressView:
             self.task = self.progress.add_task(f"plate {p['plate']}", total=p["steps"])
         elif kind == EventKind.STEP_DONE and self.task is not None:
             self.progress.advance(self.task)
+        elif kind == EventKind.DECISION_APPLIED:
+            self.console.print(f"  plate {p['plate']} decision {p['decision'] + 1} ({p['policy_id']}): "
+                               f"{_actions_text(p['actions_applied'])}")
+            if self.task is not None:  # the plate's journal grew by the action's steps
+                total = self.progress.tasks[self.task].total or 0
+                self.progress.update(self.task, total=total + p["steps"])
         elif kind == EventKind.WELL_QUARANTINED:
             self.console.print(f"[yellow]well {p['well']} quarantined:[/] {p['reason']}")
         elif kind == EventKind.ROUND_ANALYZED:
@@ -112,6 +118,39 @@ def print_status(console: Console, data: Any, detailed: bool) -> None:
             r.add_row(str(rd["index"] + 1), rd["plate"], _where(rd, data), str(rd["experiments"]),
                       f"{z:.2f}" if z is not None else "-", ", ".join(rd["quarantined_wells"]) or "-")
         console.print(r)
+        for rd in data["round_details"]:
+            if rd.get("decisions"):
+                console.print(decisions_table(rd))
+
+
+def decisions_table(rd: dict[str, Any]) -> Table:
+    """A time-course plate's decision points: time, policy, gate, and each unit's action."""
+    t = Table(title=f"decision points of plate {rd['plate']}")
+    for col_name in ("decision", "at (h)", "policy", "gate", "actions (x = exchange, drugs +µM)"):
+        t.add_column(col_name)
+    for d in rd["decisions"]:
+        gate = f"{d['waiting']} waiting" if d["waiting"] else "decided"
+        if d["rejected"]:
+            gate += f", {d['rejected']} rejected"
+        acts = _actions_text(d["actions"] or {})
+        t.add_row(str(d["index"] + 1), f"{d['time_h']:g}", d["policy_id"] or "-",
+                  gate if d["status"] != "compiled" else f"applied ({gate})", acts or "-")
+    return t
+
+
+def _actions_text(actions: dict[str, Any]) -> str:
+    """Units grouped by the action they got: ``x drug_b 0.25: groups 1-3, 5``."""
+    by: dict[str, list[str]] = {}
+    for unit in sorted(actions, key=lambda u: (0, int(u), "") if u.isdigit() else (1, 0, u)):
+        by.setdefault(_action_text(actions[unit]), []).append(str(int(unit) + 1) if unit.isdigit() else unit)
+    if len(by) == 1:
+        return f"{next(iter(by))} (all {len(actions)})"
+    return "; ".join(f"{text}: {', '.join(units)}" for text, units in by.items())
+
+
+def _action_text(a: dict[str, Any]) -> str:
+    doses = " ".join(f"{k} {v:g}" for k, v in (a.get("doses_um") or {}).items())
+    return (("x " if a.get("exchange") else "") + doses).strip() or "nothing"
 
 
 def _where(rd: dict[str, Any], data: dict[str, Any]) -> str:

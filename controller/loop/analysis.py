@@ -36,8 +36,10 @@ def _finite(d: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in d.items() if v is not None and math.isfinite(float(v))}
 
 
-def analyze_round(db: Engine, spec: CampaignSpec, round_id: int, clock_s: float, bus: EventBus) -> None:
-    """Analyse a round whose steps are all done, and record every measurement."""
+def analyze_round(db: Engine, spec: CampaignSpec, round_id: int, clock_s: float, bus: EventBus,
+                  time_point: int | None = None) -> None:
+    """Analyse a round whose steps are all done, and record every measurement (a time-course
+    plate: its images at ``time_point``, the end point)."""
     with Session(db) as s:
         rnd = s.get(Round, round_id)
         if rnd.status in (RoundStatus.ANALYZED.value, RoundStatus.HELD.value):
@@ -46,7 +48,9 @@ def analyze_round(db: Engine, spec: CampaignSpec, round_id: int, clock_s: float,
         quarantined = {n for n, w in wells.items() if w.status == WellStatus.QUARANTINED.value}
         full = PlateLayout.model_validate(rnd.layout)
         layout = full.model_copy(update={"wells": [w for w in full.wells if w.well not in quarantined]})
-        raws = [r for r in s.exec(select(RawData).where(RawData.round_id == round_id)) if r.well not in quarantined]
+        raws = [r for r in s.exec(select(RawData).where(RawData.round_id == round_id,
+                                                        RawData.time_point == time_point))
+                if r.well not in quarantined]
         frames = {r.well: read_well_images(r) for r in raws}
         analyzer = get_analyzer(spec.analyzer.name)
         settings_model = getattr(analyzer, "settings_model", AnalysisSettings)
@@ -67,7 +71,7 @@ def analyze_round(db: Engine, spec: CampaignSpec, round_id: int, clock_s: float,
             for metric, value in _finite(wr.metrics).items():
                 s.add(Measurement(campaign_id=rnd.campaign_id, round_id=round_id, well_id=w.id,
                                   experiment_id=w.experiment_id, metric=metric, value=value,
-                                  flags=list(wr.flags)))
+                                  flags=list(wr.flags), time_point=time_point))
         measured = 0
         for pos, exp in exps.items():
             score = result.experiments.get(pos)
@@ -88,7 +92,8 @@ def analyze_round(db: Engine, spec: CampaignSpec, round_id: int, clock_s: float,
             measured += 1
             for metric, value in values.items():
                 s.add(Measurement(campaign_id=rnd.campaign_id, round_id=round_id,
-                                  experiment_id=exp.id, metric=metric, value=value))
+                                  experiment_id=exp.id, metric=metric, value=value,
+                                  time_point=time_point))
             append_event(s, rnd.campaign_id, EventKind.MEASUREMENT_RECORDED,
                          {"experiment_id": exp.id, "round": rnd.index + 1, "outcomes": values,
                           "n_replicates": score.n_replicates}, clock_s=clock_s)

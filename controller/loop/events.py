@@ -58,6 +58,10 @@ class EventKind(str, Enum):
     PLATE_ACCEPTED = "plate_accepted"
     PLATE_EXCLUDED = "plate_excluded"
     PLATE_RERUN = "plate_rerun"
+    # time-course plates (controller.loop.timecourse)
+    TIME_POINT_ANALYZED = "time_point_analyzed"
+    DECISION_PROPOSED = "decision_proposed"
+    DECISION_APPLIED = "decision_applied"
     # the ledger itself (see controller.ledger.chain and .maintenance)
     CAMPAIGN_REGISTERED = "campaign_registered"
     LEDGER_SEALED = "ledger_sealed"
