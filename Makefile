@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS := 1
 export MKL_NUM_THREADS := 1
 
-.PHONY: demo test install bench lint docs clean browser-deps
+.PHONY: demo demo-rl test install bench lint docs clean browser-deps
 
 install: $(STAMP)
 
@@ -24,6 +24,16 @@ demo: $(STAMP)
 	rm -rf runs/demo
 	$(VENV)/bin/cellpilot run examples/drug_combo.yaml --dry-run --ledger $(DEMO_LEDGER) --data-dir runs/demo/data
 	$(VENV)/bin/cellpilot report --ledger $(DEMO_LEDGER) --out runs/demo/report
+
+POLICY := policies/adaptive_dosing.zip
+
+$(POLICY): $(STAMP)
+	$(PY) -m planners.rl.train --out $(POLICY)
+
+demo-rl: $(POLICY)  ## the adaptive-dosing time-course with the RL agent (trains the policy once, ~200 CPU s)
+	rm -rf runs/demo-rl
+	$(VENV)/bin/cellpilot run examples/adaptive_dosing.yaml --dry-run --ledger sqlite:///runs/demo-rl/ledger.db --data-dir runs/demo-rl/data
+	$(VENV)/bin/cellpilot report --ledger sqlite:///runs/demo-rl/ledger.db --out runs/demo-rl/report
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider

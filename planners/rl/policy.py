@@ -154,7 +154,9 @@ def load_policy(path: str | Path) -> RLPolicy:
     path = Path(path)
     side = sidecar_path(path)
     if not path.is_file():
-        raise PolicyFileError(str(path), "no such file")
+        raise PolicyFileError(
+            str(path), f"no such file; train one with `python -m planners.rl.train --out {path}` "
+            "(--tiny: seconds, for trying the chain)")
     if not side.is_file():
         raise PolicyFileError(str(path), f"its sidecar {side.name} is missing")
     try:
