@@ -35,9 +35,11 @@ Rules a re-analysis keeps (nothing physical follows from it silently):
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from analyzers import AnalysisError, get_analyzer
@@ -103,8 +105,6 @@ def check_raw_files(s: Session, rounds: list[Round]) -> int:
     Raises:
         RawDataMismatch: a file is missing or its SHA-256 differs from the ledger's.
     """
-    from pathlib import Path
-
     problems, n = [], 0
     ids = [r.id for r in rounds]
     for raw in s.exec(select(RawData).where(col(RawData.round_id).in_(ids)).order_by(col(RawData.id))):
@@ -173,6 +173,15 @@ def _recorded_code_versions(s: Session, campaign_id: int) -> dict[str, Any]:
     return {"package": None, "commit": None, "note": "not recorded (analysed before code versions were recorded)"}
 
 
+def _original_note(s: Session, campaign_id: int) -> str:
+    amended = [ev.id for ev in s.exec(select(Event).where(Event.campaign_id == campaign_id,
+                                                          Event.kind == EventKind.CAMPAIGN_AMENDED.value))
+               if any(str(c).startswith("analyzer") for c in ev.payload.get("changed", []))]
+    if amended:  # the settings recorded are the file's latest; earlier rounds ran under others
+        return f"the original analysis; its analyzer settings were amended during the campaign (events {amended})"
+    return "the original analysis"
+
+
 def current_version_row(s: Session, camp: Campaign, spec: CampaignSpec, number: int) -> AnalysisVersion:
     """The row of version ``number``, the one adopted until now, with its results refreshed from
     the live rows, which it made (the row of version 1 is written here the first time: the
@@ -182,7 +191,7 @@ def current_version_row(s: Session, camp: Campaign, spec: CampaignSpec, number: 
                                                AnalysisVersion.number == number)).first()
     if row is None:
         row = AnalysisVersion(campaign_id=camp.id, number=number, analyzer=name, settings=settings,
-                              code_version=_recorded_code_versions(s, camp.id), note="the original analysis")
+                              code_version=_recorded_code_versions(s, camp.id), note=_original_note(s, camp.id))
     row.results = snapshot_live(s, camp)
     s.add(row)
     s.flush()
@@ -222,9 +231,10 @@ def _experiment_result(e: Experiment, score: Any, spec: CampaignSpec, plate_ok: 
 
 
 def _reanalyse_round(s: Session, spec: CampaignSpec, rnd: Round, name: str, settings: dict[str, Any],
-                     number: int) -> dict[str, Any]:
-    """Analyse one round's stored images with version ``number``'s analyzer; add its
-    measurement rows; return the round's results."""
+                     number: int, rows: list[Measurement]) -> dict[str, Any]:
+    """Analyse one round's stored images with version ``number``'s analyzer; append its
+    measurement rows to ``rows`` (added at the end: nothing is written, and no write lock
+    held, while images are analysed); return the round's results."""
     wells, _quarantined, layout, frames = plate_inputs(s, rnd)
     exps = list(s.exec(select(Experiment).where(Experiment.round_id == rnd.id).order_by(col(Experiment.id))))
     base = {"index": rnd.index, "plate": rnd.plate_id}
@@ -241,8 +251,9 @@ def _reanalyse_round(s: Session, spec: CampaignSpec, rnd: Round, name: str, sett
     for well_name, wr in result.wells.items():
         w = wells[well_name]
         for metric, value in _finite(wr.metrics).items():
-            s.add(Measurement(campaign_id=rnd.campaign_id, round_id=rnd.id, well_id=w.id, experiment_id=w.experiment_id,
-                              metric=metric, value=value, flags=list(wr.flags), analysis_version=number))
+            rows.append(Measurement(campaign_id=rnd.campaign_id, round_id=rnd.id, well_id=w.id,
+                                    experiment_id=w.experiment_id, metric=metric, value=value, flags=list(wr.flags),
+                                    analysis_version=number))
     failures = [] if result.plate_ok else qc_failures(result)
     out = {}
     for e in exps:
@@ -250,8 +261,8 @@ def _reanalyse_round(s: Session, spec: CampaignSpec, rnd: Round, name: str, sett
         out[str(e.id)] = r
         if not r.get("carried"):
             for metric, value in r["outcomes"].items():
-                s.add(Measurement(campaign_id=rnd.campaign_id, round_id=rnd.id, experiment_id=e.id, metric=metric,
-                                  value=value, analysis_version=number))
+                rows.append(Measurement(campaign_id=rnd.campaign_id, round_id=rnd.id, experiment_id=e.id,
+                                        metric=metric, value=value, analysis_version=number))
     held = any(r["status"] == ExperimentStatus.HELD.value for r in out.values())
     return base | {"status": RoundStatus.HELD.value if held else RoundStatus.ANALYZED.value,
                    "z_prime": dict(result.z_prime), "plate_ok": bool(result.plate_ok), "qc_failures": failures,
@@ -300,18 +311,23 @@ def reanalyze(db: Engine, campaign: str, *, actor: str, analyzer: str | None = N
         if not rounds:
             raise ReanalysisError(f"campaign {campaign!r} has no analysed round to re-analyse")
         n_files = check_raw_files(s, rounds)
-        current = current_version_row(s, camp, spec, camp.analysis_version)
-        numbers = s.exec(select(AnalysisVersion.number).where(AnalysisVersion.campaign_id == camp.id))
-        number = max(numbers, default=0) + 1
-        results = {str(r.id): _reanalyse_round(s, spec, r, name, chosen, number) for r in rounds}
+        numbers = list(s.exec(select(AnalysisVersion.number).where(AnalysisVersion.campaign_id == camp.id)))
+        number = max([*numbers, camp.analysis_version]) + 1
+        measurements: list[Measurement] = []
+        results = {str(r.id): _reanalyse_round(s, spec, r, name, chosen, number, measurements) for r in rounds}
         row = AnalysisVersion(campaign_id=camp.id, number=number, analyzer=name, settings=chosen,
                               code_version=code_version(), results=results, created_by=actor, note=note)
-        s.add(row)
-        s.flush()
-        diff = compare(current.results, results)
+        try:
+            s.add_all(measurements)
+            current = current_version_row(s, camp, spec, camp.analysis_version)
+            s.add(row)
+            s.flush()
+        except IntegrityError:
+            raise ReanalysisError(f"another analysis version of {campaign!r} was recorded meanwhile; "
+                                  "run the re-analysis again") from None
         summary = {"version": number, "analyzer": name, "settings": chosen, "code_version": row.code_version,
                    "based_on": current.number, "rounds": [r.index + 1 for r in rounds], "raw_files_checked": n_files,
-                   "note": note, **diff}
+                   "note": note, **compare(current.results, results)}
         append_event(s, camp.id, EventKind.ANALYSIS_RECORDED,
                      summary | ({"claimed_as": claimed_as} if claimed_as else {}), actor=actor, clock_s=camp.clock_s,
                      bind=[current, row], bind_round=[r.id for r in rounds])
@@ -368,6 +384,11 @@ def adopt(db: Engine, campaign: str, number: int, actor: str, *, reason: str | N
             payload["claimed_as"] = claimed_as
         append_event(s, camp.id, EventKind.ANALYSIS_ADOPTED, payload, actor=actor, clock_s=camp.clock_s,
                      bind=[old, row], bind_round=[int(rid) for rid in row.results])
+        for rr in row.results.values():  # as the QC gate records a held plate
+            if rr["status"] == RoundStatus.HELD.value and rr["plate"] in held:
+                append_event(s, camp.id, EventKind.PLATE_HELD, {
+                    "round": rr["index"] + 1, "plate": rr["plate"], "failures": rr.get("qc_failures", []),
+                    "analysis_version": number}, clock_s=camp.clock_s)
         s.commit()
     return payload
 

@@ -31,6 +31,7 @@ from controller.ledger.models import (
 )
 from tests.controller.conftest import ROOT, small_campaign_data
 
+
 def url() -> str:
     """This test's ledger, by absolute path (the process caches anchor paths per ledger URL, and
     the tests' copies share the template's campaign ids)."""
