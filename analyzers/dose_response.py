@@ -112,8 +112,9 @@ def fit_logistic(
     Args:
         doses_um: doses, µM (0 allowed: the top).
         responses: responses (e.g. viability, GR value), same length.
-        top, bottom: fix these asymptotes instead of fitting them (e.g. ``top=1`` for
-            viabilities normalised to vehicle): fewer points are then needed.
+        top: fix the upper asymptote instead of fitting it (e.g. ``top=1`` for viabilities
+            normalised to vehicle): fewer points are then needed.
+        bottom: fix the lower asymptote instead of fitting it.
 
     Returns:
         the fit; with fewer points than free parameters + 1, fewer than three distinct

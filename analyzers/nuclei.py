@@ -1,5 +1,9 @@
 """Nucleus segmentation and per-nucleus features for one fluorescence field.
 
+For nuclei of 6 px and more (real images at 10×–40×) :func:`segment_field` hands over to the
+seeded watershed of :mod:`analyzers.seeded` (``seeded_diameter_px > 0``, what
+:func:`segmentation_params` sets from 6 px on). Below that, and with the default arguments:
+
 Pipeline (:func:`segment_field`): block-percentile background (uneven illumination) →
 Gaussian smoothing → Otsu threshold, floored at a multiple of the background noise so an
 empty field does not segment noise (and recomputed without any oversized bright blob, so debris
@@ -20,6 +24,8 @@ from scipy import ndimage as ndi
 from skimage.feature import peak_local_max
 from skimage.filters import threshold_otsu
 from skimage.segmentation import watershed
+
+from analyzers.seeded import segment_seeded
 
 __all__ = [
     "FieldSegmentation",
@@ -84,22 +90,27 @@ def segmentation_params(nucleus_diameter_px: float) -> dict[str, float]:
 
     ``A = π d² / 4``: ``min_area_px = max(3, 0.2 A)``, ``max_area_px = 8 A``,
     ``smooth_sigma_px = clip(0.1 d, 0.5, 3)``, ``background_block_px = max(16, 3 d)``,
-    ``min_peak_distance_px = max(1, 0.2 d)``, ``merge_area_px = 0.4 A``. At d = 10 px:
-    16, 628, 1.0, 30, 2, 31. Below d = 6 px the watershed is seeded from Laplacian-of-Gaussian
-    blob centres (``log_sigma_px = 0.3 d``): the distance transform of a 4-px nucleus has too
-    few levels to split touching pairs (measured on the simulator: 0.88 → 0.97 of the true
-    count at 300 nuclei per field).
+    ``min_peak_distance_px = max(1, 0.2 d)``, ``merge_area_px = 0.4 A``. From d = 6 px the
+    seeded watershed (:mod:`analyzers.seeded`, ``seeded_diameter_px = d``) is used, with
+    ``min_area_px = 0.15 A``; only ``min_area_px``, ``max_area_px``, ``background_block_px``
+    and ``min_snr`` apply to it (measured on real annotated images: object F1 0.72 → 0.94,
+    see ``benchmarks/analysis_real.py``). Below d = 6 px the threshold pipeline's watershed
+    is seeded from Laplacian-of-Gaussian blob centres (``log_sigma_px = 0.3 d``): the distance
+    transform of a 4-px nucleus has too few levels to split touching pairs (measured on the
+    simulator: 0.88 → 0.97 of the true count at 300 nuclei per field).
     """
     d = float(nucleus_diameter_px)
     area = np.pi * d * d / 4.0
+    seeded = d >= 6.0
     return {
-        "min_area_px": max(3, round(0.2 * area)),
+        "min_area_px": max(3, round((0.15 if seeded else 0.2) * area)),
         "max_area_px": max(12, round(8.0 * area)),
         "smooth_sigma_px": float(np.clip(0.1 * d, 0.5, 3.0)),
         "background_block_px": max(16, round(3.0 * d)),
         "min_peak_distance_px": max(1, round(0.2 * d)),
         "merge_area_px": round(0.4 * area),
         "log_sigma_px": 0.3 * d if d < 6.0 else 0.0,
+        "seeded_diameter_px": d if seeded else 0.0,
     }
 
 
@@ -138,6 +149,7 @@ def segment_field(
     min_peak_distance_px: int = 2,
     merge_area_px: int = 0,
     log_sigma_px: float = 0.0,
+    seeded_diameter_px: float = 0.0,
 ) -> FieldSegmentation:
     """Segment nuclei in a ``(Y, X)`` nuclear-stain image; see the module docstring.
 
@@ -155,7 +167,14 @@ def segment_field(
             0 disables.
         log_sigma_px: > 0 seeds the watershed from Laplacian-of-Gaussian blob centres at
             this scale instead of the distance transform (for nuclei under ~6 px).
+        seeded_diameter_px: > 0 segments with :func:`analyzers.seeded.segment_seeded` at this
+            nucleus diameter instead (``smooth_sigma_px``, ``min_peak_distance_px``,
+            ``merge_area_px`` and ``log_sigma_px`` then do not apply).
     """
+    if seeded_diameter_px > 0:
+        return _seeded_field(
+            dapi, seeded_diameter_px, min_snr, background_block_px, min_area_px, max_area_px
+        )
     img = np.asarray(dapi, dtype=np.float32)
     background = estimate_background(img, block_px=background_block_px)
     residual = img - background
@@ -173,6 +192,21 @@ def segment_field(
     labels, n_large, large_area = _filter_sizes(labels, min_area_px, max_area_px)
     gap = float(ndi.distance_transform_edt(labels == 0).max()) if labels.any() else 0.0
     return FieldSegmentation(labels, thr, sigma, n_large, large_area, background, gap)
+
+
+def _seeded_field(
+    dapi: np.ndarray, d: float, min_snr: float, block: int, min_area: int, max_area: int
+) -> FieldSegmentation:
+    seg = segment_seeded(
+        dapi, d, min_snr=min_snr, background_block_px=block, min_area_px=min_area,
+        max_area_px=max_area,
+    )
+    labels = seg.labels
+    gap = float(ndi.distance_transform_edt(labels == 0).max()) if labels.any() else 0.0
+    return FieldSegmentation(
+        labels, seg.threshold, seg.noise_sigma, seg.n_large_objects, seg.large_object_area_px,
+        seg.background, gap,
+    )
 
 
 def _threshold(smooth: np.ndarray, floor: float, where: np.ndarray | None) -> float:

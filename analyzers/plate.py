@@ -46,6 +46,7 @@ from analyzers.features import (
 from analyzers.growth import gr_value
 from analyzers.nuclei import segmentation_params
 from analyzers.outliers import estimate_sigma, group_outliers
+from analyzers.parallel import map_with_kwargs
 from analyzers.qc import ControlGroup, PlateQC, control_group, z_prime
 from analyzers.scoring import SCORE_METRICS, ExperimentScore, OutlierRecord, score_experiments
 from analyzers.settings import AnalysisSettings
@@ -117,19 +118,11 @@ def _measure_plate(
                 p[key] = getattr(s, key)
         return {**p, "min_snr": s.min_snr}
 
-    return {
-        w: [
-            measure_field(
-                f,
-                nuclear_channel=s.nuclear_channel,
-                marker_channel=s.marker_channel,
-                marker_split_snr=s.marker_split_snr,
-                **params(f),
-            )
-            for f in frames_by_well[w]
-        ]
-        for w in wells
-    }
+    fixed = {"nuclear_channel": s.nuclear_channel, "marker_channel": s.marker_channel,
+             "marker_split_snr": s.marker_split_snr}  # fmt: skip
+    items = [(f, {**fixed, **params(f)}) for w in wells for f in frames_by_well[w]]
+    measured = iter(map_with_kwargs(measure_field, items, sum(f.image.size for f, _ in items)))
+    return {w: [next(measured) for _ in frames_by_well[w]] for w in wells}
 
 
 def _normalise(

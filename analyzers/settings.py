@@ -36,6 +36,12 @@ class AnalysisSettings(BaseModel):
     min_peak_distance_px: int | None = Field(default=None, ge=1, description="seed spacing")
     merge_area_px: int | None = Field(default=None, ge=0, description="merge smaller pieces")
     log_sigma_px: float | None = Field(default=None, ge=0, description="0: distance seeds")
+    seeded_diameter_px: float | None = Field(
+        default=None,
+        ge=0,
+        description="seeded watershed at this nucleus size (px); 0: the threshold pipeline; "
+        "default: the nucleus size in px when it is 6 px or more",
+    )
     marker_threshold: float | None = Field(
         default=None, description="fixed marker threshold (counts); None fits it per plate"
     )

@@ -122,7 +122,8 @@ def synergy_scores(
     Args:
         points: ``(dose_a_um, dose_b_um, observed viability)`` per combination (replicate
             means, or each replicate).
-        fit_a, fit_b: 4PL fits of each drug alone (viability against dose).
+        fit_a: 4PL fit of drug a alone (viability against dose).
+        fit_b: 4PL fit of drug b alone.
 
     Raises:
         ValueError: a single-agent fit failed (it says why).

@@ -10,6 +10,13 @@ experiments as ``X_pending``, outcome constraints as BoTorch ``constraints`` cal
 parameter constraints as ``inequality_constraints`` and plate parameters fixed across the
 batch. ``recommend`` is :mod:`planners.recommendation`.
 
+Two kinds of slot may replace the last greedy points of a one-objective batch: a level of a
+categorical parameter that the posterior still gives a fair chance of holding the optimum
+but that the batch left out gets a Thompson-sampled point at that level
+(:mod:`planners.levels`, ``level_reserve``), and a campaign whose incumbent has not moved
+for ``stall_batches`` batches gets Thompson-sampled points (:mod:`planners.explore`,
+``explore_share``). Setting either share to 0 turns it off.
+
 Prior campaigns (observations with ``task`` set) shorten the initial design to
 ``max(4, number of parameters + 1)`` and guide a quarter of it (at least one point) while it
 lasts: those points maximise the acquisition on a model of the largest prior campaign alone
@@ -38,8 +45,10 @@ from planners.base import Observation, PlateParameters, Proposal
 from planners.baselines import check_plate_parameters
 from planners.encoding import SpaceEncoder
 from planners.exceptions import PlannerError, UnsupportedPlanningFeature
+from planners.explore import explore_slots
+from planners.levels import reserve_levels
 from planners.multiobjective import pareto_front
-from planners.optimise import build_acquisition, optimise_batch, repair
+from planners.optimise import build_acquisition, optimise_batch, optimise_points, repair
 from planners.recommendation import MIN_PROBABILITY, recommend_point
 from planners.space import Objective, OutcomeConstraint, Params, SearchSpace
 from planners.surrogate import Surrogate, current_rows
@@ -72,6 +81,11 @@ PROFILES: dict[str, dict[str, Any]] = {
         "mixed_initialization": "random",
         "multi_objective": "nehvi",
         "mc_samples_multi": 32,
+        "level_reserve": 0.25,
+        "level_min_probability": 0.1,
+        "level_thompson": True,
+        "explore_share": 0.25,
+        "stall_batches": 2,
     },
     "thorough": {
         "num_restarts": 12,
@@ -83,6 +97,11 @@ PROFILES: dict[str, dict[str, Any]] = {
         "mixed_initialization": "continuous_relaxation",
         "multi_objective": "nehvi",
         "mc_samples_multi": 128,
+        "level_reserve": 0.25,
+        "level_min_probability": 0.1,
+        "level_thompson": True,
+        "explore_share": 0.25,
+        "stall_batches": 2,
     },
 }
 
@@ -301,6 +320,23 @@ class BayesianPlanner:
         plate_dims = [encoder.space.names.index(k) for k in plate_parameters]
         pinned_columns = encoder.fixed_columns(pinned) if pinned else None
         X = optimise_batch(acqf, encoder, n, seed, self.settings, plate_dims, pinned_columns)
+        batch_fixed = pinned_columns or (
+            {i: float(X[0, i]) for i in plate_dims} if plate_dims else None
+        )
+        X, reserved = reserve_levels(
+            acqf,
+            surrogate,
+            encoder,
+            X,
+            surrogate.X_baseline,
+            seed,
+            self.settings,
+            batch_fixed,
+            lambda a, k, s, f: optimise_points(a, encoder, k, s, self.settings, f),
+        )
+        X, _ = explore_slots(
+            surrogate, encoder, X, n - len(reserved), seed, self.settings, batch_fixed
+        )
         n_current = sum(o.task is None for o in history)
         params = repair(encoder, X, pending, n, seed + n_current, plate_parameters, pinned=pinned)
         X_final = encoder.encode(params)

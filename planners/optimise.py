@@ -128,6 +128,18 @@ def optimise_batch(
     return torch.cat([first, rest], dim=0)
 
 
+def optimise_points(
+    acqf: AcquisitionFunction,
+    encoder: SpaceEncoder,
+    n: int,
+    seed: int,
+    settings: dict[str, Any],
+    fixed: dict[int, float] | None = None,
+) -> Tensor:
+    """``n`` candidates (``n x d``) with the encoded columns in ``fixed`` held at their values."""
+    return _optimise(acqf, encoder, n, seed, settings, fixed)
+
+
 def _optimise(
     acqf: AcquisitionFunction,
     encoder: SpaceEncoder,

@@ -12,6 +12,7 @@
 | :mod:`controller.cli.console` | ``serve``, ``users ...`` |
 | :mod:`controller.cli.ledger` | ``ledger mask-secrets`` |
 | :mod:`controller.cli.reanalyze` | ``reanalyze``, ``analysis list|use`` (analysis versions) |
+| :mod:`controller.cli.analyze` | ``analyze`` (count nuclei in image files) |
 
 Mistakes in a campaign file or a device fault are reported in a paragraph, never a traceback.
 Exit codes: 0 done, 2 bad input (or refused: no account on a shared ledger), 3 campaign paused
@@ -24,6 +25,7 @@ from __future__ import annotations
 import typer
 
 from controller.cli import (
+    analyze,
     campaign,
     console,
     devices,
@@ -50,6 +52,7 @@ pump.register(app)
 console.register(app)
 ledger.register(app)
 reanalyze.register(app)
+analyze.register(app)
 
 
 def main() -> None:

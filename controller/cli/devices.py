@@ -37,12 +37,9 @@ def devices_check(
         # reports, device by device, below; any other fault is the file's
         if dry_run or e.field != "instruments":
             fail(f"campaign file {file} is invalid: {shorten(str(e), 2000)}")
-    if dry_run:
-        from simulators.clock import SimulatedClock
+    from simulators.clock import SimulatedClock
 
-        clock = SimulatedClock()
-    else:
-        clock = WallClock()
+    clock: SimulatedClock | WallClock = SimulatedClock() if dry_run else WallClock()
     with tempfile.TemporaryDirectory(prefix="cellpilot-devices-") as tmp:
         rows = check_devices(spec, dry_run=dry_run, data_dir=Path(tmp), clock=clock)
     if as_json:

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from controller.loop.events import EventKind, bus
@@ -21,8 +29,8 @@ class ProgressView:
         self.enabled = enabled
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), console=console, disable=not enabled)
-        self.task = None
-        self._unsub = None
+        self.task: TaskID | None = None
+        self._unsub: Callable[[], None] | None = None
 
     def __enter__(self) -> ProgressView:
         self.progress.__enter__()
@@ -45,6 +53,12 @@ class ProgressView:
             self.task = self.progress.add_task(f"plate {p['plate']}", total=p["steps"])
         elif kind == EventKind.STEP_DONE and self.task is not None:
             self.progress.advance(self.task)
+        elif kind == EventKind.DECISION_APPLIED:
+            self.console.print(f"  plate {p['plate']} decision {p['decision'] + 1} ({p['policy_id']}): "
+                               f"{_actions_text(p['actions_applied'])}")
+            if self.task is not None:  # the plate's journal grew by the action's steps
+                total = self.progress.tasks[self.task].total or 0
+                self.progress.update(self.task, total=total + p["steps"])
         elif kind == EventKind.WELL_QUARANTINED:
             self.console.print(f"[yellow]well {p['well']} quarantined:[/] {p['reason']}")
         elif kind == EventKind.ROUND_ANALYZED:
@@ -108,6 +122,9 @@ def print_status(console: Console, data: Any, detailed: bool) -> None:
                       f"v{version}" if version else "-")
         console.print(r)
         _print_versions(console, data)
+        for rd in data["round_details"]:
+            if rd.get("decisions"):
+                console.print(decisions_table(rd))
 
 
 def _print_versions(console: Console, data: dict[str, Any]) -> None:
@@ -121,6 +138,36 @@ def _print_versions(console: Console, data: dict[str, Any]) -> None:
                       f"{json.dumps(v['settings'])} (code {code.get('package') or '?'} "
                       f"{(code.get('commit') or '')[:10]}; by {v['created_by']}; rounds {v['rounds']})",
                       highlight=False, soft_wrap=True)
+
+
+def decisions_table(rd: dict[str, Any]) -> Table:
+    """A time-course plate's decision points: time, policy, gate, and each unit's action."""
+    t = Table(title=f"decision points of plate {rd['plate']}")
+    for col_name in ("decision", "at (h)", "policy", "gate", "actions (x = exchange, drugs +µM)"):
+        t.add_column(col_name)
+    for d in rd["decisions"]:
+        gate = f"{d['waiting']} waiting" if d["waiting"] else "decided"
+        if d["rejected"]:
+            gate += f", {d['rejected']} rejected"
+        acts = _actions_text(d["actions"] or {})
+        t.add_row(str(d["index"] + 1), f"{d['time_h']:g}", d["policy_id"] or "-",
+                  gate if d["status"] != "compiled" else f"applied ({gate})", acts or "-")
+    return t
+
+
+def _actions_text(actions: dict[str, Any]) -> str:
+    """Units grouped by the action they got: ``x drug_b 0.25: groups 1-3, 5``."""
+    by: dict[str, list[str]] = {}
+    for unit in sorted(actions, key=lambda u: (0, int(u), "") if u.isdigit() else (1, 0, u)):
+        by.setdefault(_action_text(actions[unit]), []).append(str(int(unit) + 1) if unit.isdigit() else unit)
+    if len(by) == 1:
+        return f"{next(iter(by))} (all {len(actions)})"
+    return "; ".join(f"{text}: {', '.join(units)}" for text, units in by.items())
+
+
+def _action_text(a: dict[str, Any]) -> str:
+    doses = " ".join(f"{k} {v:g}" for k, v in (a.get("doses_um") or {}).items())
+    return (("x " if a.get("exchange") else "") + doses).strip() or "nothing"
 
 
 def _where(rd: dict[str, Any], data: dict[str, Any]) -> str:

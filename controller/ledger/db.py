@@ -85,7 +85,9 @@ def schema_revision(engine: Engine) -> str | None:
 
 
 def head_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "the ledger's migrations have no head revision"
+    return head
 
 
 def open_ledger_engine(url: str) -> Engine:

@@ -40,6 +40,7 @@ class RoundStatus(str, Enum):
     FAILED = "failed"
     SKIPPED = "skipped"  # every proposal rejected, or skipped on an approval timeout
     HELD = "held"  # analysed, failed QC, waits for an operator: accept, exclude or re-run
+    DECIDING = "deciding"  # a time-course plate between images and its next action (gate)
 
 
 class ProposalStatus(str, Enum):
@@ -132,6 +133,10 @@ class Proposal(SQLModel, table=True):
     status: str = Field(default=ProposalStatus.PROPOSED.value)
     requeued_from_experiment_id: int | None = None
     escalation: str | None = Field(default=None, description="why the policy did not approve it")
+    decision_point_id: int | None = Field(
+        default=None, foreign_key="decisionpoint.id", index=True,
+        description="time-course plates: the decision point this unit's action belongs to")
+    unit: str | None = Field(default=None, description="time-course plates: the decision unit")
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -189,6 +194,8 @@ class Step(SQLModel, table=True):
     attempts: int = 0
     started_clock_s: float | None = None
     finished_clock_s: float | None = None
+    time_point: int | None = Field(
+        default=None, description="time-course plates: the images these steps lead to (0 = baseline)")
 
 
 class RawData(SQLModel, table=True):
@@ -201,6 +208,7 @@ class RawData(SQLModel, table=True):
     sha256: str
     size_bytes: int
     meta: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    time_point: int | None = Field(default=None, description="time-course plates: imaging time point")
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -213,6 +221,7 @@ class Measurement(SQLModel, table=True):
     metric: str
     value: float | None = None
     flags: list[str] = Field(default_factory=list, sa_type=JSON)
+    time_point: int | None = Field(default=None, description="time-course plates: imaging time point")
     analysis_version: int = Field(default=1, index=True, description="the analysis version that computed it")
 
 
@@ -235,6 +244,42 @@ class AnalysisVersion(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     created_by: str = "system"
     note: str | None = None
+
+
+class DecisionPointStatus(str, Enum):
+    """``proposed`` (journaled with the policy's actions, at the gate) → ``compiled`` (the
+    decided actions' steps are in the journal; never compiled twice)."""
+
+    PROPOSED = "proposed"
+    COMPILED = "compiled"
+
+
+class DecisionPoint(SQLModel, table=True):
+    """One decision point of a time-course plate: what the policy saw and decided for every
+    unit (its proposals, one per unit, pass the approval gate), and what was applied."""
+
+    __table_args__ = (UniqueConstraint("round_id", "index"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaign.id", index=True)
+    round_id: int = Field(foreign_key="round.id", index=True)
+    index: int = Field(description="decision point k: after time point k's images")
+    time_h: float = Field(description="hours after the baseline images")
+    status: str = Field(default=DecisionPointStatus.PROPOSED.value)
+    policy_id: str | None = Field(default=None, index=True)
+    policy: dict[str, Any] = Field(default_factory=dict, sa_type=JSON,
+                                   description="the policy's ledger record (id, sha256, versions)")
+    observations: dict[str, Any] = Field(default_factory=dict, sa_type=JSON,
+                                         description="unit -> the history the policy read")
+    forecasts: dict[str, Any] = Field(default_factory=dict, sa_type=JSON,
+                                      description="unit -> expected outcome, action probability")
+    actions: dict[str, Any] | None = Field(default=None, sa_type=JSON,
+                                           description="unit -> the action applied (after the gate)")
+    state_after: dict[str, Any] | None = Field(default=None, sa_type=JSON,
+                                               description="the plate's liquid after the action")
+    first_seq: int | None = Field(default=None, description="first journaled step of the action")
+    clock_s: float | None = None
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class Event(SQLModel, table=True):

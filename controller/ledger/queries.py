@@ -12,6 +12,7 @@ from controller.ledger.db import open_ledger_engine
 from controller.ledger.models import (
     AnalysisVersion,
     Campaign,
+    DecisionPoint,
     Experiment,
     ExperimentStatus,
     Proposal,
@@ -128,7 +129,7 @@ def campaign_status(url: str, name: str | None) -> dict[str, Any] | None:
             rounds.append({"index": r.index, "plate": r.plate_id, "status": r.status, "experiments": n,
                            "z_prime": r.z_prime, "plate_ok": r.plate_ok, "quarantined_wells": list(q),
                            "analysis_version": r.analysis_version if r.status in _ANALYSED else None,
-                           **plate_place(r, steps, camp.clock_s)})
+                           **plate_place(r, steps, camp.clock_s), "decisions": decision_points(s, r.id)})
         timeline = campaign_timeline(s, camp)
         data["round_details"] = rounds
         data["analysis_versions"] = analysis_versions(s, camp, outcomes=True)
@@ -209,3 +210,18 @@ def plate_place(r: Round, steps: list[Step], now_s: float) -> dict[str, Any]:
     view = PlateView(r.id, r.index, r.status, tuple(step_view(st) for st in steps))
     due = view.due_s() if view.in_incubator() else None
     return {"place": view.place(now_s).value, "incubating_until_clock_s": due}
+
+
+def decision_points(s: Session, round_id: int) -> list[dict[str, Any]]:
+    """A time-course plate's decision points: when, by which policy, how far through the gate,
+    and the action each unit got ([] for end-point plates)."""
+    out = []
+    for d in s.exec(select(DecisionPoint).where(DecisionPoint.round_id == round_id)
+                    .order_by(col(DecisionPoint.index))):
+        statuses = list(s.exec(select(Proposal.status).where(Proposal.decision_point_id == d.id)))
+        out.append({"index": d.index, "time_h": d.time_h, "status": d.status, "policy_id": d.policy_id,
+                    "units": len(statuses),
+                    "waiting": sum(st == ProposalStatus.PROPOSED.value for st in statuses),
+                    "rejected": sum(st == ProposalStatus.REJECTED.value for st in statuses),
+                    "actions": d.actions})
+    return out

@@ -76,7 +76,8 @@ class WebhookAlerter:
         with self._lock:
             try:
                 status = post_json(self.url, body, self.timeout_s)
-                outcome, result = EventKind.ALERT_SENT, {"status": status}
+                result: dict[str, Any] = {"status": status}
+                outcome = EventKind.ALERT_SENT
             except (urllib.error.URLError, OSError, ValueError) as e:
                 log.warning("alert webhook failed: %s", e)
                 outcome, result = EventKind.ALERT_FAILED, {"error": str(e)}

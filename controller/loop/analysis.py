@@ -83,14 +83,16 @@ def adopted_analysis(s: Session, campaign_id: int, spec: CampaignSpec,
     return number, row.analyzer, dict(row.settings)
 
 
-def plate_inputs(s: Session, rnd: Round) -> tuple[dict[str, Well], set[str], PlateLayout, dict[str, Any]]:
+def plate_inputs(s: Session, rnd: Round, time_point: int | None = None
+                 ) -> tuple[dict[str, Well], set[str], PlateLayout, dict[str, Any]]:
     """A round's wells by name, its quarantined wells, its layout without them, and the images
-    of the others read back from their files."""
+    of the others (at ``time_point`` on a time-course plate) read back from their files."""
     wells = {w.well: w for w in s.exec(select(Well).where(Well.round_id == rnd.id))}
     quarantined = {n for n, w in wells.items() if w.status == WellStatus.QUARANTINED.value}
     full = PlateLayout.model_validate(rnd.layout)
     layout = full.model_copy(update={"wells": [w for w in full.wells if w.well not in quarantined]})
-    raws = [r for r in s.exec(select(RawData).where(RawData.round_id == rnd.id)) if r.well not in quarantined]
+    raws = [r for r in s.exec(select(RawData).where(RawData.round_id == rnd.id, RawData.time_point == time_point))
+            if r.well not in quarantined]
     return wells, quarantined, layout, {r.well: read_well_images(r) for r in raws}
 
 
@@ -113,22 +115,25 @@ def still_adopted(s: Session, campaign_id: int, version: int) -> bool:
     return res.rowcount == 1
 
 
-def analyze_round(db: Engine, spec: CampaignSpec, round_id: int, clock_s: float, bus: EventBus) -> None:
-    """Analyse a round whose steps are all done, and record every measurement."""
+def analyze_round(db: Engine, spec: CampaignSpec, round_id: int, clock_s: float, bus: EventBus,
+                  time_point: int | None = None) -> None:
+    """Analyse a round whose steps are all done, and record every measurement (a time-course
+    plate: its images at ``time_point``, the end point)."""
     for _ in range(3):
-        if _analyze_round(db, spec, round_id, clock_s, bus):
+        if _analyze_round(db, spec, round_id, clock_s, bus, time_point):
             return
     raise RuntimeError(f"round {round_id}: the adopted analysis version kept changing during its analysis")
 
 
-def _analyze_round(db: Engine, spec: CampaignSpec, round_id: int, clock_s: float, bus: EventBus) -> bool:
+def _analyze_round(db: Engine, spec: CampaignSpec, round_id: int, clock_s: float, bus: EventBus,
+                   time_point: int | None) -> bool:
     """One attempt; False when another analysis version was adopted meanwhile (nothing written)."""
     with Session(db) as s:
         rnd = s.get(Round, round_id)
         if rnd.status in (RoundStatus.ANALYZED.value, RoundStatus.HELD.value):
             return True
         version, analyzer_name, settings = adopted_analysis(s, rnd.campaign_id, spec)
-        wells, quarantined, layout, frames = plate_inputs(s, rnd)
+        wells, quarantined, layout, frames = plate_inputs(s, rnd, time_point)
         exps = {e.position: e for e in s.exec(select(Experiment).where(Experiment.round_id == round_id))}
         rnd.analysis_version = version
         try:
@@ -150,7 +155,8 @@ def _analyze_round(db: Engine, spec: CampaignSpec, round_id: int, clock_s: float
             for metric, value in _finite(wr.metrics).items():
                 s.add(Measurement(campaign_id=rnd.campaign_id, round_id=round_id, well_id=w.id,
                                   experiment_id=w.experiment_id, metric=metric, value=value,
-                                  flags=list(wr.flags), analysis_version=version))
+                                  flags=list(wr.flags), analysis_version=version,
+                                  time_point=time_point))
         measured = 0
         for pos, exp in exps.items():
             score = result.experiments.get(pos)
@@ -171,7 +177,8 @@ def _analyze_round(db: Engine, spec: CampaignSpec, round_id: int, clock_s: float
             measured += 1
             for metric, value in values.items():
                 s.add(Measurement(campaign_id=rnd.campaign_id, round_id=round_id,
-                                  experiment_id=exp.id, metric=metric, value=value, analysis_version=version))
+                                  experiment_id=exp.id, metric=metric, value=value, analysis_version=version,
+                                  time_point=time_point))
             append_event(s, rnd.campaign_id, EventKind.MEASUREMENT_RECORDED,
                          {"experiment_id": exp.id, "round": rnd.index + 1, "outcomes": values,
                           "n_replicates": score.n_replicates}, clock_s=clock_s)

@@ -11,6 +11,7 @@ aspirate       drop the tip's contents, aspirate again (a reservoir loses a few 
 dispense       ask the handler for the well's volume: equal to before + volume → done;
                equal to before → drop the tip, aspirate again, dispense; anything else, or a
                handler that cannot measure → quarantine the well (never dispense twice)
+withdraw       likewise: before − volume → done; before → withdraw; else quarantine
 mix            repeat (mixing twice changes nothing)
 incubate       wait only the remaining time (start time is journaled)
 acquire        repeat (imaging is non-destructive; files are overwritten)
@@ -48,7 +49,7 @@ from controller.loop.events import EventBus, EventKind, append_event
 from controller.loop.workcell import RESOURCE_OF_STEP
 from instruments.exceptions import InstrumentError
 from instruments.interfaces import Clock, Frame, LiquidHandler, Microscope
-from protocols.steps import STEP_ADAPTER, Acquire, Aspirate, Dispense, Incubate, Mix
+from protocols.steps import STEP_ADAPTER, Acquire, Aspirate, Dispense, Incubate, Mix, Withdraw
 
 VOLUME_TOL_UL = 0.05
 
@@ -317,9 +318,8 @@ class StepEngine:
     def _execute(self, session: Session, ctx: RoundContext, step: Step) -> None:
         spec = STEP_ADAPTER.validate_python(step.payload)
         started: dict[str, Any] = {}
-        if isinstance(spec, Dispense):
-            before = self.lh.well_volume_ul(spec.plate, spec.well)
-            started["volume_before_ul"] = before
+        if isinstance(spec, Dispense | Withdraw):
+            started["volume_before_ul"] = self.lh.well_volume_ul(spec.plate, spec.well)
         elif isinstance(spec, Incubate):
             # A resumed incubation keeps its original start: only the remaining time is waited.
             started["incubation_started_s"] = (step.result or {}).get(
@@ -349,28 +349,39 @@ class StepEngine:
         if isinstance(spec, Mix):
             self.lh.mix(spec.plate, spec.well, spec.volume_ul, spec.cycles)
             return {}
+        if isinstance(spec, Withdraw):
+            withdraw = getattr(self.lh, "withdraw", None)
+            if withdraw is None:  # checked before the campaign starts; a plugin may still lack it
+                raise InstrumentError(f"the liquid handler {type(self.lh).__name__} cannot withdraw")
+            withdraw(spec.plate, spec.well, spec.volume_ul)
+            return {"volume_after_ul": self.lh.well_volume_ul(spec.plate, spec.well)}
         if isinstance(spec, Incubate):
             started = (step.result or {}).get("incubation_started_s", self.clock.now())
             self.clock.sleep(max(0.0, started + spec.duration_s - self.clock.now()))
             return {}
         if isinstance(spec, Acquire):
-            return self._acquire(session, ctx, spec)
+            return self._acquire(session, ctx, spec, step.time_point)
         raise TypeError(f"no handler for step kind {step.kind!r}")  # pragma: no cover
 
-    def _acquire(self, session: Session, ctx: RoundContext, spec: Acquire) -> dict[str, Any]:
+    def _acquire(self, session: Session, ctx: RoundContext, spec: Acquire,
+                 time_point: int | None = None) -> dict[str, Any]:
         frames = self.microscope.acquire_well(
             spec.plate, spec.well, spec.channels, spec.fields, spec.exposure_ms
         )
-        path = ctx.image_dir / f"{spec.plate}_{spec.well}.ome.tif"
+        # a time-course plate keeps every time point's images
+        tp = "" if time_point is None else f"_t{time_point:02d}"
+        path = ctx.image_dir / f"{spec.plate}_{spec.well}{tp}.ome.tif"
         meta = write_well_images(path, frames)
         digest = sha256_file(path)
         old = session.exec(
-            select(RawData).where(RawData.round_id == ctx.round_id, RawData.well == spec.well)
+            select(RawData).where(RawData.round_id == ctx.round_id, RawData.well == spec.well,
+                                  RawData.time_point == time_point)
         ).first()
         if old is not None:
             session.delete(old)
         session.add(RawData(round_id=ctx.round_id, plate_id=spec.plate, well=spec.well,
-                            path=str(path), sha256=digest, size_bytes=path.stat().st_size, meta=meta))
+                            path=str(path), sha256=digest, size_bytes=path.stat().st_size, meta=meta,
+                            time_point=time_point))
         self.bus.publish(EventKind.IMAGE_ACQUIRED, {"round_id": ctx.round_id, "well": spec.well})
         return {"path": str(path), "sha256": digest, "frames": len(frames)}
 
@@ -380,7 +391,7 @@ class StepEngine:
                  wells: dict[str, Well]) -> int:
         step = steps[i]
         kind = step.kind
-        if kind == "dispense":
+        if kind in ("dispense", "withdraw"):
             return self._recover_dispense(session, ctx, steps, i, wells)
         if kind == "aspirate":
             self.lh.discard_tip()
@@ -406,12 +417,17 @@ class StepEngine:
         spec = STEP_ADAPTER.validate_python(step.payload)
         before = (step.result or {}).get("volume_before_ul")
         now = self.lh.well_volume_ul(spec.plate, spec.well)
+        sign = -1.0 if step.kind == "withdraw" else 1.0  # a withdrawal lowers the volume
         if before is not None and now is not None:
-            if abs(now - (before + spec.volume_ul)) <= VOLUME_TOL_UL:
-                self._recovered(session, ctx, step, f"dispense confirmed by the handler ({now:.2f} µL)")
+            if abs(now - (before + sign * spec.volume_ul)) <= VOLUME_TOL_UL:
+                self._recovered(session, ctx, step, f"{step.kind} confirmed by the handler ({now:.2f} µL)")
                 self._mark(session, ctx, step, StepStatus.DONE, {"volume_after_ul": now})
                 return i + 1
             if abs(now - before) <= VOLUME_TOL_UL:
+                if step.kind == "withdraw":
+                    self._recovered(session, ctx, step, "withdrawal had not happened; withdrawing")
+                    step.status = StepStatus.PENDING.value
+                    return i
                 self.lh.discard_tip()
                 self._recovered(session, ctx, step, "dispense had not happened; aspirating again")
                 step.status = StepStatus.PENDING.value
@@ -421,9 +437,9 @@ class StepEngine:
                     self._save(session, steps[j], ctx.campaign_id)
                     return j
                 return i
-            reason = f"well holds {now:.2f} µL, neither {before:.2f} nor {before + spec.volume_ul:.2f}"
+            reason = f"well holds {now:.2f} µL, neither {before:.2f} nor {before + sign * spec.volume_ul:.2f}"
         else:
-            reason = "the handler cannot measure the well, so the dispense is uncertain"
+            reason = f"the handler cannot measure the well, so the {step.kind} is uncertain"
         self.lh.discard_tip()
         self._quarantine(session, ctx, wells[spec.well], reason)
         self._mark(session, ctx, step, StepStatus.SKIPPED, {"resolution": f"quarantined: {reason}"})

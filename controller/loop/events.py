@@ -60,6 +60,10 @@ class EventKind(str, Enum):
     PLATE_RERUN = "plate_rerun"
     ANALYSIS_RECORDED = "analysis_recorded"  # a re-analysis wrote a new analysis version
     ANALYSIS_ADOPTED = "analysis_adopted"  # the campaign plans from another analysis version
+    # time-course plates (controller.loop.timecourse)
+    TIME_POINT_ANALYZED = "time_point_analyzed"
+    DECISION_PROPOSED = "decision_proposed"
+    DECISION_APPLIED = "decision_applied"
     # the ledger itself (see controller.ledger.chain and .maintenance)
     CAMPAIGN_REGISTERED = "campaign_registered"
     LEDGER_SEALED = "ledger_sealed"

@@ -59,7 +59,7 @@ def _claim_in(s: Session, campaign_id: int, runner_id: str, lease_s: float) -> i
                    col(Campaign.lease_expires_at).is_(None), col(Campaign.lease_expires_at) < now))
         .values(runner_id=runner_id, lease_expires_at=now + timedelta(seconds=lease_s),
                 lease_generation=Campaign.lease_generation + 1)
-        .returning(Campaign.lease_generation)
+        .returning(col(Campaign.lease_generation))
     )
     row = result.first()
     return None if row is None else int(row[0])
@@ -92,7 +92,7 @@ def take_over(db: Engine, campaign_id: int, dead_runner: str, runner_id: str,
             .where(col(Campaign.id) == campaign_id, col(Campaign.runner_id) == dead_runner)
             .values(runner_id=runner_id, lease_expires_at=utcnow() + timedelta(seconds=lease_s),
                     lease_generation=Campaign.lease_generation + 1)
-            .returning(Campaign.lease_generation)
+            .returning(col(Campaign.lease_generation))
         ).first()
         s.commit()
         return None if row is None else int(row[0])

@@ -31,6 +31,7 @@ from controller.ledger.models import (
     Approval,
     Campaign,
     CampaignStatus,
+    DecisionPoint,
     Proposal,
     ProposalStatus,
     Round,
@@ -87,10 +88,16 @@ def pending_proposals(db: Engine, campaign: str | None = None) -> list[dict[str,
                 Proposal.campaign_id == camp.id, Proposal.status == ProposalStatus.PROPOSED.value
             ).order_by(col(Proposal.id))
         ).all()
+        points = {d.id: d.index for d in s.exec(select(DecisionPoint).where(
+            DecisionPoint.campaign_id == camp.id))}
         return [
             {"id": p.id, "campaign": camp.name, "round": r.index + 1, "plate": r.plate_id,
              "params": p.params, "predicted_mean": p.predicted_mean, "predicted_sd": p.predicted_sd,
-             "acquisition_value": p.acquisition_value, "planner": p.planner, "escalation": p.escalation}
+             "acquisition_value": p.acquisition_value, "planner": p.planner, "escalation": p.escalation,
+             # time-course plates: which decision point and unit (the prediction is the policy's
+             # forecast of the time-course's end)
+             "decision": points.get(p.decision_point_id) if p.decision_point_id else None,
+             "unit": p.unit}
             for p, r in rows
         ]
 

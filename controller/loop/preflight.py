@@ -136,6 +136,23 @@ def check_campaign(spec: CampaignSpec, *, dry_run: bool, plate_parameters: Itera
     if check is not None:
         _typed("planner", lambda: check(spec.space, spec.objectives, spec.outcome_constraints,
                                         plate_parameters=list(plate_parameters)))
+    _check_time_course(spec, parts)
     if _typed("protocol", parts.protocol.capacity) < 1:
         raise CampaignConfigError("protocol.settings", "the plate holds no experiment with these settings")
     return parts
+
+
+def _check_time_course(spec: CampaignSpec, parts: Checked) -> None:
+    """A time-course protocol (decisions between images) needs a planner that decides, and a
+    deciding planner a time-course protocol it was trained for."""
+    time_course = callable(getattr(parts.protocol, "compile_decision", None))
+    decides = callable(getattr(parts.planner, "decide_units", None))
+    if time_course and not decides:
+        raise CampaignConfigError("planner.name", f"protocol {spec.protocol.name!r} doses its plates "
+                                  "decision by decision: it needs a deciding planner (rl)")
+    if decides and not time_course:
+        raise CampaignConfigError("protocol.name", f"planner {spec.planner.name!r} decides inside "
+                                  "time-course plates: use a time-course protocol (adaptive_dosing)")
+    check_protocol = getattr(parts.planner, "check_protocol", None)
+    if time_course and check_protocol is not None:
+        _typed("planner.settings.policy", lambda: check_protocol(spec.protocol.settings))

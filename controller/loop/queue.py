@@ -28,4 +28,5 @@ def queue_campaign(ledger_url: str, spec: CampaignSpec, *, dry_run: bool) -> int
         append_event(s, camp.id, EventKind.CAMPAIGN_CREATED,
                      {"name": spec.name, "dry_run": dry_run, "spec_hash": camp.spec_hash, "queued": True})
         s.commit()
+        assert camp.id is not None  # flushed above
         return camp.id

@@ -38,7 +38,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -235,7 +235,9 @@ def _reanalyse_round(s: Session, spec: CampaignSpec, rnd: Round, name: str, sett
     """Analyse one round's stored images with version ``number``'s analyzer; append its
     measurement rows to ``rows`` (added at the end: nothing is written, and no write lock
     held, while images are analysed); return the round's results."""
-    wells, _quarantined, layout, frames = plate_inputs(s, rnd)
+    # a time-course plate is scored at its end point (its decision points' counts are not redone)
+    end = s.exec(select(func.max(RawData.time_point)).where(RawData.round_id == rnd.id)).one()
+    wells, _quarantined, layout, frames = plate_inputs(s, rnd, end)
     exps = list(s.exec(select(Experiment).where(Experiment.round_id == rnd.id).order_by(col(Experiment.id))))
     base = {"index": rnd.index, "plate": rnd.plate_id}
     try:
@@ -253,7 +255,7 @@ def _reanalyse_round(s: Session, spec: CampaignSpec, rnd: Round, name: str, sett
         for metric, value in _finite(wr.metrics).items():
             rows.append(Measurement(campaign_id=rnd.campaign_id, round_id=rnd.id, well_id=w.id,
                                     experiment_id=w.experiment_id, metric=metric, value=value, flags=list(wr.flags),
-                                    analysis_version=number))
+                                    analysis_version=number, time_point=end))
     failures = [] if result.plate_ok else qc_failures(result)
     out = {}
     for e in exps:
@@ -262,7 +264,7 @@ def _reanalyse_round(s: Session, spec: CampaignSpec, rnd: Round, name: str, sett
         if not r.get("carried"):
             for metric, value in r["outcomes"].items():
                 rows.append(Measurement(campaign_id=rnd.campaign_id, round_id=rnd.id, experiment_id=e.id,
-                                        metric=metric, value=value, analysis_version=number))
+                                        metric=metric, value=value, analysis_version=number, time_point=end))
     held = any(r["status"] == ExperimentStatus.HELD.value for r in out.values())
     return base | {"status": RoundStatus.HELD.value if held else RoundStatus.ANALYZED.value,
                    "z_prime": dict(result.z_prime), "plate_ok": bool(result.plate_ok), "qc_failures": failures,

@@ -52,9 +52,10 @@ def schedule_round(s: Session, spec: CampaignSpec, campaign_id: int, rnd: Round)
 
 
 def compile_round(s: Session, spec: CampaignSpec, protocol: PlateProtocol, campaign_id: int,
-                  rnd: Round) -> int:
+                  rnd: Round, *, time_point: int | None = None) -> int:
     """Compile a round's experiments into its layout, wells and journaled steps; commit.
-    Returns the number of steps."""
+    Returns the number of steps. ``time_point`` 0 marks a time-course plate's first steps
+    (they lead to its baseline images)."""
     camp = s.get(Campaign, campaign_id)
     exps = list(s.exec(select(Experiment).where(Experiment.round_id == rnd.id).order_by(col(Experiment.position))))
     try:
@@ -69,7 +70,7 @@ def compile_round(s: Session, spec: CampaignSpec, protocol: PlateProtocol, campa
                    experiment_id=exp.id if exp else None, replicate=w.replicate))
     for seq, st in enumerate(compiled.steps):
         s.add(Step(round_id=rnd.id, seq=seq, kind=st.type, plate_id=st.plate,
-                   wells=list(st.wells), payload=st.model_dump(mode="json")))
+                   wells=list(st.wells), payload=st.model_dump(mode="json"), time_point=time_point))
     for e in exps:
         e.status = ExperimentStatus.RUNNING.value
         s.add(e)

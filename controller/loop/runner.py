@@ -29,7 +29,6 @@ from controller.ledger.db import open_ledger_engine, resolve_ledger_url
 from controller.ledger.models import (
     Campaign,
     CampaignStatus,
-    Experiment,
     Round,
     RoundStatus,
     Step,
@@ -64,11 +63,11 @@ from controller.loop.proposing import (
     valid_experiments,
 )
 from controller.loop.rounds import compile_round, schedule_round
+from controller.loop.timecourse import Timecourse, is_time_course
 from controller.loop.workcell import PlateView, next_action, step_view, workcell_limits
 from controller.rig.registry import InstrumentConfigError, Instruments, build_instruments
 from controller.spec import CampaignSpec
 from instruments.exceptions import InstrumentError
-from planners import Observation
 
 
 @dataclass
@@ -127,6 +126,7 @@ class CampaignRunner:
         self._last_control_check = 0.0
         self._asked: dict[int, float] = {}  # round id -> when the gate last said "waiting" (monotonic)
         self.limits = workcell_limits(spec)
+        self.tc: Timecourse | None = None  # time-course plates (decisions between images)
 
     # -- checks before anything moves -----------------------------------------------------
 
@@ -152,7 +152,7 @@ class CampaignRunner:
         self.db = open_ledger_engine(self.ledger_url)
         spec = self.spec
         with Session(self.db) as s:
-            self._prior_history(s)  # refuse unknown or mismatched prior campaigns up front
+            prior_history(s, self.spec)  # refuse unknown or mismatched prior campaigns up front
             existing = s.exec(select(Campaign.id).where(Campaign.name == spec.name)).first()
         if existing is not None:
             self._claim(existing)  # before anything is written: one runner per campaign
@@ -270,6 +270,8 @@ class CampaignRunner:
                 unsubscribe()
         engine = StepEngine(self.db, self.instruments.liquid_handler, self.instruments.microscope,
                             clock, self.bus, self.stop, should_stop=self._control_pending)
+        if is_time_course(self.protocol):
+            self.tc = Timecourse(self.db, self.spec, self.protocol, self.planner, self.campaign_id, self.bus)
         try:
             while True:
                 self._check_lease()
@@ -314,8 +316,12 @@ class CampaignRunner:
             engine.start_incubation(self._context(rid))
         elif kind == "end_incubation":
             engine.end_incubation(self._context(rid), action.late_s)
+        elif kind == "analyse" and self.tc is not None:
+            return self._gate_outcome(self.tc.analyse(rid, clock.now()), rid)
         elif kind == "analyse":
             analyze_round(self.db, self.spec, rid, clock.now(), self.bus)
+        elif kind == "decide":
+            return self._gate_outcome(self.tc.decide(rid), rid)
         elif kind == "compile":
             self._compile(self._round(rid))
         elif kind == "approve":
@@ -323,7 +329,7 @@ class CampaignRunner:
         elif kind == "propose":
             if self.stop.is_set():
                 raise PauseRequested("pause requested")
-            self._propose_round()
+            self.tc.propose(self.capacity()) if self.tc else self._propose_round()
         elif kind == "done":
             return self._complete()
         elif kind == "wait":
@@ -429,12 +435,6 @@ class CampaignRunner:
                 s.add(r)
                 s.commit()
 
-    def _history(self, s: Session) -> tuple[list[Observation], list[Experiment]]:
-        return campaign_history(s, self.campaign_id)
-
-    def _prior_history(self, s: Session) -> list[Observation]:
-        return prior_history(s, self.spec)
-
     def _propose_round(self) -> Round:
         with Session(self.db) as s:
             rnd, n = propose_round(s, self.spec, self.planner, self.campaign_id,
@@ -446,19 +446,24 @@ class CampaignRunner:
     def _approve(self, rnd: Round) -> RunResult | None:
         """Pass the round through the approval gate; wait while a person is needed."""
         with Session(self.db) as s:
-            camp = s.get(Campaign, self.campaign_id)
-            r = s.get(Round, rnd.id)
-            outcome = run_gate(s, self.spec, self.protocol, r, camp)
+            outcome = run_gate(s, self.spec, self.protocol, s.get(Round, rnd.id),
+                               s.get(Campaign, self.campaign_id))
             s.commit()
-        for kind, payload in outcome.published:
+        done = self._gate_outcome(outcome, rnd.id)
+        if done is None and not outcome.waiting:
+            self._schedule(rnd)
+        return done
+
+    def _gate_outcome(self, outcome, round_id: int) -> RunResult | None:
+        """Publish a gate's (or a time-course step's) events; pause, or note a person is needed."""
+        for kind, payload in outcome.published or ():
             self.bus.publish(kind, payload)
         if outcome.pause_reason:
             return self._pause(outcome.pause_reason)
-        if outcome.waiting:
-            self._asked[rnd.id] = time.monotonic()  # look again after a poll interval
-            return None
-        self._asked.pop(rnd.id, None)
-        self._schedule(rnd)
+        if getattr(outcome, "waiting", False):
+            self._asked[round_id] = time.monotonic()  # look again after a poll interval
+        else:
+            self._asked.pop(round_id, None)
         return None
 
     def _schedule(self, rnd: Round) -> None:
@@ -469,7 +474,8 @@ class CampaignRunner:
 
     def _compile(self, rnd: Round) -> None:
         with Session(self.db) as s:
-            n_steps = compile_round(s, self.spec, self.protocol, self.campaign_id, rnd)
+            n_steps = compile_round(s, self.spec, self.protocol, self.campaign_id, rnd,
+                                    time_point=0 if self.tc else None)
         self.bus.publish(EventKind.ROUND_COMPILED, {"round": rnd.index + 1, "steps": n_steps,
                                                     "plate": rnd.plate_id})
 
@@ -499,7 +505,7 @@ class CampaignRunner:
             camp = s.get(Campaign, self.campaign_id) if self.campaign_id else s.exec(
                 select(Campaign).where(Campaign.name == self.spec.name)).one()
             n_rounds = s.exec(select(func.count()).select_from(Round).where(Round.campaign_id == camp.id)).one()
-            history, _ = self._history(s)
+            history, _ = campaign_history(s, camp.id)
             schedule = campaign_schedule(s, camp)
         best: dict[str, Any] = {}
         obj = self.spec.objectives[0]

@@ -14,7 +14,8 @@ scheduling on the injected clock, in this order of urgency:
 1. image a plate whose incubation has ended (reads are time-critical);
 2. take a plate out of the incubator when its time is up (a read later than
    ``read_tolerance_h`` is recorded as late, with its lateness);
-3. analyse a plate whose steps are all done;
+3. analyse a plate whose steps are all done (a time-course plate: its latest images);
+   decide the next action of a time-course plate that was analysed (``deciding``);
 4. put a freshly pipetted plate into the incubator;
 5. continue pipetting a plate already started;
 6. start pipetting a compiled plate, if an incubator slot will be free for it;
@@ -40,6 +41,7 @@ RESOURCE_OF_STEP = {
     "aspirate": "liquid_handler",
     "dispense": "liquid_handler",
     "mix": "liquid_handler",
+    "withdraw": "liquid_handler",
     "incubate": "incubator",
     "acquire": "microscope",
 }
@@ -49,6 +51,7 @@ class Place(str, Enum):
     """Where a plate is, as operators see it."""
 
     WAITING_FOR_APPROVAL = "waiting for approval"
+    DECIDING = "waiting for a decision"
     APPROVED = "approved"
     COMPILED = "ready to pipette"
     DISPENSING = "dispensing"
@@ -113,6 +116,8 @@ class PlateView:
             return Place.APPROVED
         if self.status == "analyzed":
             return Place.ANALYSED
+        if self.status == "deciding":
+            return Place.DECIDING
         st = self.next_step()
         if st is None:
             return Place.ANALYSING
@@ -137,7 +142,7 @@ class WorkcellLimits:
 class Action:
     """What the runner does next.
 
-    ``kind``: ``image`` | ``end_incubation`` | ``analyse`` | ``start_incubation`` | ``dispense`` |
+    ``kind``: ``image`` | ``end_incubation`` | ``analyse`` | ``decide`` | ``start_incubation`` | ``dispense`` |
     ``compile`` | ``approve`` | ``propose`` | ``wait`` | ``poll`` | ``done``.
     ``round_id`` names the plate; ``until_s`` is the clock time a ``wait`` lasts to;
     ``late_s`` is how late an ``end_incubation`` is beyond the tolerance (0 if on time).
@@ -191,6 +196,9 @@ def next_action(
     for p in in_steps:  # 3. plates ready to analyse
         if p.next_step() is None:
             return Action("analyse", p.round_id)
+    for p in plates:  # 3b. a time-course plate's next decision (through the gate)
+        if p.status == "deciding" and not p.waiting_for_person:
+            return Action("decide", p.round_id)
     occupied = sum(p.in_incubator() for p in in_steps)
     for p in in_steps:  # 4. a pipetted plate goes into the incubator
         st = p.next_step()
@@ -212,7 +220,7 @@ def next_action(
     for p in plates:
         if p.status == "proposed" and not p.waiting_for_person:
             return Action("approve", p.round_id)
-    waiting = [p for p in plates if p.status == "proposed"]
+    waiting = [p for p in plates if p.status in ("proposed", "deciding")]
     if can_propose and not waiting and len(plates) < limits.max_plates_in_flight:  # 8.
         return Action("propose")
     if not plates:

@@ -110,6 +110,14 @@ def load(db: Engine, ledger_url: str, campaign: str | None) -> ReportData:
                              .order_by(col(Event.id))))
         spec = CampaignSpec.model_validate(camp.spec)
         versions = analysis_versions(s, camp)
+    # time-course plates: the plate-level sections read the end point (the time-course section
+    # reads every time point itself)
+    last: dict[int, int] = {}
+    for r in raw:
+        if r.time_point is not None:
+            last[r.round_id] = max(last.get(r.round_id, 0), r.time_point)
+    raw = [r for r in raw if r.time_point == last.get(r.round_id)]
+    meas = [m for m in meas if m.time_point == last.get(m.round_id)]
     return ReportData(camp, spec, rounds, exps, wells, meas, props, raw, events, db, versions)
 
 

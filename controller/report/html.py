@@ -37,6 +37,7 @@ from controller.report.headline import best_and_worst, headline_section  # noqa:
 from controller.report.qc import qc_section  # noqa: E402
 from controller.report.synergy import synergy_section  # noqa: E402
 from controller.report.thumbs import thumbs_section  # noqa: E402
+from controller.report.timecourse import timecourse_section  # noqa: E402
 from controller.report.timeline import timeline_figure  # noqa: E402
 from controller.spec import CampaignSpec  # noqa: E402
 from planners import Observation  # noqa: E402
@@ -49,7 +50,8 @@ CSS = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 1em}"
        "figure{margin:0;width:140px;font-size:10px}img.thumb{width:128px;height:128px;image-rendering:pixelated}"
        "nav a{margin-right:1em}img{max-width:100%}")
 NAV = ("<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in (
-    ("convergence", "convergence"), ("dose", "dose-response"), ("synergy", "synergy"),
+    ("timecourse", "time-courses"), ("convergence", "convergence"), ("dose", "dose-response"),
+    ("synergy", "synergy"),
     ("calibration", "predicted vs measured"), ("images", "well images"), ("qc", "plate QC"),
     ("plates", "plate maps"), ("tables", "tables"))) + "</nav>")
 
@@ -117,6 +119,7 @@ def write_report(ledger_url: str, campaign: str | None, out: str | Path) -> Path
 
         assay = get_assay(spec.simulation.assay)
     sections += headline_section(data, assay)
+    sections += ['<a id="timecourse"></a>', *timecourse_section(data, out)]
     sections += _convergence_section(spec, measured, assay, out)
     if len(spec.objectives) >= 2:
         sections += _pareto_section(spec, measured, out)

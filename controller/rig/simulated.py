@@ -19,15 +19,23 @@ from instruments.interfaces import LiquidHandler, Microscope
 def simulated_lab(ctx: BuildContext):
     """The virtual lab of this run (created on first use, persisted under ``data_dir``)."""
     if "lab" not in ctx.shared:
+        from protocols import protocol_class
         from simulators.biology import VirtualBiology
         from simulators.world import SimulatedLab
 
         sim = ctx.spec.simulation
         psettings = ctx.spec.protocol.settings
         ctx.data_dir.mkdir(parents=True, exist_ok=True)
-        ctx.shared["lab"] = SimulatedLab(
+        lab_class, extra = SimulatedLab, {}
+        if callable(getattr(protocol_class(ctx.spec.protocol.name), "compile_decision", None)):
+            # time-course plates: wells live through doses, decay and exchanges, one lot per plate
+            from simulators.timecourse_lab import TimecourseLab
+
+            lab_class, extra = TimecourseLab, {"culture_seed": sim.seed}
+        ctx.shared["lab"] = lab_class(
             ctx.data_dir / "sim_lab.json",
             VirtualBiology(seed=sim.seed, failure_rate=sim.failed_well_rate),
+            **extra,
             plate_type=str(psettings.get("plate_type", "96")),
             seeded_volume_ul=float(psettings.get("seeded_volume_ul", 150.0)),
             seeded_cells=(sim.seeded_cells_per_line, sim.seeded_cells_per_line),
@@ -37,7 +45,7 @@ def simulated_lab(ctx: BuildContext):
 
 def _check_options(role: str, cls: type, settings: dict[str, Any], fixed: set[str]) -> None:
     """Settings must be keyword options of the simulator's constructor, numbers finite."""
-    params = inspect.signature(cls.__init__).parameters
+    params = inspect.signature(cls).parameters
     known = {n for n, p in params.items() if p.kind is p.KEYWORD_ONLY} - fixed
     unknown = sorted(set(settings) - known)
     if unknown:

@@ -128,6 +128,8 @@ def test_segmentation_params_scale_with_nucleus_size() -> None:
     from analyzers.nuclei import segmentation_params
 
     big, small = segmentation_params(10.0), segmentation_params(4.0)
-    assert (big["min_area_px"], big["max_area_px"], big["min_peak_distance_px"]) == (16, 628, 2)
+    # from 6 px the seeded watershed (min area 0.15 of a nucleus), below it the LoG seeds
+    assert (big["min_area_px"], big["max_area_px"], big["min_peak_distance_px"]) == (12, 628, 2)
+    assert big["seeded_diameter_px"] == 10.0 and small["seeded_diameter_px"] == 0.0
     assert big["log_sigma_px"] == 0.0 and small["log_sigma_px"] > 0
     assert small["min_area_px"] < big["min_area_px"] and small["background_block_px"] == 16
