@@ -11,11 +11,12 @@
 | :mod:`controller.cli.pump` | ``pump init|valve|aspirate|dispense|status`` |
 | :mod:`controller.cli.console` | ``serve``, ``users ...`` |
 | :mod:`controller.cli.ledger` | ``ledger mask-secrets`` |
+| :mod:`controller.cli.reanalyze` | ``reanalyze``, ``analysis list|use`` (analysis versions) |
 | :mod:`controller.cli.analyze` | ``analyze`` (count nuclei in image files) |
 
 Mistakes in a campaign file or a device fault are reported in a paragraph, never a traceback.
 Exit codes: 0 done, 2 bad input (or refused: no account on a shared ledger), 3 campaign paused
-(fault or signal), 4 ``verify`` found tampering, 5 someone else decided the proposal first,
+(fault or signal), 4 ``verify`` found tampering (or ``reanalyze`` an altered image), 5 someone else decided the proposal first,
 6 ``verify`` could not check every seal (a key this machine lacks), 1 unexpected error.
 """
 
@@ -32,6 +33,7 @@ from controller.cli import (
     operator,
     plates,
     pump,
+    reanalyze,
     schedule,
     worker,
 )
@@ -49,6 +51,7 @@ devices.register(app)
 pump.register(app)
 console.register(app)
 ledger.register(app)
+reanalyze.register(app)
 analyze.register(app)
 
 

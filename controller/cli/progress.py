@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -111,16 +112,32 @@ def print_status(console: Console, data: Any, detailed: bool) -> None:
         if data.get("pause_reason"):
             console.print(f"[yellow]paused:[/] {data['pause_reason']}")
         r = Table(title=f"plates of {data['name']}")
-        for col_name in ("round", "plate", "where", "experiments", "Z'", "quarantined wells"):
+        for col_name in ("round", "plate", "where", "experiments", "Z'", "quarantined wells", "analysis"):
             r.add_column(col_name)
         for rd in data["round_details"]:
             z = (rd["z_prime"] or {}).get("tumour_count")
+            version = rd.get("analysis_version")
             r.add_row(str(rd["index"] + 1), rd["plate"], _where(rd, data), str(rd["experiments"]),
-                      f"{z:.2f}" if z is not None else "-", ", ".join(rd["quarantined_wells"]) or "-")
+                      f"{z:.2f}" if z is not None else "-", ", ".join(rd["quarantined_wells"]) or "-",
+                      f"v{version}" if version else "-")
         console.print(r)
+        _print_versions(console, data)
         for rd in data["round_details"]:
             if rd.get("decisions"):
                 console.print(decisions_table(rd))
+
+
+def _print_versions(console: Console, data: dict[str, Any]) -> None:
+    """One line per analysis version; the adopted one (the planner learns from it) starred."""
+    versions = data.get("analysis_versions") or []
+    if len(versions) < 2:
+        return
+    for v in versions:
+        code = v.get("code_version") or {}
+        console.print(f"{'*' if v['adopted'] else ' '} analysis v{v['number']}: {v['analyzer']} "
+                      f"{json.dumps(v['settings'])} (code {code.get('package') or '?'} "
+                      f"{(code.get('commit') or '')[:10]}; by {v['created_by']}; rounds {v['rounds']})",
+                      highlight=False, soft_wrap=True)
 
 
 def decisions_table(rd: dict[str, Any]) -> Table:

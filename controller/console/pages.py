@@ -16,7 +16,12 @@ from controller.console import images, views
 from controller.console.app import api_user, page_user, render
 from controller.console.auth import CurrentUser
 from controller.ledger.models import Campaign, RawData, Round
-from controller.ledger.queries import _summary, failed_plates, waiting_for_approval
+from controller.ledger.queries import (
+    _summary,
+    analysis_versions,
+    failed_plates,
+    waiting_for_approval,
+)
 
 router = APIRouter()
 PageUser = Annotated[CurrentUser, Depends(page_user)]
@@ -52,6 +57,7 @@ def campaign_context(request: Request, name: str) -> dict[str, Any]:
             "measured": len(views.measured_experiments(s, camp)),
             "waiting": waiting_for_approval(s, camp),
             "failed_plates": failed_plates(s, camp),
+            "analysis": analysis_versions(s, camp),
         }
     ctx["proposals"] = views.proposals_view(db, camp)
     ctx.setdefault("edit_errors", {})

@@ -16,6 +16,10 @@ this module's own table definitions, so the digest written at commit time and th
 recomputed by ``verify`` (or by a migration) see the same values. Columns added later are not
 covered until a new binding version lists them. Times are not covered (databases round-trip
 them differently); everything that steers an experiment or an analysis is.
+
+Binding versions: 1 (up to migration 0005); 2 adds the analysis version of rounds and
+measurements (migration 0006). A bound round records its version (``"v"``) and is checked
+against that version's columns, so rounds bound before 0006 still verify.
 """
 
 from __future__ import annotations
@@ -28,13 +32,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-BINDING_VERSION = 1
+BINDING_VERSION = 2
 
 _META = sa.MetaData()
+_META_V2 = sa.MetaData()
 
 
-def _table(name: str, *cols: tuple[str, Any]) -> sa.Table:
-    return sa.Table(name, _META, *(sa.Column(c, t) for c, t in cols))
+def _table(name: str, *cols: tuple[str, Any], meta: sa.MetaData = _META) -> sa.Table:
+    return sa.Table(name, meta, *(sa.Column(c, t) for c, t in cols))
 
 
 INT, STR, FLT, JSN, BOOL = sa.Integer, sa.String, sa.Float, sa.JSON, sa.Boolean
@@ -59,7 +64,16 @@ TABLES: dict[str, sa.Table] = {t.name: t for t in (
            ("sha256", STR), ("size_bytes", INT), ("meta", JSN)),
     _table("measurement", ("id", INT), ("campaign_id", INT), ("round_id", INT), ("well_id", INT),
            ("experiment_id", INT), ("metric", STR), ("value", FLT), ("flags", JSN)),
+    _table("analysisversion", ("id", INT), ("campaign_id", INT), ("number", INT), ("analyzer", STR),
+           ("settings", JSN), ("code_version", JSN), ("results", JSN), ("created_by", STR), ("note", STR)),
 )}
+
+#: version 2 adds each round's and measurement's analysis version (migration 0006)
+TABLES_V2: dict[str, sa.Table] = {**TABLES, **{name: _table(
+    name, *((c.name, type(c.type)) for c in TABLES[name].columns), ("analysis_version", INT), meta=_META_V2)
+    for name in ("round", "measurement")}}
+
+TABLES_BY_VERSION = {1: TABLES, 2: TABLES_V2}
 
 BOUND_COLUMNS = {name: [c.name for c in t.columns] for name, t in TABLES.items()}
 
@@ -71,14 +85,15 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def row_digest(table: str, row: dict[str, Any]) -> str:
-    """SHA-256 of one row's bound columns."""
-    body = {c: row.get(c) for c in BOUND_COLUMNS[table]}
-    return hashlib.sha256(canonical([table, BINDING_VERSION, body]).encode()).hexdigest()
+def row_digest(table: str, row: dict[str, Any], v: int = 1) -> str:
+    """SHA-256 of one row's columns bound in binding version ``v`` (rows bound one by one, such
+    as proposals, use version 1: their columns have not changed)."""
+    body = {c.name: row.get(c.name) for c in TABLES_BY_VERSION[v][table].columns}
+    return hashlib.sha256(canonical([table, v, body]).encode()).hexdigest()
 
 
-def _rows(conn: Connection, table: str, where) -> list[dict[str, Any]]:
-    t = TABLES[table]
+def _rows(conn: Connection, table: str, where, v: int = 1) -> list[dict[str, Any]]:
+    t = TABLES_BY_VERSION[v][table]
     return [dict(r._mapping) for r in conn.execute(sa.select(t).where(where(t)).order_by(t.c.id))]
 
 
@@ -111,24 +126,29 @@ def _round_filter(table: str, round_id: int):
     return (lambda t: t.c.id == round_id) if table == "round" else (lambda t: t.c.round_id == round_id)
 
 
-def table_digest(table: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def table_digest(table: str, rows: list[dict[str, Any]], v: int = 1) -> dict[str, Any]:
     h = hashlib.sha256()
     for r in rows:
-        h.update(row_digest(table, r).encode())
+        h.update(row_digest(table, r, v).encode())
     return {"n": len(rows), "digest": h.hexdigest()}
 
 
-def bind_round(conn: Connection, round_id: int) -> dict[str, Any]:
-    """Digests of everything round ``round_id`` produced, per table (count and digest)."""
-    return {"round_id": round_id, "v": BINDING_VERSION,
-            "tables": {t: table_digest(t, _rows(conn, t, _round_filter(t, round_id))) for t in ROUND_TABLES}}
+def bind_round(conn: Connection, round_id: int, v: int = BINDING_VERSION) -> dict[str, Any]:
+    """Digests of everything round ``round_id`` produced, per table (count and digest).
+
+    Args:
+        v: binding version; 1 only for a schema older than migration 0006 (inside migrations).
+    """
+    return {"round_id": round_id, "v": v,
+            "tables": {t: table_digest(t, _rows(conn, t, _round_filter(t, round_id), v), v) for t in ROUND_TABLES}}
 
 
 def check_round(conn: Connection, bound: dict[str, Any]) -> list[str]:
     """What differs between a round's tables now and the digests ``bound`` recorded."""
     problems = []
+    v = int(bound.get("v", 1))
     for table, want in bound["tables"].items():
-        now = table_digest(table, _rows(conn, table, _round_filter(table, bound["round_id"])))
+        now = table_digest(table, _rows(conn, table, _round_filter(table, bound["round_id"]), v), v)
         if now == want:
             continue
         if now["n"] != want["n"]:
@@ -148,6 +168,11 @@ def campaign_rows(conn: Connection, campaign_id: int) -> dict[str, dict[int, dic
         for r in conn.execute(sa.select(ap).where(ap.c.proposal_id.in_(chunk))):
             approvals[r.id] = dict(r._mapping)
     return {"proposal": props, "approval": approvals}
+
+
+def analysis_rows(conn: Connection, campaign_id: int) -> dict[int, dict[str, Any]]:
+    """The campaign's analysis versions (bound one by one; schema 0006 and later)."""
+    return {r["id"]: r for r in _rows(conn, "analysisversion", lambda t: t.c.campaign_id == campaign_id)}
 
 
 def round_ids(conn: Connection, campaign_id: int) -> list[int]:

@@ -88,17 +88,18 @@ def event_digest(prev_hash: str, campaign_id: int | None, kind: str, actor: str,
 class _Pending:
     event: Event
     bind: list[Any] = field(default_factory=list)
-    bind_round: int | None = None
+    bind_round: int | list[int] | None = None
 
 
 def append(session: OrmSession, campaign_id: int | None, kind: str, payload: dict[str, Any] | None = None, *,
            actor: str = "system", clock_s: float | None = None, bind: list[Any] | tuple = (),
-           bind_round: int | None = None) -> Event:
+           bind_round: int | list[int] | None = None) -> Event:
     """Queue an event on ``session``; it is chained, sealed and inserted when the session commits.
 
     Args:
         bind: ORM rows (proposal, approval, ...) whose digests the event carries.
-        bind_round: a round whose tables' digests the event carries.
+        bind_round: a round whose tables' digests the event carries (a list: several rounds,
+            carried as ``bind_rounds``).
     """
     payload = mask_secrets(json.loads(json.dumps(payload or {}, default=str)))
     ev = Event(campaign_id=campaign_id, kind=kind, actor=actor, payload=payload, clock_s=clock_s,
@@ -174,7 +175,9 @@ def _seal(conn: Connection, key: LedgerKey, item: _Pending, seq: int, prev: str)
     extra: dict[str, Any] = {}
     if item.bind:
         extra["bind"] = bind_rows(conn, [(type(r).__tablename__, r.id) for r in item.bind])
-    if item.bind_round is not None:
+    if isinstance(item.bind_round, list):
+        extra["bind_rounds"] = [bind_round(conn, r) for r in item.bind_round]
+    elif item.bind_round is not None:
         extra["bind_round"] = bind_round(conn, item.bind_round)
     if extra:
         ev.payload = {**ev.payload, **extra}

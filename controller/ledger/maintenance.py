@@ -119,7 +119,9 @@ def _bindings(conn: Connection, k: int) -> dict[str, Any]:
         return {}
     rows = campaign_rows(conn, k)
     refs = [(t, rid) for t in ("proposal", "approval") for rid in rows[t]]
-    return {"bind": bind_rows(conn, refs), "bind_rounds": [bind_round(conn, r) for r in round_ids(conn, k)]}
+    # binding version 1: seal_ledger runs inside migration 0004, before 0006 added analysis versions
+    return {"bind": bind_rows(conn, refs),
+            "bind_rounds": [bind_round(conn, r, v=1) for r in round_ids(conn, k)]}
 
 
 def seal_ledger(conn: Connection, key: LedgerKey) -> str:

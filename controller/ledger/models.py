@@ -93,6 +93,9 @@ class Campaign(SQLModel, table=True):
     runner_id: str | None = Field(default=None, description="the runner process holding the lease")
     lease_expires_at: datetime | None = Field(default=None, description="the lease's end, UTC")
     lease_generation: int = Field(default=0, description="incremented at every claim (fencing)")
+    analysis_version: int = Field(
+        default=1, description="the analysis version the planner learns from (1: the original analysis)"
+    )
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -113,6 +116,7 @@ class Round(SQLModel, table=True):
     awaiting_approval_since: datetime | None = Field(
         default=None, description="wall time the gate started waiting for a person"
     )
+    analysis_version: int = Field(default=1, description="the analysis version its outcomes come from")
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -218,6 +222,28 @@ class Measurement(SQLModel, table=True):
     value: float | None = None
     flags: list[str] = Field(default_factory=list, sa_type=JSON)
     time_point: int | None = Field(default=None, description="time-course plates: imaging time point")
+    analysis_version: int = Field(default=1, index=True, description="the analysis version that computed it")
+
+
+class AnalysisVersion(SQLModel, table=True):
+    """One analysis of a campaign's raw images: which analyzer, with which settings, by which
+    code (see :mod:`controller.loop.reanalysis`). Version 1 is the original analysis; its row is
+    written when a campaign is first re-analysed. ``results`` holds, per round id, what this
+    version gives each experiment (status, outcomes, replicates, details) and the plate (Z',
+    QC): adopting the version copies it onto the experiment and round rows."""
+
+    __table_args__ = (UniqueConstraint("campaign_id", "number"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaign.id", index=True)
+    number: int
+    analyzer: str
+    settings: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    code_version: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    results: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    created_at: datetime = Field(default_factory=utcnow)
+    created_by: str = "system"
+    note: str | None = None
 
 
 class DecisionPointStatus(str, Enum):

@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 
 from controller.ledger.db import open_ledger_engine
 from controller.ledger.models import (
+    AnalysisVersion,
     Campaign,
     DecisionPoint,
     Experiment,
@@ -41,7 +42,8 @@ def _best(s: Session, camp: Campaign) -> dict[str, Any] | None:
     if not exps:
         return None
     b = max(exps, key=lambda e: sign * e.outcomes[metric])
-    return {"metric": metric, "value": b.outcomes[metric], "params": b.params, "experiment_id": b.id}
+    return {"metric": metric, "value": b.outcomes[metric], "params": b.params, "experiment_id": b.id,
+            "analysis_version": camp.analysis_version}
 
 
 def _as_utc(t: datetime) -> datetime:
@@ -93,6 +95,7 @@ def _summary(s: Session, camp: Campaign) -> dict[str, Any]:
         "clock_h": round((camp.clock_s - camp.started_clock_s) / 3600, 2),
         "started_clock_s": camp.started_clock_s,
         "pause_reason": camp.pause_reason,
+        "analysis_version": camp.analysis_version,
         "best": _best(s, camp),
         "updated_at": camp.updated_at,
         "waiting_for_approval": waiting_for_approval(s, camp),
@@ -125,12 +128,55 @@ def campaign_status(url: str, name: str | None) -> dict[str, Any] | None:
             steps = list(s.exec(select(Step).where(Step.round_id == r.id).order_by(col(Step.seq))))
             rounds.append({"index": r.index, "plate": r.plate_id, "status": r.status, "experiments": n,
                            "z_prime": r.z_prime, "plate_ok": r.plate_ok, "quarantined_wells": list(q),
+                           "analysis_version": r.analysis_version if r.status in _ANALYSED else None,
                            **plate_place(r, steps, camp.clock_s), "decisions": decision_points(s, r.id)})
         timeline = campaign_timeline(s, camp)
         data["round_details"] = rounds
+        data["analysis_versions"] = analysis_versions(s, camp, outcomes=True)
         data["timeline"] = timeline
         data["schedule"] = schedule_summary(timeline, now_h=_hours(camp.clock_s, camp))
         return data
+
+
+_ANALYSED = (RoundStatus.ANALYZED.value, RoundStatus.HELD.value)
+
+
+def analysis_versions(s: Session, camp: Campaign, *, outcomes: bool = False) -> list[dict[str, Any]]:
+    """The campaign's analysis versions, oldest first: analyzer, settings, code version, who,
+    when, note, whether the planner learns from it (``adopted``), the rounds (1-based) it
+    covers, and with ``outcomes`` what it gives each experiment (status and outcomes, by id).
+
+    The adopted version is read from the experiment and round rows (it also covers rounds
+    analysed since it was adopted); the others from their recorded results."""
+    rows = list(s.exec(select(AnalysisVersion).where(AnalysisVersion.campaign_id == camp.id)
+                       .order_by(col(AnalysisVersion.number))))
+    if not any(r.number == camp.analysis_version for r in rows):  # never re-analysed
+        spec = camp.spec.get("analyzer") or {}
+        rows.append(AnalysisVersion(campaign_id=camp.id, number=camp.analysis_version, created_by="system",
+                                    analyzer=spec.get("name", "nuclei_coculture"), settings=spec.get("settings", {}),
+                                    code_version={}, note="the original analysis", created_at=camp.created_at))
+    out = []
+    for r in rows:
+        adopted = r.number == camp.analysis_version
+        results = _live_results(s, camp) if adopted else (r.results or {})
+        v: dict[str, Any] = {
+            "number": r.number, "adopted": adopted, "analyzer": r.analyzer, "settings": r.settings,
+            "code_version": r.code_version or None, "created_at": r.created_at, "created_by": r.created_by,
+            "note": r.note, "rounds": sorted(rr["index"] + 1 for rr in results.values())}
+        if outcomes:
+            v["experiments"] = {eid: {"status": er["status"], "outcomes": er["outcomes"]}
+                                for rr in results.values() for eid, er in rr["experiments"].items()}
+        out.append(v)
+    return out
+
+
+def _live_results(s: Session, camp: Campaign) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for r in s.exec(select(Round).where(Round.campaign_id == camp.id, col(Round.status).in_(_ANALYSED))):
+        exps = s.exec(select(Experiment).where(Experiment.round_id == r.id))
+        out[str(r.id)] = {"index": r.index, "experiments": {
+            str(e.id): {"status": e.status, "outcomes": e.outcomes} for e in exps}}
+    return out
 
 
 def campaign_timeline(s: Session, camp: Campaign) -> list[dict[str, Any]]:

@@ -12,9 +12,11 @@ For each chain (each campaign's, and the ledger-wide one of accounts and logins)
    chain is at least that long (deleted newest events, a truncated or emptied log);
 4. **bindings**: proposals and approvals must match the digests their latest events carry; each
    finished round's rows (round, experiments with their outcomes, wells, step journal, raw
-   data, measurements) must match the digests of its ``round_analyzed`` event, and each image
-   file must still have its recorded SHA-256; a campaign the ledger-wide chain registered must
-   still exist.
+   data, measurements) must match the digests of its ``round_analyzed`` event (or of a later
+   event that changed it: a plate decision, a re-analysis), and each image file must still have
+   its recorded SHA-256; analysis versions must match the digests of the events that wrote them,
+   and the version the campaign plans from must be the one its latest ``analysis_adopted``
+   event named; a campaign the ledger-wide chain registered must still exist.
 
 What this does not prove, and cannot: that a person holding both the ledger key and write
 access to every anchor file did not rewrite everything consistently; that the newest events
@@ -34,7 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
 from controller.ledger import anchor
-from controller.ledger.binding import TABLES, campaign_rows, check_round, row_digest
+from controller.ledger.binding import TABLES, analysis_rows, campaign_rows, check_round, row_digest
 from controller.ledger.chain import (
     CAMPAIGN,
     GENESIS,
@@ -162,7 +164,8 @@ def check_bindings(conn: Connection, rep: ChainReport, campaign_id: int, events:
             latest[ref] = (digest, ev)
         for bound in [ev.payload["bind_round"]] if "bind_round" in ev.payload else ev.payload.get("bind_rounds", []):
             rounds[bound["round_id"]] = (bound, ev)
-    rows = campaign_rows(conn, campaign_id)
+    rows = campaign_rows(conn, campaign_id) | {"analysisversion": analysis_rows(conn, campaign_id)}
+    _check_adopted(conn, rep, campaign_id, events)
     for table, by_id in rows.items():
         for rid, row in by_id.items():
             ref = f"{table}:{rid}"
@@ -181,6 +184,16 @@ def check_bindings(conn: Connection, rep: ChainReport, campaign_id: int, events:
     n_files = _check_files(conn, rep, list(rounds)) if check_files else 0
     rep.checked.append(f"{sum(len(v) for v in rows.values())} proposals and approvals, {len(rounds)} rounds' "
                        f"tables, {n_files} image files")
+
+
+def _check_adopted(conn: Connection, rep: ChainReport, campaign_id: int, events: list[Any]) -> None:
+    """The analysis version the planner learns from is the one the log last adopted."""
+    adopted = [ev for ev in events if ev.kind == "analysis_adopted"]
+    want = int(adopted[-1].payload["version"]) if adopted else 1
+    now = conn.execute(sa.text("SELECT analysis_version FROM campaign WHERE id = :i"), {"i": campaign_id}).scalar()
+    if now is not None and int(now) != want:
+        rep.problems.append(f"the campaign plans from analysis version {now}, but the log last adopted "
+                            f"version {want}" + (f" (event {adopted[-1].id})" if adopted else ""))
 
 
 def _check_files(conn: Connection, rep: ChainReport, round_ids: list[int]) -> int:

@@ -58,6 +58,8 @@ class EventKind(str, Enum):
     PLATE_ACCEPTED = "plate_accepted"
     PLATE_EXCLUDED = "plate_excluded"
     PLATE_RERUN = "plate_rerun"
+    ANALYSIS_RECORDED = "analysis_recorded"  # a re-analysis wrote a new analysis version
+    ANALYSIS_ADOPTED = "analysis_adopted"  # the campaign plans from another analysis version
     # time-course plates (controller.loop.timecourse)
     TIME_POINT_ANALYZED = "time_point_analyzed"
     DECISION_PROPOSED = "decision_proposed"
@@ -112,14 +114,15 @@ def append_event(
     actor: str = "system",
     clock_s: float | None = None,
     bind: list[Any] | tuple = (),
-    bind_round: int | None = None,
+    bind_round: int | list[int] | None = None,
 ) -> Event:
     """Add an event to ``session``'s transaction: it is chained, sealed and inserted when the
     session commits (see :mod:`controller.ledger.chain`); credentials in ``payload`` are masked.
 
     Args:
         bind: rows (proposal, approval) whose digests the event carries, as they are at commit.
-        bind_round: a round whose tables' digests the event carries (when it is finished).
+        bind_round: a round whose tables' digests the event carries (when it is finished); a
+            list of rounds for an event that changes several (a re-analysis).
     """
     return chain.append(session, campaign_id, kind.value, payload, actor=actor, clock_s=clock_s,
                         bind=bind, bind_round=bind_round)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
-from controller.ledger.models import Campaign
+from controller.ledger.models import AnalysisVersion, Campaign
 from controller.ledger.secrets import mask_secrets
 from controller.loop.events import EventKind, append_event
 from controller.loop.exceptions import CampaignError
@@ -28,6 +28,11 @@ def amend_campaign(s: Session, camp: Campaign, spec: CampaignSpec, *, allowed: b
     if fixed:
         raise CampaignError(f"campaign {spec.name!r}: {fixed} cannot change once a campaign has "
                             "started (its history would not mean the same); start a new campaign")
+    versioned = s.exec(select(AnalysisVersion.id).where(AnalysisVersion.campaign_id == camp.id)).first()
+    if versioned is not None and any(c.split(".")[0] == "analyzer" for c in changes):
+        # the planner learns from an analysis version, not from the file's analyzer any more
+        raise CampaignError(f"campaign {spec.name!r} has analysis versions: change its analysis with "
+                            f"cellpilot reanalyze --campaign {spec.name} --settings FILE --adopt, not in the file")
     append_event(s, camp.id, EventKind.CAMPAIGN_AMENDED,
                  {"changed": changes[:50], "old_spec_hash": camp.spec_hash,
                   "new_spec_hash": spec.spec_hash(), "old": {c: _at(camp.spec, c) for c in changes[:50]}},

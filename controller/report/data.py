@@ -30,7 +30,7 @@ from controller.ledger.models import (  # noqa: E402
     Round,
     Well,
 )
-from controller.ledger.queries import find_campaign  # noqa: E402
+from controller.ledger.queries import analysis_versions, find_campaign  # noqa: E402
 from controller.ledger.secrets import mask_url  # noqa: E402
 from controller.spec import CampaignSpec  # noqa: E402
 
@@ -47,11 +47,12 @@ class ReportData:
     rounds: list[Round]
     experiments: list[Experiment]
     wells: dict[int, list[Well]]  # round id -> wells
-    well_measurements: list[Measurement]  # per-well rows (well_id set)
+    well_measurements: list[Measurement]  # per-well rows (well_id set) of each round's analysis version
     proposals: dict[int, Proposal]
     raw: list[RawData]
     events: list[Event]
     db: Engine
+    analysis_versions: list[dict[str, Any]] = field(default_factory=list)  # queries.analysis_versions
     round_by_id: dict[int, Round] = field(init=False)
     well_by_id: dict[int, Well] = field(init=False)
 
@@ -99,13 +100,16 @@ def load(db: Engine, ledger_url: str, campaign: str | None) -> ReportData:
         wells: dict[int, list[Well]] = {r.id: [] for r in rounds if r.id is not None}
         for w in s.exec(select(Well).where(col(Well.round_id).in_(ids))):
             wells[w.round_id].append(w)
-        meas = list(s.exec(select(Measurement).where(Measurement.campaign_id == camp.id,
-                                                     col(Measurement.well_id).is_not(None))))
+        version = {r.id: r.analysis_version for r in rounds}  # other versions' rows are not shown
+        meas = [m for m in s.exec(select(Measurement).where(Measurement.campaign_id == camp.id,
+                                                            col(Measurement.well_id).is_not(None)))
+                if m.analysis_version == version.get(m.round_id)]
         props = {p.id: p for p in s.exec(select(Proposal).where(Proposal.campaign_id == camp.id))}
         raw = list(s.exec(select(RawData).where(col(RawData.round_id).in_(ids))))
         events = list(s.exec(select(Event).where(Event.campaign_id == camp.id, col(Event.kind).in_(QC_EVENTS))
                              .order_by(col(Event.id))))
         spec = CampaignSpec.model_validate(camp.spec)
+        versions = analysis_versions(s, camp)
     # time-course plates: the plate-level sections read the end point (the time-course section
     # reads every time point itself)
     last: dict[int, int] = {}
@@ -114,7 +118,7 @@ def load(db: Engine, ledger_url: str, campaign: str | None) -> ReportData:
             last[r.round_id] = max(last.get(r.round_id, 0), r.time_point)
     raw = [r for r in raw if r.time_point == last.get(r.round_id)]
     meas = [m for m in meas if m.time_point == last.get(m.round_id)]
-    return ReportData(camp, spec, rounds, exps, wells, meas, props, raw, events, db)
+    return ReportData(camp, spec, rounds, exps, wells, meas, props, raw, events, db, versions)
 
 
 # ------------------------------------------------------------------------------ helpers

@@ -16,6 +16,7 @@ measured with the same noise) are shown too.
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 
 import matplotlib
@@ -110,7 +111,7 @@ def write_report(ledger_url: str, campaign: str | None, out: str | Path) -> Path
                 f"<p>status <b>{camp.status}</b>; {len(rounds)} plates; {len(measured)} valid experiments; "
                 f"objective: {obj.direction} <b>{obj.metric}</b>"
                 + (f" subject to {', '.join(str(c) for c in spec.outcome_constraints)}" if spec.outcome_constraints else "")
-                + (" (dry-run)" if camp.dry_run else "") + "</p>", NAV]
+                + (" (dry-run)" if camp.dry_run else "") + "</p>", _analysis_line(data), NAV]
 
     assay = None
     if spec.simulation.assay and camp.dry_run:
@@ -147,6 +148,23 @@ def write_report(ledger_url: str, campaign: str | None, out: str | Path) -> Path
     path = out / "index.html"
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def _analysis_line(data: ReportData) -> str:
+    """Which analysis version every outcome on this page comes from, and the others."""
+    def describe(v: dict) -> str:
+        code = v.get("code_version") or {}
+        where = " ".join(x for x in (code.get("package"), (code.get("commit") or "")[:10]) if x)
+        return (f"version {v['number']}: {html.escape(v['analyzer'])} {html.escape(json.dumps(v['settings']))}"
+                + (f", code {html.escape(where)}" if where else "") + f", by {html.escape(str(v['created_by']))}"
+                + (f" ({html.escape(v['note'])})" if v.get("note") else ""))
+
+    adopted = [v for v in data.analysis_versions if v["adopted"]]
+    others = [v for v in data.analysis_versions if not v["adopted"]]
+    text = "<p class='small'>Outcomes from analysis " + (describe(adopted[0]) if adopted else "version 1") + "."
+    if others:
+        text += " Not used for planning: " + "; ".join(describe(v) for v in others) + "."
+    return text + "</p>"
 
 
 def _convergence_section(spec: CampaignSpec, measured: list[Experiment], assay, out: Path) -> list[str]:

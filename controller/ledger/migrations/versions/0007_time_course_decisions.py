@@ -1,7 +1,7 @@
 """time-course plates: decision points, decision proposals, time points of steps, images, measurements
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-02 10:00:00
 
 Every new column is nullable and every new table starts empty, so ledgers written before it read
@@ -14,7 +14,7 @@ import sqlmodel  # noqa: F401
 from alembic import op
 
 revision: str = '0007'
-down_revision: str | Sequence[str] | None = '0005'
+down_revision: str | Sequence[str] | None = '0006'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -50,8 +50,12 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('decision_point_id', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('unit', sqlmodel.sql.sqltypes.AutoString(), nullable=True))
         batch_op.create_index(batch_op.f('ix_proposal_decision_point_id'), ['decision_point_id'], unique=False)
-        batch_op.create_foreign_key('fk_proposal_decision_point_id_decisionpoint', 'decisionpoint',
-                                    ['decision_point_id'], ['id'])
+        # SQLite cannot add a foreign key without re-creating the table, and dropping the old
+        # proposal table fails while approvals and experiments reference it (foreign_keys=ON):
+        # an old ledger would not open. The key is added where ALTER TABLE can.
+        if op.get_bind().dialect.name != "sqlite":
+            batch_op.create_foreign_key('fk_proposal_decision_point_id_decisionpoint', 'decisionpoint',
+                                        ['decision_point_id'], ['id'])
     for table in ('step', 'rawdata', 'measurement'):
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.add_column(sa.Column('time_point', sa.Integer(), nullable=True))
@@ -62,7 +66,8 @@ def downgrade() -> None:
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.drop_column('time_point')
     with op.batch_alter_table('proposal', schema=None) as batch_op:
-        batch_op.drop_constraint('fk_proposal_decision_point_id_decisionpoint', type_='foreignkey')
+        if op.get_bind().dialect.name != "sqlite":
+            batch_op.drop_constraint('fk_proposal_decision_point_id_decisionpoint', type_='foreignkey')
         batch_op.drop_index(batch_op.f('ix_proposal_decision_point_id'))
         batch_op.drop_column('unit')
         batch_op.drop_column('decision_point_id')
