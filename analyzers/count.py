@@ -161,8 +161,15 @@ def nucleus_table(
         labels,
         intensity_image=np.asarray(corrected, np.float32),
         properties=(
-            "label", "centroid", "area", "equivalent_diameter_area", "axis_major_length",
-            "axis_minor_length", "eccentricity", "solidity", "intensity_mean",
+            "label",
+            "centroid",
+            "area",
+            "equivalent_diameter_area",
+            "axis_major_length",
+            "axis_minor_length",
+            "eccentricity",
+            "solidity",
+            "intensity_mean",
         ),
     )
     area = np.asarray(props["area"], np.float64)

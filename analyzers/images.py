@@ -24,7 +24,12 @@ from analyzers.count import FEATURE_COLUMNS, NucleusCount
 from analyzers.exceptions import AnalysisError
 
 __all__ = [
-    "ImageFileError", "LoadedImage", "overlay", "read_image", "write_counts", "write_results",
+    "ImageFileError",
+    "LoadedImage",
+    "overlay",
+    "read_image",
+    "write_counts",
+    "write_results",
 ]
 
 _UM_PER_UNIT = {"µm": 1.0, "um": 1.0, "micron": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
@@ -73,9 +78,7 @@ def _ome_metadata(tif: tifffile.TiffFile) -> tuple[float | None, tuple[str, ...]
     pixels = next((e for e in root.iter() if e.tag.endswith("}Pixels")), None)
     if pixels is None:
         return None, ()
-    names = tuple(
-        e.get("Name") or e.get("ID") or "" for e in pixels if e.tag.endswith("}Channel")
-    )
+    names = tuple(e.get("Name") or e.get("ID") or "" for e in pixels if e.tag.endswith("}Channel"))
     size = pixels.get("PhysicalSizeX")
     if size is None:
         return None, names
@@ -121,14 +124,18 @@ def _select_plane(
         n = data.shape[c_axis]
         index = _channel_index(path, channel, n, names)
         return np.take(data, index, axis=c_axis), index
-    raise ImageFileError(path, f"has {data.ndim} dimensions (shape {data.shape}); a 2-D plane is expected")
+    raise ImageFileError(
+        path, f"has {data.ndim} dimensions (shape {data.shape}); a 2-D plane is expected"
+    )
 
 
 def _channel_index(path: Path, channel: int | str | None, n: int, names: tuple[str, ...]) -> int:
     if channel is None:
         if n in (3, 4) and not names:  # an RGB(A) picture: nuclei are usually blue
             return 2
-        raise ImageFileError(path, f"has {n} channels {list(names) or ''}: choose one with --channel")
+        raise ImageFileError(
+            path, f"has {n} channels {list(names) or ''}: choose one with --channel"
+        )
     if isinstance(channel, str) and not channel.isdigit():
         if channel in names:
             return names.index(channel)
@@ -196,8 +203,10 @@ def overlay(plane: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def _rows(result: NucleusCount) -> list[dict[str, Any]]:
     cols = [result.features[c] for c in FEATURE_COLUMNS]
     return [
-        {c: (int(v) if c == "label" else None if np.isnan(v) else round(float(v), 4))
-         for c, v in zip(FEATURE_COLUMNS, vals, strict=True)}
+        {
+            c: (int(v) if c == "label" else None if np.isnan(v) else round(float(v), 4))
+            for c, v in zip(FEATURE_COLUMNS, vals, strict=True)
+        }
         for vals in zip(*cols, strict=True)
     ]
 
@@ -231,8 +240,16 @@ def write_results(image: LoadedImage, result: NucleusCount, out_dir: Path | str)
     return paths
 
 
-COUNT_COLUMNS = ("image", "channel", "count", "diameter_px", "diameter_source", "pixel_size_um",
-                 "n_large_objects", "large_object_area_px")
+COUNT_COLUMNS = (
+    "image",
+    "channel",
+    "count",
+    "diameter_px",
+    "diameter_source",
+    "pixel_size_um",
+    "n_large_objects",
+    "large_object_area_px",
+)
 
 
 def write_counts(summaries: list[dict[str, Any]], out_dir: Path | str) -> dict[str, Path]:

@@ -55,13 +55,13 @@ def estimate_background(
     blocks = padded.reshape(ny, block_px, nx, block_px)
     if block_px >= 16:  # every other pixel is plenty for a percentile, 4x cheaper
         blocks = blocks[:, ::2, :, ::2]
-    blocks = blocks.transpose(0, 2, 1, 3).reshape(ny, nx, -1)
-    low = np.percentile(blocks, percentile, axis=-1).astype(np.float32)
+    per_block = blocks.transpose(0, 2, 1, 3).reshape(ny, nx, -1)
+    low = np.percentile(per_block, percentile, axis=-1).astype(np.float32)
     if min(ny, nx) >= 3:
         low = ndi.median_filter(low, size=3, mode="nearest")  # blocks full of nuclei
     wy = _linear_weights(img.shape[0], ny, block_px)
     wx = _linear_weights(img.shape[1], nx, block_px)
-    return (wy @ low @ wx.T).astype(np.float32)
+    return np.asarray(wy @ low @ wx.T, dtype=np.float32)
 
 
 def _linear_weights(n_px: int, n_blocks: int, block_px: int) -> np.ndarray:
@@ -198,14 +198,23 @@ def _seeded_field(
     dapi: np.ndarray, d: float, min_snr: float, block: int, min_area: int, max_area: int
 ) -> FieldSegmentation:
     seg = segment_seeded(
-        dapi, d, min_snr=min_snr, background_block_px=block, min_area_px=min_area,
+        dapi,
+        d,
+        min_snr=min_snr,
+        background_block_px=block,
+        min_area_px=min_area,
         max_area_px=max_area,
     )
     labels = seg.labels
     gap = float(ndi.distance_transform_edt(labels == 0).max()) if labels.any() else 0.0
     return FieldSegmentation(
-        labels, seg.threshold, seg.noise_sigma, seg.n_large_objects, seg.large_object_area_px,
-        seg.background, gap,
+        labels,
+        seg.threshold,
+        seg.noise_sigma,
+        seg.n_large_objects,
+        seg.large_object_area_px,
+        seg.background,
+        gap,
     )
 
 
@@ -222,7 +231,7 @@ def _large_components(mask: np.ndarray, max_area_px: int) -> np.ndarray:
     components, _ = ndi.label(mask)
     areas = np.bincount(components.ravel())
     areas[0] = 0
-    return (areas > max_area_px)[components]
+    return np.asarray((areas > max_area_px)[components])
 
 
 def segment_nuclei(
@@ -264,7 +273,7 @@ def _split_touching(
     if missing.any():
         extra, _ = ndi.label(missing)
         labels = np.where(missing, extra + labels.max(), labels)
-    return labels.astype(np.int32)
+    return np.asarray(labels, dtype=np.int32)
 
 
 def _merge_fragments(labels: np.ndarray, merge_area_px: int) -> np.ndarray:
@@ -294,7 +303,7 @@ def _merge_fragments(labels: np.ndarray, merge_area_px: int) -> np.ndarray:
     lut = np.arange(n, dtype=labels.dtype)
     lut[src[first]] = dst[first]
     lut = lut[lut]  # a fragment merged into another fragment follows it once more
-    return lut[labels]
+    return np.asarray(lut[labels])
 
 
 def _filter_sizes(labels: np.ndarray, min_area: int, max_area: int) -> tuple[np.ndarray, int, int]:

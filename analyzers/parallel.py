@@ -41,7 +41,9 @@ def analysis_workers() -> int:
         try:
             return max(1, int(env))
         except ValueError:
-            raise ValueError(f"CELLPILOT_ANALYSIS_WORKERS must be a whole number, not {env!r}") from None
+            raise ValueError(
+                f"CELLPILOT_ANALYSIS_WORKERS must be a whole number, not {env!r}"
+            ) from None
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -55,7 +57,9 @@ def _get_pool(workers: int) -> ProcessPoolExecutor:
         if _pool is not None:
             _pool.shutdown(cancel_futures=True)
         # spawn, not fork: the caller may hold torch's threads and open database connections
-        _pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        _pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+        )
         _pool_workers = workers
     return _pool
 

@@ -79,7 +79,17 @@ def fetch(cache: Path = CACHE) -> Path:
     for name, spec in WHEELS.items():
         if not list(wheels.glob(f"{name}-*.whl")):
             subprocess.run(
-                [sys.executable, "-m", "pip", "download", "-q", "--no-deps", spec, "-d", str(wheels)],
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "-q",
+                    "--no-deps",
+                    spec,
+                    "-d",
+                    str(wheels),
+                ],
                 check=True,
             )
         dest = cache / name
@@ -132,7 +142,9 @@ def load_sets(cache: Path = CACHE) -> tuple[list[Sample], list[Sample], list[str
     return dev, held, dropped
 
 
-def match(truth: np.ndarray, pred: np.ndarray, iou_min: float = 0.5) -> tuple[int, int, int, list[float]]:
+def match(
+    truth: np.ndarray, pred: np.ndarray, iou_min: float = 0.5
+) -> tuple[int, int, int, list[float]]:
     """(true positives, false positives, false negatives, IoUs of matched pairs)."""
     nt, npred = int(truth.max()), int(pred.max())
     if nt == 0 or npred == 0:
@@ -179,9 +191,9 @@ def median_diameter(truth: np.ndarray) -> float:
 Method = Callable[[np.ndarray, np.ndarray, float], np.ndarray]  # image, truth, measured d
 METHODS: dict[str, Method] = {
     "cellpilot": lambda im, t, d: count_nuclei(im).labels,
-    "cellpilot, annotated size": lambda im, t, d: count_nuclei(
-        im, nucleus_diameter_px=median_diameter(t)
-    ).labels,
+    "cellpilot, annotated size": lambda im, t, d: (
+        count_nuclei(im, nucleus_diameter_px=median_diameter(t)).labels
+    ),
     "previous": lambda im, t, d: previous(im, d),
     "skimage baseline": lambda im, t, d: skimage_baseline(im, d),
 }
@@ -201,29 +213,40 @@ def score(samples: list[Sample], method: Method, diameters: list[float]) -> dict
         a, b, c, i = match(truth, pred)
         tp, fp, fn, ious = tp + a, fp + b, fn + c, ious + i
         n_true, n_found = int(truth.max()), int(pred.max())
-        per_image.append({
-            "image": name, "truth": n_true, "found": n_found,
-            "count_error": (n_found - n_true) / n_true, "f1": 2 * a / max(2 * a + b + c, 1),
-        })
+        per_image.append(
+            {
+                "image": name,
+                "truth": n_true,
+                "found": n_found,
+                "count_error": (n_found - n_true) / n_true,
+                "f1": 2 * a / max(2 * a + b + c, 1),
+            }
+        )
     errors = [r["count_error"] for r in per_image]
     n_true = sum(r["truth"] for r in per_image)
     n_found = sum(r["found"] for r in per_image)
     return {
-        "images": len(samples), "nuclei": n_true, "found": n_found,
+        "images": len(samples),
+        "nuclei": n_true,
+        "found": n_found,
         "count_error": (n_found - n_true) / n_true,
         "median_abs_count_error": float(np.median(np.abs(errors))),
         "worst_count_error": float(max(errors, key=abs)),
-        "precision": tp / max(tp + fp, 1), "recall": tp / max(tp + fn, 1),
+        "precision": tp / max(tp + fp, 1),
+        "recall": tp / max(tp + fn, 1),
         "f1": 2 * tp / max(2 * tp + fp + fn, 1),
         "worst_f1": min(r["f1"] for r in per_image),
         "mean_matched_iou": float(np.mean(ious)) if ious else 0.0,
-        "s_per_megapixel": seconds / megapixels, "per_image": per_image,
+        "s_per_megapixel": seconds / megapixels,
+        "per_image": per_image,
     }
 
 
 def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
-    head = ("| set | method | images | nuclei | found | count err | median / worst image "
-            "| precision | recall | F1 | worst image F1 | matched IoU | s/MP |")
+    head = (
+        "| set | method | images | nuclei | found | count err | median / worst image "
+        "| precision | recall | F1 | worst image F1 | matched IoU | s/MP |"
+    )
     lines = [head, "|" + "---|" * 13]
     for split, by_method in results.items():
         for method, r in by_method.items():
@@ -257,13 +280,23 @@ def main(argv: list[str] | None = None) -> int:
         if args.per_image:
             for m in args.methods:
                 for r in results[split][m]["per_image"]:
-                    print(f"{split:12s} {m:26s} {r['image'][:60]:60s} {r['truth']:4d} "
-                          f"{r['found']:4d} {r['count_error']:+.2f} F1 {r['f1']:.3f}")
+                    print(
+                        f"{split:12s} {m:26s} {r['image'][:60]:60s} {r['truth']:4d} "
+                        f"{r['found']:4d} {r['count_error']:+.2f} F1 {r['f1']:.3f}"
+                    )
     print(table(results))
     print(f"({time.strftime('%Y-%m-%d')}; IoU >= 0.5; count err = pooled over the set)")
     if args.json:
-        args.json.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "results": results,
-                                         "dropped_from_hold_out": dropped}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "date": time.strftime("%Y-%m-%d"),
+                    "results": results,
+                    "dropped_from_hold_out": dropped,
+                },
+                indent=1,
+            )
+        )
     return 0
 
 

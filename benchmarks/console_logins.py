@@ -35,14 +35,24 @@ def _free_port() -> int:
 
 
 def _mib(pid: int, field: str) -> int:
-    return int(re.search(rf"{field}:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1)) // 1024
+    return (
+        int(re.search(rf"{field}:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1))
+        // 1024
+    )
 
 
 def _wrong_login(base: str, i: int) -> None:
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
     page = opener.open(base + "/login").read().decode()
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    form = {"username": "ana" if i % 2 else f"guess{i}", "password": f"wrong-{i}", "csrf_token": token, "next": "/"}
+    form = {
+        "username": "ana" if i % 2 else f"guess{i}",
+        "password": f"wrong-{i}",
+        "csrf_token": token,
+        "next": "/",
+    }
     opener.open(base + "/login", data=urllib.parse.urlencode(form).encode())
 
 
@@ -55,11 +65,23 @@ def main() -> None:
     url = f"sqlite:///{tmp / 'ledger.db'}"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CELLPILOT_LEDGER_KEY": str(tmp / "ledger.key")}
     cli = [sys.executable, "-m", "controller.cli"]
-    subprocess.run([*cli, "users", "add", "ana", "--role", "operator", "--password-stdin", "--ledger", url],
-                   input="ana-password\n", text=True, cwd=args.root, env=env, check=True, capture_output=True)
+    subprocess.run(
+        [*cli, "users", "add", "ana", "--role", "operator", "--password-stdin", "--ledger", url],
+        input="ana-password\n",
+        text=True,
+        cwd=args.root,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     port = _free_port()
-    server = subprocess.Popen([*cli, "serve", "--port", str(port), "--ledger", url], cwd=args.root, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [*cli, "serve", "--port", str(port), "--ledger", url],
+        cwd=args.root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
@@ -70,13 +92,17 @@ def main() -> None:
                 time.sleep(0.2)
         before = _mib(server.pid, "VmRSS")
         started = time.monotonic()
-        threads = [threading.Thread(target=_wrong_login, args=(base, i)) for i in range(args.logins)]
+        threads = [
+            threading.Thread(target=_wrong_login, args=(base, i)) for i in range(args.logins)
+        ]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        print(f"{args.root}: {args.logins} concurrent wrong logins in {time.monotonic() - started:.1f} s; "
-              f"server memory before {before} MiB, peak {_mib(server.pid, 'VmHWM')} MiB")
+        print(
+            f"{args.root}: {args.logins} concurrent wrong logins in {time.monotonic() - started:.1f} s; "
+            f"server memory before {before} MiB, peak {_mib(server.pid, 'VmHWM')} MiB"
+        )
     finally:
         server.terminate()
         server.wait(10)

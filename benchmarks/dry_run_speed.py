@@ -51,7 +51,9 @@ def _timed(name: str, fn):
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--plates", type=int, default=10)
     ap.add_argument("--in-flight", type=int, default=3, help="workcell.max_plates_in_flight")
     ap.add_argument("--workers", type=int, default=None, help="analysis worker processes (1: none)")
@@ -85,7 +87,9 @@ def main(argv: list[str] | None = None) -> None:
         data = yaml.safe_load((ROOT / "examples" / "drug_combo.yaml").read_text())
         data["budget"] = {"rounds": args.plates}
         data["workcell"]["max_plates_in_flight"] = args.in_flight
-        data["workcell"]["incubator_slots"] = max(args.in_flight, data["workcell"]["incubator_slots"])
+        data["workcell"]["incubator_slots"] = max(
+            args.in_flight, data["workcell"]["incubator_slots"]
+        )
         data["ledger"] = {"url": f"sqlite:///{tmp}/ledger.db", "data_dir": f"{tmp}/data"}
         path = Path(tmp) / "campaign.yaml"
         path.write_text(yaml.safe_dump(data))
@@ -100,9 +104,11 @@ def main(argv: list[str] | None = None) -> None:
     total = wall + (t_imported - T_START)
     parts = {"import": t_imported - T_START, **TIMES}
     parts["other"] = wall - sum(TIMES.values())
-    print(f"dry-run of {args.plates} plates ({result.status}, {result.valid_experiments} experiments), "
-          f"{args.in_flight} in flight, analysis workers {analysis_workers()}, codec {args.codec}, "
-          f"{os.cpu_count()} CPUs; images {images_mb:.0f} MB")
+    print(
+        f"dry-run of {args.plates} plates ({result.status}, {result.valid_experiments} experiments), "
+        f"{args.in_flight} in flight, analysis workers {analysis_workers()}, codec {args.codec}, "
+        f"{os.cpu_count()} CPUs; images {images_mb:.0f} MB"
+    )
     print(f"{'part':<10}{'seconds':>9}{'share':>8}")
     for name in ("import", "acquire", "analysis", "planning", "journal", "other"):
         print(f"{name:<10}{parts.get(name, 0.0):9.1f}{parts.get(name, 0.0) / total:8.0%}")

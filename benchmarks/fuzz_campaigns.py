@@ -45,7 +45,10 @@ def shrink(data: dict) -> dict:
     proto = data.get("protocol", {})
     settings = proto.get("settings") if isinstance(proto, dict) else None
     if isinstance(settings, dict) and isinstance(settings.get("imaging"), dict):
-        if isinstance(settings["imaging"].get("fields_per_well"), int) and 0 < settings["imaging"]["fields_per_well"] <= 4:
+        if (
+            isinstance(settings["imaging"].get("fields_per_well"), int)
+            and 0 < settings["imaging"]["fields_per_well"] <= 4
+        ):
             settings["imaging"]["fields_per_well"] = 1
     return data
 
@@ -59,14 +62,22 @@ def run_one(label: str, data: dict, timeout_s: float) -> tuple[str, str]:
         path.write_text(yaml.safe_dump(shrink(data), sort_keys=False))
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         try:
-            out = subprocess.run([sys.executable, "-m", "controller.cli", "run", str(path), "--dry-run", "--quiet"],
-                                 capture_output=True, text=True, timeout=timeout_s, env=env, cwd=ROOT)
+            out = subprocess.run(
+                [sys.executable, "-m", "controller.cli", "run", str(path), "--dry-run", "--quiet"],
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                env=env,
+                cwd=ROOT,
+            )
         except subprocess.TimeoutExpired:
             return "hang", label
         if out.returncode == 2:
             wrote = ledger.exists() and ledger.stat().st_size > 0
             ok = "Traceback" not in out.stderr and len(out.stderr) < 3000
-            return ("refused" if ok and not wrote else "refused_badly"), f"{label}: {out.stderr.strip()[:300]}"
+            return (
+                "refused" if ok and not wrote else "refused_badly"
+            ), f"{label}: {out.stderr.strip()[:300]}"
         kind = {0: "completed", 3: "paused"}.get(out.returncode, "traceback")
         return kind, f"{label}: {(out.stdout + out.stderr).strip()[-400:]}"
 

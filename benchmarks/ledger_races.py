@@ -35,8 +35,12 @@ def _seed(db, n: int) -> tuple[int, list[int]]:
         rnd = Round(campaign_id=camp.id, index=0, plate_id="race-P001")
         s.add(rnd)
         s.flush()
-        props = [Proposal(campaign_id=camp.id, round_id=rnd.id, position=i, planner="none", params={"x": i})
-                 for i in range(n)]
+        props = [
+            Proposal(
+                campaign_id=camp.id, round_id=rnd.id, position=i, planner="none", params={"x": i}
+            )
+            for i in range(n)
+        ]
         s.add_all(props)
         s.commit()
         return camp.id, [p.id for p in props]
@@ -52,8 +56,13 @@ def _race(db, pid: int) -> int:
         except operator.OperatorError as e:
             errors.append(e)
 
-    threads = [threading.Thread(target=go, args=(f,)) for f in (
-        lambda: operator.approve(db, [pid], "ana"), lambda: operator.reject(db, pid, "no", "ben"))]
+    threads = [
+        threading.Thread(target=go, args=(f,))
+        for f in (
+            lambda: operator.approve(db, [pid], "ana"),
+            lambda: operator.reject(db, pid, "no", "ben"),
+        )
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -69,7 +78,9 @@ def run(url: str, label: str, trials: int) -> None:
     right = sum(_race(db, pid) for pid in ids)
     with Session(db) as s:
         ok, msg = verify_chain(s, cid)
-    print(f"{label}: {right}/{trials} races with exactly one winner and one approval row; chain: {msg}")
+    print(
+        f"{label}: {right}/{trials} races with exactly one winner and one approval row; chain: {msg}"
+    )
 
 
 def main() -> None:

@@ -49,8 +49,11 @@ class Plate:
 
 
 def _plate_steps() -> list[StepView]:
-    return [StepView(0, "dispense", "pending"), StepView(1, "incubate", "pending", duration_s=INCUBATION_H * 3600),
-            StepView(2, "acquire", "pending")]
+    return [
+        StepView(0, "dispense", "pending"),
+        StepView(1, "incubate", "pending", duration_s=INCUBATION_H * 3600),
+        StepView(2, "acquire", "pending"),
+    ]
 
 
 def _finish(plate: Plate, kind: str, **changes) -> None:
@@ -66,7 +69,9 @@ def true_score(assay: Assay, params: dict) -> float:
     return obj.sign * truth[obj.metric]
 
 
-def run_campaign(assay: Assay, in_flight: int, plates: int, batch: int, seed: int) -> tuple[float, list[float]]:
+def run_campaign(
+    assay: Assay, in_flight: int, plates: int, batch: int, seed: int
+) -> tuple[float, list[float]]:
     """One campaign; returns (simulated hours, best true score after each measured experiment)."""
     planner = get_planner("bayesian", profile="fast")
     rng = np.random.default_rng(seed)
@@ -75,12 +80,21 @@ def run_campaign(assay: Assay, in_flight: int, plates: int, batch: int, seed: in
     flying: list[Plate] = []
     now, started, best, trace = 0.0, 0, -math.inf, []
     while True:
-        action = next_action([p.view() for p in flying], now * 3600, limits, can_propose=started < plates)
+        action = next_action(
+            [p.view() for p in flying], now * 3600, limits, can_propose=started < plates
+        )
         plate = next((p for p in flying if p.index == action.round_id), None)
         if action.kind == "propose":
             pending = [q for p in flying for q in p.params]
-            props = planner.propose(assay.space, assay.objectives, history, pending, batch, seed=seed * 1000 + started,
-                                    outcome_constraints=assay.outcome_constraints)
+            props = planner.propose(
+                assay.space,
+                assay.objectives,
+                history,
+                pending,
+                batch,
+                seed=seed * 1000 + started,
+                outcome_constraints=assay.outcome_constraints,
+            )
             flying.append(Plate(started, [p.params for p in props], _plate_steps()))
             started += 1
         elif action.kind == "dispense":
@@ -114,7 +128,9 @@ def to_reach(trace: list[float], target: float) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--assay", default="drug_combo")
-    ap.add_argument("--in-flight", default="1,2,3,5", help="plates in flight to compare (1 = sequential)")
+    ap.add_argument(
+        "--in-flight", default="1,2,3,5", help="plates in flight to compare (1 = sequential)"
+    )
     ap.add_argument("--plates", type=int, default=10)
     ap.add_argument("--batch", type=int, default=8, help="experiments per plate")
     ap.add_argument("--seeds", type=int, default=5)
@@ -132,19 +148,28 @@ def main() -> None:
             hours, trace = run_campaign(assay, n, args.plates, args.batch, seed)
             days.append(hours / 24)
             reach.append(to_reach(trace, target))
-            print(f"  in flight {n} seed {seed}: {hours / 24:.1f} days, target after {reach[-1]:.0f} experiments",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  in flight {n} seed {seed}: {hours / 24:.1f} days, target after {reach[-1]:.0f} experiments",
+                file=sys.stderr,
+                flush=True,
+            )
         rows[n] = (days, reach, time.time() - t0)
     ref = statistics.median(rows[1][1]) if 1 in rows else None
-    print(f"\n{args.assay}: {args.plates} plates x {args.batch} experiments, {args.seeds} seeds; target = best tried "
-          f"condition truly within 10 % of the optimum ({opt_score:.3f}) and feasible")
-    print(f"{'in flight':>9} | {'days (median)':>13} | {'days (worst)':>12} | {'to target (median)':>18} | "
-          f"{'to target (worst)':>17} | {'vs sequential':>13} | {'CPU s':>6}")
+    print(
+        f"\n{args.assay}: {args.plates} plates x {args.batch} experiments, {args.seeds} seeds; target = best tried "
+        f"condition truly within 10 % of the optimum ({opt_score:.3f}) and feasible"
+    )
+    print(
+        f"{'in flight':>9} | {'days (median)':>13} | {'days (worst)':>12} | {'to target (median)':>18} | "
+        f"{'to target (worst)':>17} | {'vs sequential':>13} | {'CPU s':>6}"
+    )
     for n, (days, reach, cpu) in rows.items():
         med = statistics.median(reach)
         ratio = f"{med / ref:.2f}x" if ref and math.isfinite(med) and math.isfinite(ref) else "-"
-        print(f"{n:>9} | {statistics.median(days):>13.1f} | {max(days):>12.1f} | {med:>18.0f} | "
-              f"{max(reach):>17.0f} | {ratio:>13} | {cpu:>6.0f}")
+        print(
+            f"{n:>9} | {statistics.median(days):>13.1f} | {max(days):>12.1f} | {med:>18.0f} | "
+            f"{max(reach):>17.0f} | {ratio:>13} | {cpu:>6.0f}"
+        )
 
 
 if __name__ == "__main__":

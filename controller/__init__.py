@@ -28,9 +28,21 @@ from types import ModuleType
 
 #: old module path -> new module path (grouped by job in cellpilot 0.2)
 MOVED_MODULES: dict[str, str] = {
-    **{f"controller.{m}": f"controller.loop.{m}" for m in (
-        "runner", "engine", "gate", "operator", "analysis", "events", "clocks", "failpoints",
-        "alerts", "scheduling")},
+    **{
+        f"controller.{m}": f"controller.loop.{m}"
+        for m in (
+            "runner",
+            "engine",
+            "gate",
+            "operator",
+            "analysis",
+            "events",
+            "clocks",
+            "failpoints",
+            "alerts",
+            "scheduling",
+        )
+    },
     "controller.instrument_setup": "controller.rig.registry",
     "controller.drivers_cavro": "controller.rig.cavro",
     "controller.drivers_mmcore": "controller.rig.mmcore",

@@ -25,7 +25,9 @@ class CampaignFileError(Exception):
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source = source
         self.problems = [shorten(p) for p in problems]
-        shown = self.problems[:10] + ([f"and {len(problems) - 10} more"] if len(problems) > 10 else [])
+        shown = self.problems[:10] + (
+            [f"and {len(problems) - 10} more"] if len(problems) > 10 else []
+        )
         super().__init__(f"campaign file {shorten(source)} is invalid: " + "; ".join(shown) + ".")
 
 
@@ -48,7 +50,11 @@ def _reject_bool_numbers(cls: type[BaseModel], data: object) -> object:
         for name, field in cls.model_fields.items():
             value = data.get(field.alias or name)
             kinds = getattr(field.annotation, "__args__", (field.annotation,))
-            if isinstance(value, bool) and bool not in kinds and any(k in (int, float) for k in kinds):
+            if (
+                isinstance(value, bool)
+                and bool not in kinds
+                and any(k in (int, float) for k in kinds)
+            ):
                 raise ValueError(f"{name}: {str(value).lower()} is not a number")
     return data
 
@@ -74,6 +80,7 @@ class PlannerSpec(_Spec):
         if self.batch_size != "auto" and not 1 <= self.batch_size <= 10_000:
             raise ValueError(f"batch_size must be 'auto' or 1 to 10000, not {self.batch_size}")
         return self
+
     settings: dict[str, Any] = Field(
         default_factory=dict, description="planner options, e.g. {profile: fast}"
     )
@@ -111,7 +118,10 @@ class BudgetSpec(_Spec):
         default=None, ge=1, le=10_000_000, description="valid experiments to measure"
     )
     deadline_h: float | None = Field(
-        default=None, gt=0, le=1_000_000, description="campaign clock hours after start; no new round after it"
+        default=None,
+        gt=0,
+        le=1_000_000,
+        description="campaign clock hours after start; no new round after it",
     )
 
     @model_validator(mode="after")
@@ -153,12 +163,18 @@ class ApprovalSpec(_Spec):
     mode: Literal["auto", "manual", "policy"] = "auto"
     policy: ApprovalPolicySpec | None = None
     timeout_h: float | None = Field(
-        default=None, gt=0, le=10_000, description="wall-clock hours to wait for a person before on_timeout"
+        default=None,
+        gt=0,
+        le=10_000,
+        description="wall-clock hours to wait for a person before on_timeout",
     )
     on_timeout: Literal["pause", "skip_round", "fallback_best"] = Field(
-        default="pause", description="pause the campaign, skip the round, or run the best-known safe condition"
+        default="pause",
+        description="pause the campaign, skip the round, or run the best-known safe condition",
     )
-    poll_s: float = Field(default=2.0, gt=0, le=60, description="how often the gate looks for decisions")
+    poll_s: float = Field(
+        default=2.0, gt=0, le=60, description="how often the gate looks for decisions"
+    )
 
     @model_validator(mode="after")
     def _policy_given(self) -> ApprovalSpec:
@@ -187,14 +203,18 @@ class InstrumentsSpec(_Spec):
 class SimulationSpec(_Spec):
     """The virtual lab used by simulated instruments (dry-runs)."""
 
-    assay: str | None = Field(default=None, description="ground-truth assay for the report's baselines")
+    assay: str | None = Field(
+        default=None, description="ground-truth assay for the report's baselines"
+    )
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
     reports_volumes: bool = Field(
         default=True, description="False: the simulated handler cannot measure wells (no LLD)"
     )
     failed_well_rate: float = Field(default=0.01, ge=0, le=0.5)
     seeded_cells_per_line: float = Field(
-        default=1000, gt=0, le=1_000_000,
+        default=1000,
+        gt=0,
+        le=1_000_000,
         description="cells of each line seeded per well; ~1000 keeps vehicle wells at ~170 nuclei "
         "per field, where counting is accurate (denser fields undercount overlapping nuclei)",
     )
@@ -222,11 +242,21 @@ class WorkcellSpec(_Spec):
     when their incubation ends.
     """
 
-    max_plates_in_flight: int = Field(default=1, ge=1, le=200, description="plates between proposal and analysis")
+    max_plates_in_flight: int = Field(
+        default=1, ge=1, le=200, description="plates between proposal and analysis"
+    )
     incubator_slots: int | None = Field(
-        default=None, ge=1, le=1000, description="plates the incubator holds; default max_plates_in_flight")
+        default=None,
+        ge=1,
+        le=1000,
+        description="plates the incubator holds; default max_plates_in_flight",
+    )
     read_tolerance_h: float = Field(
-        default=1.0, ge=0, le=48, description="a read later than this after the incubation ends is recorded as late")
+        default=1.0,
+        ge=0,
+        le=48,
+        description="a read later than this after the incubation ends is recorded as late",
+    )
 
 
 class LedgerSpec(_Spec):
@@ -239,7 +269,9 @@ class LedgerSpec(_Spec):
 class CampaignSpec(_Spec):
     """A whole campaign file."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=100, description="unique campaign name")
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]+$", max_length=100, description="unique campaign name"
+    )
     description: str = Field(default="", max_length=20_000)
     seed: int = Field(default=0, ge=0, le=MAX_SEED, description="seeds every random choice")
     space: SearchSpace
@@ -275,7 +307,8 @@ class CampaignSpec(_Spec):
     def spec_hash(self) -> str:
         """Hash of what defines the experiment (not the budget, approval or alerts, which may change)."""
         d = self.model_dump(
-            mode="json", exclude={"budget", "ledger", "description", "approval", "alerts", "workcell", "qc"}
+            mode="json",
+            exclude={"budget", "ledger", "description", "approval", "alerts", "workcell", "qc"},
         )
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -351,7 +384,9 @@ def load_campaign(path: str | Path) -> CampaignSpec:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise CampaignFileError(str(p), [f"is not valid YAML{where}: {getattr(e, 'problem', e)}"]) from None
+        raise CampaignFileError(
+            str(p), [f"is not valid YAML{where}: {getattr(e, 'problem', e)}"]
+        ) from None
     except RecursionError:
         raise CampaignFileError(str(p), ["nests too deeply to be a campaign file"]) from None
     try:

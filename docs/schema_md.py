@@ -19,7 +19,11 @@ def _type(prop: dict[str, Any]) -> str:
     t = prop.get("type", "any")
     if t == "array":
         return f"list of {_type(prop.get('items', {}))}"
-    if t == "object" and "additionalProperties" in prop and isinstance(prop["additionalProperties"], dict):
+    if (
+        t == "object"
+        and "additionalProperties" in prop
+        and isinstance(prop["additionalProperties"], dict)
+    ):
         return f"map to {_type(prop['additionalProperties'])}"
     return str(t)
 
@@ -34,7 +38,12 @@ def _default(prop: dict[str, Any], required: bool) -> str:
 
 def _bounds(prop: dict[str, Any]) -> str:
     out = []
-    for key, sym in (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"), ("exclusiveMaximum", "<")):
+    for key, sym in (
+        ("minimum", "≥"),
+        ("exclusiveMinimum", ">"),
+        ("maximum", "≤"),
+        ("exclusiveMaximum", "<"),
+    ):
         if key in prop:
             out.append(f"{sym} {prop[key]}")
     return f" ({', '.join(out)})" if out else ""
@@ -45,7 +54,9 @@ def model_table(schema: dict[str, Any]) -> str:
     rows = ["| field | type | default | description |", "|---|---|---|---|"]
     for name, prop in schema.get("properties", {}).items():
         desc = (prop.get("description") or "").replace("\n", " ").replace("|", "\\|")
-        rows.append(f"| `{name}` | {_type(prop)} | {_default(prop, name in required)} | {desc}{_bounds(prop)} |")
+        rows.append(
+            f"| `{name}` | {_type(prop)} | {_default(prop, name in required)} | {desc}{_bounds(prop)} |"
+        )
     return "\n".join(rows)
 
 

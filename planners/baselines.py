@@ -9,6 +9,7 @@ Plate parameters (shared by a whole batch) take the values of the batch's first 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -134,7 +135,9 @@ class _ModelFreePlanner:
 
     name: str
 
-    def _points(self, space, n, seed, offset, fixed):  # pragma: no cover - abstract
+    def _points(
+        self, space: Any, n: int, seed: int, offset: int, fixed: Any
+    ) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def propose(
@@ -177,7 +180,7 @@ class SobolPlanner(_ModelFreePlanner):
 
     name = "sobol"
 
-    def _points(self, space, n, seed, offset, fixed):
+    def _points(self, space: Any, n: int, seed: int, offset: int, fixed: Any) -> Any:
         return sobol_points(space, n, seed, skip=offset, fixed=fixed)
 
 
@@ -186,5 +189,5 @@ class RandomPlanner(_ModelFreePlanner):
 
     name = "random"
 
-    def _points(self, space, n, seed, offset, fixed):
+    def _points(self, space: Any, n: int, seed: int, offset: int, fixed: Any) -> Any:
         return random_points(space, n, seed, stream=offset, fixed=fixed)

@@ -193,7 +193,7 @@ class SpaceEncoder:
             x = 10.0 ** (lo + u * (hi - lo))
         else:
             x = p.low + u * (p.high - p.low)
-        return min(max(x, p.low), p.high)
+        return float(min(max(x, p.low), p.high))
 
     def fixed_columns(self, fixed: Params) -> dict[int, float]:
         """Encoded column index -> encoded value for some parameters (name -> raw value)."""

@@ -28,11 +28,12 @@ def _satisfies(X: Tensor, constraints: list[tuple[Tensor, Tensor, float]]) -> Te
     return ok
 
 
-def _feasible_sobol(bounds: Tensor, n: int, constraints: list, seed: int) -> Tensor | None:
+def _feasible_sobol(bounds: Tensor, n: int, constraints: list[Any], seed: int) -> Tensor | None:
     """``n x d`` feasible points scaled to ``bounds``, or None if too few are feasible."""
     d = bounds.shape[-1]
     engine = SobolEngine(d, scramble=True, seed=seed)
-    kept, drawn, chunk = [], 0, max(1024, 4 * n)
+    kept: list[Tensor] = []
+    drawn, chunk = 0, max(1024, 4 * n)
     while sum(k.shape[0] for k in kept) < n:
         if drawn >= _MAX_DRAWS:
             return None

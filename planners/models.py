@@ -19,6 +19,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from botorch.fit import fit_gpytorch_mll
@@ -26,6 +27,7 @@ from botorch.models import SingleTaskGP
 from botorch.models.model import Model
 from botorch.models.transforms.input import InputTransform
 from botorch.models.transforms.outcome import Standardize
+from botorch.posteriors.gpytorch import GPyTorchPosterior
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from torch import Tensor
 
@@ -169,7 +171,7 @@ def predict(model: Model, X: Tensor) -> tuple[Tensor, Tensor]:
     """Posterior mean and sd of the latent functions at ``X`` (``n x d``): two ``n x m`` tensors."""
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        post = model.posterior(X)
+        post = cast(GPyTorchPosterior, model.posterior(X))
         mean = post.mean.reshape(X.shape[0], -1)
         sd = post.variance.clamp_min(0.0).sqrt().reshape(X.shape[0], -1)
     return mean, sd

@@ -30,12 +30,13 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 from botorch.acquisition import AcquisitionFunction
 from botorch.optim import optimize_acqf
 from botorch.optim.optimize_mixed import optimize_acqf_mixed_alternating
+from botorch.posteriors.gpytorch import GPyTorchPosterior
 from botorch.utils.multi_objective.pareto import is_non_dominated
 from torch import Tensor
 from torch.quasirandom import SobolEngine
@@ -79,7 +80,7 @@ class FeasiblePosteriorMean(AcquisitionFunction):
         self.min_log_prob = math.log(min_probability)
 
     def forward(self, X: Tensor) -> Tensor:
-        post = self.surrogate.model.posterior(X)
+        post = cast(GPyTorchPosterior, self.surrogate.model.posterior(X))
         mean = post.mean.squeeze(-2)
         sd = post.variance.clamp_min(1e-18).sqrt().squeeze(-2)
         value = (mean[..., 0] - self.offset) / self.scale

@@ -21,7 +21,8 @@ def _unknown(name: str, known: list[str]) -> PlannerError:
 
 
 PLANNERS: PluginRegistry[Callable[..., Planner]] = PluginRegistry(
-    GROUP, duplicate=lambda msg: DuplicatePlannerName(f"a planner named {msg}"), unknown=_unknown)
+    GROUP, duplicate=lambda msg: DuplicatePlannerName(f"a planner named {msg}"), unknown=_unknown
+)
 
 
 def register_planner(name: str) -> Callable[[Callable[..., Planner]], Callable[..., Planner]]:

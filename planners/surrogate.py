@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 from botorch.acquisition.multi_objective.objective import IdentityMCMultiOutputObjective
@@ -31,6 +32,14 @@ from planners.transfer import TransferChoice, choose_model
 
 #: constrained metrics need this many observations to be modelled; fewer: ignored this round
 MIN_CONSTRAINT_OBS = 3
+
+
+def _at_least(Z: Tensor, i: int, bound: float, sign: float) -> Tensor:
+    return bound - sign * Z[..., i]  # feasible (<= 0) where sign * Z_i >= bound
+
+
+def _at_most(Z: Tensor, i: int, bound: float, sign: float) -> Tensor:
+    return sign * Z[..., i] - bound
 
 
 def current_rows(history: Sequence[Observation], metrics: Sequence[str]) -> list[Observation]:
@@ -114,7 +123,7 @@ class Surrogate:
             )
             for d in signed
         ]
-        return models[0] if len(models) == 1 else ModelListGP(*models)
+        return models[0] if len(models) == 1 else ModelListGP(*models)  # type: ignore[arg-type]  # GP models
 
     @property
     def uses_transfer(self) -> bool:
@@ -135,9 +144,9 @@ class Surrogate:
             i = self.metrics.index(c.metric)
             sg = self.signs[i]  # undo the objective sign for a constraint on an objective
             if c.op == ">=":
-                cons.append(lambda Z, i=i, b=c.bound, sg=sg: b - sg * Z[..., i])
+                cons.append(partial(_at_least, i=i, bound=c.bound, sign=sg))
             else:
-                cons.append(lambda Z, i=i, b=c.bound, sg=sg: sg * Z[..., i] - b)
+                cons.append(partial(_at_most, i=i, bound=c.bound, sign=sg))
         return cons or None
 
     def single_mc_objective(self) -> GenericMCObjective | None:

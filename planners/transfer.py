@@ -145,7 +145,7 @@ def loo_log_density(model: Model, n_current: int) -> float:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             inputs = model.train_inputs
-            marginal = model.likelihood(model(*inputs), *inputs)
+            marginal = model.likelihood(model(*inputs), *inputs)  # type: ignore[operator,misc]  # gpytorch
             K = marginal.covariance_matrix
             resid = (model.train_targets - marginal.mean).reshape(-1)
             L = torch.linalg.cholesky(K + 1e-8 * torch.eye(K.shape[-1], dtype=K.dtype))
@@ -155,7 +155,7 @@ def loo_log_density(model: Model, n_current: int) -> float:
             var = 1.0 / diag
             err = alpha[:n_current] / diag
             logp = -0.5 * torch.log(2 * math.pi * var) - 0.5 * err**2 / var
-            std = model.outcome_transform.stdvs.reshape(-1)[0]
+            std = model.outcome_transform.stdvs.reshape(-1)[0]  # type: ignore[union-attr,operator]
             return float(logp.sum() - n_current * torch.log(std))
     finally:
         model.train(was_training)

@@ -41,8 +41,10 @@ class PluginLoadError(ImportError):
     """
 
     def __init__(self, group: str, name: str, value: str, cause: BaseException) -> None:
-        super().__init__(f"plugin {name!r} ({group} = {value!r}) cannot be loaded: "
-                         f"{type(cause).__name__}: {cause}")
+        super().__init__(
+            f"plugin {name!r} ({group} = {value!r}) cannot be loaded: "
+            f"{type(cause).__name__}: {cause}"
+        )
         self.group, self.name, self.value = group, name, value
 
 
@@ -76,7 +78,8 @@ class PluginRegistry(Generic[T]):
             other = found.get(ep.name)
             if other is not None and other.value != ep.value:
                 raise self._duplicate(
-                    f"{self.group}: {ep.name!r} is registered twice ({other.value} and {ep.value})")
+                    f"{self.group}: {ep.name!r} is registered twice ({other.value} and {ep.value})"
+                )
             found[ep.name] = ep
         return found
 

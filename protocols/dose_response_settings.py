@@ -29,7 +29,11 @@ def _reject_bool_numbers(cls: type[BaseModel], data: object) -> object:
         for name, field in cls.model_fields.items():
             value = data.get(field.alias or name)
             kinds = getattr(field.annotation, "__args__", (field.annotation,))
-            if isinstance(value, bool) and bool not in kinds and any(k in (int, float) for k in kinds):
+            if (
+                isinstance(value, bool)
+                and bool not in kinds
+                and any(k in (int, float) for k in kinds)
+            ):
                 raise ValueError(f"{name}: {str(value).lower()} is not a number")
     return data
 

@@ -60,7 +60,9 @@ class UnitAction(_Frozen):
         return out
 
     @classmethod
-    def from_params(cls, params: Mapping[str, float | int | str], drugs: Sequence[str]) -> UnitAction:
+    def from_params(
+        cls, params: Mapping[str, float | int | str], drugs: Sequence[str]
+    ) -> UnitAction:
         """Inverse of :meth:`to_params`; missing doses are 0, a missing exchange is no.
 
         Raises:
@@ -69,8 +71,10 @@ class UnitAction(_Frozen):
         known = {dose_parameter(d): d for d in drugs}
         unknown = set(params) - set(known) - {EXCHANGE_PARAMETER}
         if unknown:
-            raise ValueError(f"unknown action parameters {sorted(unknown)}; known: "
-                             f"{sorted(known) + [EXCHANGE_PARAMETER]}")
+            raise ValueError(
+                f"unknown action parameters {sorted(unknown)}; known: "
+                f"{sorted(known) + [EXCHANGE_PARAMETER]}"
+            )
         doses = {d: float(params.get(p, 0.0)) for p, d in known.items()}
         exchange = params.get(EXCHANGE_PARAMETER, 0)
         if isinstance(exchange, str):

@@ -187,6 +187,7 @@ class CulturePrior(BaseModel):
     def nominal(self, n: int = 1) -> CultureParams:
         """The median culture (every distribution at its median; resistant share at its
         mean), repeated ``n`` times."""
+
         def beta_mean(b: Beta) -> float:
             return b.scale * b.a / (b.a + b.b)
 
@@ -225,8 +226,13 @@ class CultureState:
 
     def take(self, index: np.ndarray | list[int]) -> CultureState:
         """The wells at ``index`` (numpy indexing along the well axis)."""
-        return replace(self, cells=self.cells[index], control_cells=self.control_cells[index],
-                       volume_ul=self.volume_ul[index], amount_pmol=self.amount_pmol[index])
+        return replace(
+            self,
+            cells=self.cells[index],
+            control_cells=self.control_cells[index],
+            volume_ul=self.volume_ul[index],
+            amount_pmol=self.amount_pmol[index],
+        )
 
     def concentrations_um(self) -> np.ndarray:
         """Drug concentrations, shape ``(n, n_drugs)``, µM."""
@@ -297,8 +303,9 @@ class TimecourseModel:
         """
         mask = np.asarray(mask, dtype=bool)
         keep = np.where(mask, np.minimum(residual_ul / state.volume_ul, 1.0), 1.0)
-        volume = np.where(mask, np.minimum(state.volume_ul, residual_ul) + refill_ul,
-                          state.volume_ul)
+        volume = np.where(
+            mask, np.minimum(state.volume_ul, residual_ul) + refill_ul, state.volume_ul
+        )
         return replace(state, volume_ul=volume, amount_pmol=state.amount_pmol * keep[:, None])
 
     def add(
@@ -362,7 +369,10 @@ class TimecourseModel:
             ctrl = ctrl * np.exp(r * room_c * dt)
             amounts = amounts * np.exp(-decay * dt)
         return replace(
-            state, time_h=state.time_h + hours, cells=cells, control_cells=ctrl,
+            state,
+            time_h=state.time_h + hours,
+            cells=cells,
+            control_cells=ctrl,
             amount_pmol=amounts,
         )
 
@@ -399,9 +409,7 @@ class ImagingNoise(BaseModel):
         z = rng.standard_normal((*shape, 3))
         return np.exp(self.well_sd * z[..., :1] + self.line_sd * z[..., 1:])
 
-    def count(
-        self, rng: np.random.Generator, cells: np.ndarray, seeding: np.ndarray
-    ) -> np.ndarray:
+    def count(self, rng: np.random.Generator, cells: np.ndarray, seeding: np.ndarray) -> np.ndarray:
         """Counts per field as the analyzer reports them.
 
         Args:

@@ -61,8 +61,9 @@ class TimecourseLab(SimulatedLab):
         self.culture_seed = int(culture_seed)
         self.identical_cultures = identical_cultures
         biology = biology if biology is not None else VirtualBiology()
-        extra = tuple(d for d in ("staurosporine",) if d in biology.drugs
-                      and d not in self.prior.drugs)
+        extra = tuple(
+            d for d in ("staurosporine",) if d in biology.drugs and d not in self.prior.drugs
+        )
         self.model = TimecourseModel(drugs=self.prior.drugs + extra, biology=biology, dt_h=dt_h)
         super().__init__(state_path, biology, **kwargs)
 
@@ -83,8 +84,15 @@ class TimecourseLab(SimulatedLab):
         liquid handler checks before calling."""
         self.ensure_plate(plate, now_s)
         well = self.canonical_well(plate, well)
-        self._mutate({"op": "withdraw", "plate": plate, "well": well,
-                      "volume_ul": float(volume_ul), "now_s": float(now_s)})
+        self._mutate(
+            {
+                "op": "withdraw",
+                "plate": plate,
+                "well": well,
+                "volume_ul": float(volume_ul),
+                "now_s": float(now_s),
+            }
+        )
 
     def _apply(self, op: dict[str, Any]) -> None:
         if op["op"] == "withdraw":
@@ -100,10 +108,13 @@ class TimecourseLab(SimulatedLab):
     def _record_dispense(self, plate: str, well: str, volume_ul: float, now_s: float) -> None:
         tip = self._tip
         fraction = min(volume_ul / tip.volume_ul, 1.0) if tip.volume_ul > 0 else 0.0
-        self._events(plate, well).append({
-            "t": now_s, "add_ul": volume_ul,
-            "pmol": {r: a * fraction for r, a in tip.amounts_pmol.items() if a > 0},
-        })
+        self._events(plate, well).append(
+            {
+                "t": now_s,
+                "add_ul": volume_ul,
+                "pmol": {r: a * fraction for r, a in tip.amounts_pmol.items() if a > 0},
+            }
+        )
 
     def _apply_withdraw(self, plate: str, well: str, volume_ul: float, now_s: float) -> None:
         state = self.well_state(plate, well)
@@ -156,7 +167,8 @@ class TimecourseLab(SimulatedLab):
         ft, fn, artefact, _ = self.biology.well_factors(plate, well)
         if artefact == "no_cells":
             ft = fn = 0.01
-        rng = np.random.default_rng([self.biology.seed, stable_hash(plate), stable_hash(well),
-                                     int(mean_t), int(mean_n)])
+        rng = np.random.default_rng(
+            [self.biology.seed, stable_hash(plate), stable_hash(well), int(mean_t), int(mean_n)]
+        )
         tumour, normal = rng.poisson([mean_t * ft, mean_n * fn])
         return WellCounts(int(tumour), int(normal), artefact)

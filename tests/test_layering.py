@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("plugins", "planners", "instruments", "protocols", "analyzers", "simulators", "controller")
+PACKAGES = (
+    "plugins",
+    "planners",
+    "instruments",
+    "protocols",
+    "analyzers",
+    "simulators",
+    "controller",
+)
 #: package -> the project packages it may import
 ALLOWED = {
     "plugins": set(),
@@ -48,7 +56,11 @@ def _imports(path: Path, module: str, *, top_level_only: bool) -> set[str]:
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
             if node.level:  # relative import
-                base = module.split(".")[: -node.level] if path.name != "__init__.py" else module.split(".")[: len(module.split(".")) - node.level + 1]
+                base = (
+                    module.split(".")[: -node.level]
+                    if path.name != "__init__.py"
+                    else module.split(".")[: len(module.split(".")) - node.level + 1]
+                )
                 found.add(".".join([*base, node.module] if node.module else base))
             elif node.module:
                 found.add(node.module)
@@ -63,14 +75,18 @@ def test_packages_import_only_lower_layers(package: str) -> None:
     for name, path in mods.items():
         if name.split(".")[0] != package:
             continue
-        allowed = next((a for sub, a in EXCEPTIONS.items() if name == sub or name.startswith(sub + ".")),
-                       ALLOWED[package])
+        allowed = next(
+            (a for sub, a in EXCEPTIONS.items() if name == sub or name.startswith(sub + ".")),
+            ALLOWED[package],
+        )
         for imp in _imports(path, name, top_level_only=False):
             target = imp.split(".")[0]
             if target in PACKAGES and target != package and target not in allowed:
                 bad.append(f"{name} imports {imp}")
             if imp.startswith("planners.rl") and not name.startswith(("planners.rl", "controller")):
-                bad.append(f"{name} imports {imp} (nothing below the controller may use the RL agent)")
+                bad.append(
+                    f"{name} imports {imp} (nothing below the controller may use the RL agent)"
+                )
     assert not bad, "\n".join(bad)
 
 
@@ -127,16 +143,34 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_files_stay_small() -> None:
-    big = [f"{p.relative_to(ROOT)}: {n} lines" for p in _modules().values()
-           if (n := len(p.read_text().splitlines())) > MAX_LINES]
+    big = [
+        f"{p.relative_to(ROOT)}: {n} lines"
+        for p in _modules().values()
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    ]
     assert not big, "split these files:\n" + "\n".join(big)
 
 
 def test_registries_do_not_import_their_implementations() -> None:
-    for path in ("planners/registry.py", "protocols/registry.py", "analyzers/registry.py",
-                 "controller/rig/registry.py"):
+    for path in (
+        "planners/registry.py",
+        "protocols/registry.py",
+        "analyzers/registry.py",
+        "controller/rig/registry.py",
+    ):
         imports = _imports(ROOT / path, path[:-3].replace("/", "."), top_level_only=False)
-        assert not any(i.startswith(("planners.bayesian", "planners.baselines", "protocols.dose_response",
-                                     "analyzers.plate", "controller.rig.cavro", "controller.rig.mmcore",
-                                     "controller.rig.pylabrobot", "controller.rig.simulated"))
-                       for i in imports), path
+        assert not any(
+            i.startswith(
+                (
+                    "planners.bayesian",
+                    "planners.baselines",
+                    "protocols.dose_response",
+                    "analyzers.plate",
+                    "controller.rig.cavro",
+                    "controller.rig.mmcore",
+                    "controller.rig.pylabrobot",
+                    "controller.rig.simulated",
+                )
+            )
+            for i in imports
+        ), path

@@ -25,7 +25,8 @@ def analyze(
     nucleus_diameter_um: Annotated[
         float | None,
         typer.Option(
-            "--nucleus-diameter-um", min=0.0,
+            "--nucleus-diameter-um",
+            min=0.0,
             help="expected nucleus diameter (µm); default: measured from each image",
         ),
     ] = None,
@@ -60,7 +61,9 @@ def analyze(
         summaries.append(summary)
         console.print(
             f"{path}: {result.count} nuclei (diameter {result.diameter_px:.1f} px, "
-            f"{result.diameter_source})", highlight=False, soft_wrap=True,
+            f"{result.diameter_source})",
+            highlight=False,
+            soft_wrap=True,
         )
     if summaries:
         write_counts(summaries, out)

@@ -39,8 +39,12 @@ from controller.cli import (
 )
 
 # No local variables in tracebacks: they would print ledger URLs with their passwords.
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
-                  help="cellpilot: closed-loop autonomous lab controller")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    help="cellpilot: closed-loop autonomous lab controller",
+)
 
 campaign.register(app)
 operator.register(app)

@@ -16,12 +16,26 @@ from controller.cli.common import CampaignOpt, LedgerOpt, console, err_console, 
 
 def run(
     file: Annotated[Path, typer.Argument(help="campaign YAML file")],
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="simulated instruments and clock")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="simulated instruments and clock")
+    ] = False,
     ledger: LedgerOpt = None,
-    data_dir: Annotated[Path | None, typer.Option(help="raw data folder (default runs/<name>)")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="raw data folder (default runs/<name>)")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
-    at: Annotated[str | None, typer.Option("--at", help="start later: ISO time (UTC if no zone); needs `cellpilot scheduler`")] = None,
-    amend: Annotated[bool, typer.Option("--amend", help="resume with a corrected file; the change is recorded in the event log")] = False,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at", help="start later: ISO time (UTC if no zone); needs `cellpilot scheduler`"
+        ),
+    ] = None,
+    amend: Annotated[
+        bool,
+        typer.Option(
+            "--amend", help="resume with a corrected file; the change is recorded in the event log"
+        ),
+    ] = False,
 ) -> None:
     """Run a campaign, or resume it from the ledger where it stopped."""
     if at is not None:
@@ -41,8 +55,9 @@ def run(
     try:
         spec = load_campaign(file)
         stop = threading.Event()
-        runner = CampaignRunner(spec, dry_run=dry_run, ledger_url=ledger, data_dir=data_dir, stop=stop,
-                                amend=amend)
+        runner = CampaignRunner(
+            spec, dry_run=dry_run, ledger_url=ledger, data_dir=data_dir, stop=stop, amend=amend
+        )
     except CampaignFileError as e:
         fail(str(e))
     except (CampaignConfigError, ProtocolError, PlannerError) as e:
@@ -67,7 +82,6 @@ def run(
     view.summary(result)
     if result.status == "paused":
         raise typer.Exit(3)
-
 
 
 def status(
@@ -119,11 +133,20 @@ def schema() -> None:
 def verify(
     campaign: CampaignOpt = None,
     ledger: LedgerOpt = None,
-    anchor: Annotated[list[Path] | None, typer.Option(
-        "--anchor", help="an anchor file to check against (besides the campaign's own and this machine's)")] = None,
-    key: Annotated[list[Path] | None, typer.Option(
-        "--key", help="another ledger key file (events sealed on another machine)")] = None,
-    no_files: Annotated[bool, typer.Option("--no-files", help="do not re-hash the image files")] = False,
+    anchor: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--anchor",
+            help="an anchor file to check against (besides the campaign's own and this machine's)",
+        ),
+    ] = None,
+    key: Annotated[
+        list[Path] | None,
+        typer.Option("--key", help="another ledger key file (events sealed on another machine)"),
+    ] = None,
+    no_files: Annotated[
+        bool, typer.Option("--no-files", help="do not re-hash the image files")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Check the event log and what it binds: hashes, seals, anchors, tables and image files.
@@ -140,8 +163,13 @@ def verify(
     url = resolve_ledger_url(None, ledger)
     try:
         keys = verification_keys(key or [])
-        reports = verify_ledger(open_ledger_engine(url), campaign, keys=keys, anchors=anchor or [],
-                                check_files=not no_files)
+        reports = verify_ledger(
+            open_ledger_engine(url),
+            campaign,
+            keys=keys,
+            anchors=anchor or [],
+            check_files=not no_files,
+        )
     except (LookupError, LedgerKeyError) as e:
         fail(f"{e} (ledger {mask_url(url)})")
     if as_json:
@@ -157,13 +185,19 @@ def verify(
 
 def _print_report(r) -> None:
     if r.problems:
-        console.print(f"[red]TAMPERED[/] {r.name}: {r.problems[0]}", highlight=False, soft_wrap=True)
+        console.print(
+            f"[red]TAMPERED[/] {r.name}: {r.problems[0]}", highlight=False, soft_wrap=True
+        )
         for p in r.problems[1:]:
             console.print(f"    also: {p}", highlight=False, soft_wrap=True)
     else:
         checked = "; ".join(r.checked)
-        console.print(f"[green]ok[/] {r.name}: {r.events} events verified ({r.sealed} sealed"
-                      f"{'; ' + checked if checked else ''})", highlight=False, soft_wrap=True)
+        console.print(
+            f"[green]ok[/] {r.name}: {r.events} events verified ({r.sealed} sealed"
+            f"{'; ' + checked if checked else ''})",
+            highlight=False,
+            soft_wrap=True,
+        )
     for n in r.notes:
         console.print(f"    note: {n}", highlight=False, soft_wrap=True)
 

@@ -29,13 +29,31 @@ err_console = Console(stderr=True)
 TOKEN_ENV = "CELLPILOT_TOKEN"
 EXIT_ALREADY_DECIDED = 5
 
-LedgerOpt = Annotated[str | None, typer.Option("--ledger", envvar="CELLPILOT_LEDGER",
-                                                  help="ledger URL (default sqlite:///runs/cellpilot.db)")]
-CampaignOpt = Annotated[str | None, typer.Option("--campaign", help="campaign name (default: the latest)")]
-ActorOpt = Annotated[str | None, typer.Option("--as", envvar="CELLPILOT_USER",
-                                                 help="a name recorded beside the actor as a claim (not checked)")]
-UserOpt = Annotated[str | None, typer.Option("--user", help="act as this console account (password asked)")]
-PasswordStdinOpt = Annotated[bool, typer.Option("--password-stdin", help="read --user's password from standard input")]
+LedgerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ledger",
+        envvar="CELLPILOT_LEDGER",
+        help="ledger URL (default sqlite:///runs/cellpilot.db)",
+    ),
+]
+CampaignOpt = Annotated[
+    str | None, typer.Option("--campaign", help="campaign name (default: the latest)")
+]
+ActorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--as",
+        envvar="CELLPILOT_USER",
+        help="a name recorded beside the actor as a claim (not checked)",
+    ),
+]
+UserOpt = Annotated[
+    str | None, typer.Option("--user", help="act as this console account (password asked)")
+]
+PasswordStdinOpt = Annotated[
+    bool, typer.Option("--password-stdin", help="read --user's password from standard input")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 
@@ -72,8 +90,9 @@ def is_shared(url: str) -> bool:
     return make_url(url).get_backend_name() != "sqlite"
 
 
-def operator_identity(db, url: str, *, user: str | None, claim: str | None,
-                      password_stdin: bool = False) -> tuple[str, str | None]:
+def operator_identity(
+    db, url: str, *, user: str | None, claim: str | None, password_stdin: bool = False
+) -> tuple[str, str | None]:
     """(actor, claimed name) for a decision from this command line; exits 2 when refused."""
     from controller.console import auth
     from controller.ledger.accounts import Role
@@ -82,19 +101,28 @@ def operator_identity(db, url: str, *, user: str | None, claim: str | None,
     if token:
         account = auth.token_user(db, token)
         if account is None:
-            fail(f"{TOKEN_ENV} is not a valid token of an enabled account (cellpilot users token NAME)")
+            fail(
+                f"{TOKEN_ENV} is not a valid token of an enabled account (cellpilot users token NAME)"
+            )
     elif user:
-        password = sys.stdin.readline().rstrip("\r\n") if password_stdin else typer.prompt(
-            f"password of {user}", hide_input=True, err=True)
+        password = (
+            sys.stdin.readline().rstrip("\r\n")
+            if password_stdin
+            else typer.prompt(f"password of {user}", hide_input=True, err=True)
+        )
         try:
-            account = auth.authenticate(db, user, password, address=f"cli:{socket.gethostname()}", channel="cli")
+            account = auth.authenticate(
+                db, user, password, address=f"cli:{socket.gethostname()}", channel="cli"
+            )
         except auth.LoginRefused as e:
             fail(str(e))
         if account is None:
             fail("wrong user name or password")
     elif is_shared(url):
-        fail("this ledger is shared: a decision needs an account. Pass --user NAME (the password is asked, "
-             f"or read with --password-stdin) or set {TOKEN_ENV} (cellpilot users token NAME).")
+        fail(
+            "this ledger is shared: a decision needs an account. Pass --user NAME (the password is asked, "
+            f"or read with --password-stdin) or set {TOKEN_ENV} (cellpilot users token NAME)."
+        )
     else:
         return os_user(), claim
     if Role(account.role).rank < Role.OPERATOR.rank:

@@ -26,7 +26,9 @@ from rich.table import Table
 from controller.cli.common import LedgerOpt, console, err_console, fail, os_user
 from controller.cli.common import ledger_engine as _db
 
-StdinOpt = Annotated[bool, typer.Option("--password-stdin", help="read the password from standard input")]
+StdinOpt = Annotated[
+    bool, typer.Option("--password-stdin", help="read the password from standard input")
+]
 
 users_app = typer.Typer(no_args_is_help=True, help="console accounts (viewer, operator, admin)")
 
@@ -38,13 +40,20 @@ def _password(from_stdin: bool) -> str:
 
 
 def serve(
-    host: Annotated[str, typer.Option(help="address to listen on (a reverse proxy adds TLS)")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="address to listen on (a reverse proxy adds TLS)")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     ledger: LedgerOpt = None,
-    secure_cookies: Annotated[bool, typer.Option("--secure-cookies",
-                                                 help="mark cookies Secure (behind an HTTPS proxy)")] = False,
-    instance: Annotated[str | None, typer.Option(
-        help="name in this console's cookies (default: the port), so consoles on one host keep apart")] = None,
+    secure_cookies: Annotated[
+        bool, typer.Option("--secure-cookies", help="mark cookies Secure (behind an HTTPS proxy)")
+    ] = False,
+    instance: Annotated[
+        str | None,
+        typer.Option(
+            help="name in this console's cookies (default: the port), so consoles on one host keep apart"
+        ),
+    ] = None,
 ) -> None:
     """Serve the operator console (FastAPI): campaigns, proposals, progress, images, events."""
     import uvicorn
@@ -62,11 +71,23 @@ def serve(
         err_console.print(
             f"[bold red]warning:[/] serving plain HTTP on {host}: passwords and session cookies cross the "
             "network unencrypted. Serve on 127.0.0.1 behind a reverse proxy that adds HTTPS "
-            "(and pass --secure-cookies), or on a network you trust.", highlight=False, soft_wrap=True)
-    console.print(f"cellpilot console on [bold]http://{host}:{port}/[/] (ledger {mask_url(url)})", highlight=False,
-                  soft_wrap=True)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2,
-                            proxy_headers=True)
+            "(and pass --secure-cookies), or on a network you trust.",
+            highlight=False,
+            soft_wrap=True,
+        )
+    console.print(
+        f"cellpilot console on [bold]http://{host}:{port}/[/] (ledger {mask_url(url)})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=2,
+        proxy_headers=True,
+    )
     uvicorn.Server(config).run()
 
 
@@ -100,8 +121,10 @@ def users_add(
 
 
 @users_app.command("list")
-def users_list(ledger: LedgerOpt = None,
-               as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
+def users_list(
+    ledger: LedgerOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
     """List console accounts and their roles."""
     from controller.console.auth import list_users
 
@@ -111,9 +134,12 @@ def users_list(ledger: LedgerOpt = None,
         return
     table = Table("name", "role", "created", "last login")
     for u in rows:
-        table.add_row(u["name"], u["role"] + (" (disabled)" if u["disabled"] else ""),
-                      u["created_at"].strftime("%Y-%m-%d %H:%M"),
-                      u["last_login_at"].strftime("%Y-%m-%d %H:%M") if u["last_login_at"] else "never")
+        table.add_row(
+            u["name"],
+            u["role"] + (" (disabled)" if u["disabled"] else ""),
+            u["created_at"].strftime("%Y-%m-%d %H:%M"),
+            u["last_login_at"].strftime("%Y-%m-%d %H:%M") if u["last_login_at"] else "never",
+        )
     console.print(table)
 
 
@@ -156,7 +182,9 @@ def users_remove(name: str, ledger: LedgerOpt = None) -> None:
 @users_app.command("token")
 def users_token(
     name: str,
-    label: Annotated[str | None, typer.Option(help="what the token is for (shown in the audit trail)")] = None,
+    label: Annotated[
+        str | None, typer.Option(help="what the token is for (shown in the audit trail)")
+    ] = None,
     ledger: LedgerOpt = None,
 ) -> None:
     """Create a command-line token for NAME (set it as CELLPILOT_TOKEN); shown once, stored hashed."""

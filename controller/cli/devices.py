@@ -10,7 +10,9 @@ import typer
 
 from controller.cli.common import JsonOpt, console, fail
 
-devices_app = typer.Typer(no_args_is_help=True, help="commission the instruments of a campaign file")
+devices_app = typer.Typer(
+    no_args_is_help=True, help="commission the instruments of a campaign file"
+)
 
 
 @devices_app.command("check")
@@ -49,7 +51,9 @@ def devices_check(
             mark = "[green]ok[/]" if r["ok"] else "[red]FAILED[/]"
             console.print(f"{mark} {r['role']} ({r['driver']})")
             detail = r.get("identity") if r["ok"] else r.get("error")
-            console.print(f"    {json.dumps(detail, default=str)[:2000]}", highlight=False, soft_wrap=True)
+            console.print(
+                f"    {json.dumps(detail, default=str)[:2000]}", highlight=False, soft_wrap=True
+            )
     if not all(r["ok"] for r in rows):
         raise typer.Exit(3)
 

@@ -19,7 +19,9 @@ import typer
 
 from controller.cli.common import LedgerOpt, console, fail, ledger_url, os_user
 
-ledger_app = typer.Typer(no_args_is_help=True, help="maintenance of the event log (recorded in the log)")
+ledger_app = typer.Typer(
+    no_args_is_help=True, help="maintenance of the event log (recorded in the log)"
+)
 
 
 @ledger_app.command("mask-secrets")
@@ -43,16 +45,29 @@ def mask_secrets(
         for path, lines in rw.anchors.items():
             anchor.write_lines(path, lines)
     if as_json:
-        console.print_json(json.dumps([{"campaign_id": rw.campaign_id, "masked_events": rw.masked,
-                                        "events_rewritten": rw.rewritten, "old_head": rw.old_head,
-                                        "new_head": rw.new_head} for rw in rewrites]))
+        console.print_json(
+            json.dumps(
+                [
+                    {
+                        "campaign_id": rw.campaign_id,
+                        "masked_events": rw.masked,
+                        "events_rewritten": rw.rewritten,
+                        "old_head": rw.old_head,
+                        "new_head": rw.new_head,
+                    }
+                    for rw in rewrites
+                ]
+            )
+        )
         return
     if not rewrites:
         console.print("no event holds a credential; nothing rewritten")
     for rw in rewrites:
         chain = f"campaign {rw.campaign_id}" if rw.campaign_id else "the ledger-wide log"
-        console.print(f"{chain}: {len(rw.masked)} event(s) masked, {rw.rewritten} re-chained "
-                      f"(old head {rw.old_head[:12]}…)")
+        console.print(
+            f"{chain}: {len(rw.masked)} event(s) masked, {rw.rewritten} re-chained "
+            f"(old head {rw.old_head[:12]}…)"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -29,7 +29,9 @@ from controller.cli.common import (
 )
 
 
-def proposals(campaign: CampaignOpt = None, ledger: LedgerOpt = None, as_json: JsonOpt = False) -> None:
+def proposals(
+    campaign: CampaignOpt = None, ledger: LedgerOpt = None, as_json: JsonOpt = False
+) -> None:
     """List proposals waiting for a decision, with the model's prediction for each."""
     from controller.cli.common import ledger_engine
     from controller.loop.operator import OperatorError, pending_proposals
@@ -46,7 +48,9 @@ def proposals(campaign: CampaignOpt = None, ledger: LedgerOpt = None, as_json: J
     print_proposals(console, rows)
 
 
-def _act(ledger: str | None, user: str | None, claim: str | None, password_stdin: bool, action) -> Any:
+def _act(
+    ledger: str | None, user: str | None, claim: str | None, password_stdin: bool, action
+) -> Any:
     """Open the ledger, establish who acts, run ``action(db, actor, claimed_as)``; errors exit
     2 (5 when someone else decided first)."""
     from controller.ledger.db import open_ledger_engine
@@ -54,7 +58,9 @@ def _act(ledger: str | None, user: str | None, claim: str | None, password_stdin
 
     url = ledger_url(ledger)
     db = open_ledger_engine(url)
-    actor, claimed = operator_identity(db, url, user=user, claim=claim, password_stdin=password_stdin)
+    actor, claimed = operator_identity(
+        db, url, user=user, claim=claim, password_stdin=password_stdin
+    )
     try:
         return action(db, actor, claimed)
     except AlreadyDecided as e:
@@ -65,23 +71,38 @@ def _act(ledger: str | None, user: str | None, claim: str | None, password_stdin
 
 def approve(
     ids: Annotated[list[int] | None, typer.Argument(help="proposal ids")] = None,
-    all_: Annotated[bool, typer.Option("--all", help="every pending proposal inside the policy")] = False,
-    campaign: CampaignOpt = None, ledger: LedgerOpt = None, actor: ActorOpt = None, user: UserOpt = None,
-    password_stdin: PasswordStdinOpt = False, as_json: JsonOpt = False,
+    all_: Annotated[
+        bool, typer.Option("--all", help="every pending proposal inside the policy")
+    ] = False,
+    campaign: CampaignOpt = None,
+    ledger: LedgerOpt = None,
+    actor: ActorOpt = None,
+    user: UserOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Approve proposals (by id, or --all: every pending one not escalated outside the policy)."""
     from controller.loop.operator import approve as do_approve
 
     if not ids and not all_:
         fail("name proposal ids or use --all")
-    approved = _act(ledger, user, actor, password_stdin, lambda db, who, claim: do_approve(
-        db, None if all_ else list(ids or []), who, campaign, claimed_as=claim))
+    approved = _act(
+        ledger,
+        user,
+        actor,
+        password_stdin,
+        lambda db, who, claim: do_approve(
+            db, None if all_ else list(ids or []), who, campaign, claimed_as=claim
+        ),
+    )
     text = f"approved {len(approved)} proposal(s): {approved}"
     if all_:
         from controller.cli.common import ledger_engine
         from controller.loop.operator import pending_proposals
 
-        left = [p["id"] for p in pending_proposals(ledger_engine(ledger), campaign) if p["escalation"]]
+        left = [
+            p["id"] for p in pending_proposals(ledger_engine(ledger), campaign) if p["escalation"]
+        ]
         if left:
             text += f"\n{len(left)} escalated outside the policy, not approved: {left} (name their ids to approve)"
     done(as_json, {"approved": approved}, text)
@@ -90,14 +111,22 @@ def approve(
 def reject(
     proposal_id: Annotated[int, typer.Argument(help="proposal id")],
     reason: Annotated[str, typer.Option("--reason", help="why (kept in the audit trail)")],
-    ledger: LedgerOpt = None, actor: ActorOpt = None, user: UserOpt = None,
-    password_stdin: PasswordStdinOpt = False, as_json: JsonOpt = False,
+    ledger: LedgerOpt = None,
+    actor: ActorOpt = None,
+    user: UserOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Reject a proposal with a reason; the planner will not propose it again."""
     from controller.loop.operator import reject as do_reject
 
-    _act(ledger, user, actor, password_stdin,
-         lambda db, who, claim: do_reject(db, proposal_id, reason, who, claimed_as=claim))
+    _act(
+        ledger,
+        user,
+        actor,
+        password_stdin,
+        lambda db, who, claim: do_reject(db, proposal_id, reason, who, claimed_as=claim),
+    )
     done(as_json, {"rejected": proposal_id, "reason": reason}, f"rejected proposal {proposal_id}")
 
 
@@ -105,8 +134,11 @@ def edit(
     proposal_id: Annotated[int, typer.Argument(help="proposal id")],
     assignments: Annotated[list[str], typer.Argument(help="param=value ...")],
     reason: Annotated[str | None, typer.Option("--reason")] = None,
-    ledger: LedgerOpt = None, actor: ActorOpt = None, user: UserOpt = None,
-    password_stdin: PasswordStdinOpt = False, as_json: JsonOpt = False,
+    ledger: LedgerOpt = None,
+    actor: ActorOpt = None,
+    user: UserOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Change a proposal's parameters (within the search space) and approve the edited version."""
     from controller.loop.operator import OperatorError, parse_assignments
@@ -116,34 +148,75 @@ def edit(
         changes = parse_assignments(assignments)
     except OperatorError as e:
         fail(str(e))
-    params = _act(ledger, user, actor, password_stdin,
-                  lambda db, who, claim: do_edit(db, proposal_id, changes, who, reason, claimed_as=claim))
-    done(as_json, {"edited": proposal_id, "params": params}, f"proposal {proposal_id} edited and approved: {params}")
+    params = _act(
+        ledger,
+        user,
+        actor,
+        password_stdin,
+        lambda db, who, claim: do_edit(db, proposal_id, changes, who, reason, claimed_as=claim),
+    )
+    done(
+        as_json,
+        {"edited": proposal_id, "params": params},
+        f"proposal {proposal_id} edited and approved: {params}",
+    )
 
 
-def _control(action: str, campaign: str | None, ledger: str | None, actor: str | None, user: str | None,
-             password_stdin: bool, as_json: bool) -> None:
+def _control(
+    action: str,
+    campaign: str | None,
+    ledger: str | None,
+    actor: str | None,
+    user: str | None,
+    password_stdin: bool,
+    as_json: bool,
+) -> None:
     from controller.loop.operator import request
 
-    name = _act(ledger, user, actor, password_stdin,
-                lambda db, who, claim: request(db, action, who, campaign, claimed_as=claim))
-    done(as_json, {"campaign": name, "requested": action}, f"{action} requested for campaign {name}")
+    name = _act(
+        ledger,
+        user,
+        actor,
+        password_stdin,
+        lambda db, who, claim: request(db, action, who, campaign, claimed_as=claim),
+    )
+    done(
+        as_json, {"campaign": name, "requested": action}, f"{action} requested for campaign {name}"
+    )
 
 
-def pause(campaign: CampaignOpt = None, ledger: LedgerOpt = None, actor: ActorOpt = None, user: UserOpt = None,
-          password_stdin: PasswordStdinOpt = False, as_json: JsonOpt = False) -> None:
+def pause(
+    campaign: CampaignOpt = None,
+    ledger: LedgerOpt = None,
+    actor: ActorOpt = None,
+    user: UserOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Hold a running campaign at the next step boundary."""
     _control("pause", campaign, ledger, actor, user, password_stdin, as_json)
 
 
-def resume(campaign: CampaignOpt = None, ledger: LedgerOpt = None, actor: ActorOpt = None, user: UserOpt = None,
-           password_stdin: PasswordStdinOpt = False, as_json: JsonOpt = False) -> None:
+def resume(
+    campaign: CampaignOpt = None,
+    ledger: LedgerOpt = None,
+    actor: ActorOpt = None,
+    user: UserOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Let a held campaign continue (a stopped runner continues with `cellpilot run`)."""
     _control("resume", campaign, ledger, actor, user, password_stdin, as_json)
 
 
-def abort(campaign: CampaignOpt = None, ledger: LedgerOpt = None, actor: ActorOpt = None, user: UserOpt = None,
-          password_stdin: PasswordStdinOpt = False, as_json: JsonOpt = False) -> None:
+def abort(
+    campaign: CampaignOpt = None,
+    ledger: LedgerOpt = None,
+    actor: ActorOpt = None,
+    user: UserOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Stop a campaign for good at the next step boundary."""
     _control("abort", campaign, ledger, actor, user, password_stdin, as_json)
 

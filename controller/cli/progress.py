@@ -27,8 +27,14 @@ class ProgressView:
         self.console = console
         self.spec = spec
         self.enabled = enabled
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=console, disable=not enabled)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not enabled,
+        )
         self.task: TaskID | None = None
         self._unsub: Callable[[], None] | None = None
 
@@ -46,7 +52,9 @@ class ProgressView:
         if not self.enabled:
             return
         if kind == EventKind.ROUND_PROPOSED:
-            self.console.print(f"round {p['round']}: {p['n']} experiments proposed for plate {p['plate']}")
+            self.console.print(
+                f"round {p['round']}: {p['n']} experiments proposed for plate {p['plate']}"
+            )
         elif kind == EventKind.ROUND_COMPILED:
             if self.task is not None:
                 self.progress.remove_task(self.task)
@@ -54,8 +62,10 @@ class ProgressView:
         elif kind == EventKind.STEP_DONE and self.task is not None:
             self.progress.advance(self.task)
         elif kind == EventKind.DECISION_APPLIED:
-            self.console.print(f"  plate {p['plate']} decision {p['decision'] + 1} ({p['policy_id']}): "
-                               f"{_actions_text(p['actions_applied'])}")
+            self.console.print(
+                f"  plate {p['plate']} decision {p['decision'] + 1} ({p['policy_id']}): "
+                f"{_actions_text(p['actions_applied'])}"
+            )
             if self.task is not None:  # the plate's journal grew by the action's steps
                 total = self.progress.tasks[self.task].total or 0
                 self.progress.update(self.task, total=total + p["steps"])
@@ -65,18 +75,26 @@ class ProgressView:
             z = p.get("z_prime") or {}
             zs = ", ".join(f"{k} {v:.2f}" for k, v in z.items() if v is not None)
             ok = "[green]ok[/]" if p.get("plate_ok") else "[red]suspect[/]"
-            self.console.print(f"  plate {p['plate']} analysed: {p['measured']} experiments measured; Z' {zs} {ok}")
+            self.console.print(
+                f"  plate {p['plate']} analysed: {p['measured']} experiments measured; Z' {zs} {ok}"
+            )
         elif kind == EventKind.ROUND_AWAITING_APPROVAL:
-            self.console.print(f"[yellow]round {p['round']} waits for approval of {p['n']} proposals[/] "
-                               "(cellpilot proposals / approve / reject / edit)")
+            self.console.print(
+                f"[yellow]round {p['round']} waits for approval of {p['n']} proposals[/] "
+                "(cellpilot proposals / approve / reject / edit)"
+            )
         elif kind == EventKind.PROPOSAL_ESCALATED:
             self.console.print(f"[yellow]proposal {p['proposal_id']} escalated:[/] {p['reason']}")
         elif kind == EventKind.APPROVAL_TIMEOUT:
             self.console.print(f"[yellow]approval timed out:[/] {p['action']}")
         elif kind == EventKind.CAMPAIGN_HELD:
-            self.console.print(f"[yellow]campaign held:[/] {p['reason']} (cellpilot resume / abort)")
+            self.console.print(
+                f"[yellow]campaign held:[/] {p['reason']} (cellpilot resume / abort)"
+            )
         elif kind == EventKind.PLATE_QC_FAILED and "analysable" in p:
-            self.console.print(f"[red]plate of round {p['round']} could not be analysed:[/] {p['reason']}")
+            self.console.print(
+                f"[red]plate of round {p['round']} could not be analysed:[/] {p['reason']}"
+            )
 
     def summary(self, result) -> None:
         c = self.console
@@ -84,18 +102,24 @@ class ProgressView:
             c.print(f"[bold yellow]campaign {result.campaign} paused:[/] {result.pause_reason}")
             c.print("Fix the cause, then run the same command again to resume.")
             return
-        c.print(f"[bold green]campaign {result.campaign} {result.status}[/]: {result.rounds} plates, "
-                f"{result.valid_experiments} valid experiments")
+        c.print(
+            f"[bold green]campaign {result.campaign} {result.status}[/]: {result.rounds} plates, "
+            f"{result.valid_experiments} valid experiments"
+        )
         if result.best:
             outs = ", ".join(f"{k}={v:.3f}" for k, v in result.best["outcomes"].items())
-            pars = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                             for k, v in result.best["params"].items())
+            pars = ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in result.best["params"].items()
+            )
             c.print(f"best measured (meeting every outcome constraint): {pars} -> {outs}")
         sched = result.schedule
         if sched and sched["plates"] > 1:
-            c.print(f"workcell time: {sched['elapsed_h'] / 24:.1f} days with plates in flight; one plate at "
-                    f"a time would have taken {sched['one_plate_at_a_time_h'] / 24:.1f} days "
-                    f"(saved {sched['saved_days']:.1f} days)")
+            c.print(
+                f"workcell time: {sched['elapsed_h'] / 24:.1f} days with plates in flight; one plate at "
+                f"a time would have taken {sched['one_plate_at_a_time_h'] / 24:.1f} days "
+                f"(saved {sched['saved_days']:.1f} days)"
+            )
 
 
 def print_status(console: Console, data: Any, detailed: bool) -> None:
@@ -105,21 +129,41 @@ def print_status(console: Console, data: Any, detailed: bool) -> None:
         t.add_column(col_name)
     for d in rows:
         best = d.get("best")
-        t.add_row(d["name"], d["status"], str(d["rounds"]), str(d["valid_experiments"]),
-                  f"{d['clock_h']:.1f}", f"{best['metric']}={best['value']:.3f}" if best else "-")
+        t.add_row(
+            d["name"],
+            d["status"],
+            str(d["rounds"]),
+            str(d["valid_experiments"]),
+            f"{d['clock_h']:.1f}",
+            f"{best['metric']}={best['value']:.3f}" if best else "-",
+        )
     console.print(t)
     if detailed:
         if data.get("pause_reason"):
             console.print(f"[yellow]paused:[/] {data['pause_reason']}")
         r = Table(title=f"plates of {data['name']}")
-        for col_name in ("round", "plate", "where", "experiments", "Z'", "quarantined wells", "analysis"):
+        for col_name in (
+            "round",
+            "plate",
+            "where",
+            "experiments",
+            "Z'",
+            "quarantined wells",
+            "analysis",
+        ):
             r.add_column(col_name)
         for rd in data["round_details"]:
             z = (rd["z_prime"] or {}).get("tumour_count")
             version = rd.get("analysis_version")
-            r.add_row(str(rd["index"] + 1), rd["plate"], _where(rd, data), str(rd["experiments"]),
-                      f"{z:.2f}" if z is not None else "-", ", ".join(rd["quarantined_wells"]) or "-",
-                      f"v{version}" if version else "-")
+            r.add_row(
+                str(rd["index"] + 1),
+                rd["plate"],
+                _where(rd, data),
+                str(rd["experiments"]),
+                f"{z:.2f}" if z is not None else "-",
+                ", ".join(rd["quarantined_wells"]) or "-",
+                f"v{version}" if version else "-",
+            )
         console.print(r)
         _print_versions(console, data)
         for rd in data["round_details"]:
@@ -134,10 +178,13 @@ def _print_versions(console: Console, data: dict[str, Any]) -> None:
         return
     for v in versions:
         code = v.get("code_version") or {}
-        console.print(f"{'*' if v['adopted'] else ' '} analysis v{v['number']}: {v['analyzer']} "
-                      f"{json.dumps(v['settings'])} (code {code.get('package') or '?'} "
-                      f"{(code.get('commit') or '')[:10]}; by {v['created_by']}; rounds {v['rounds']})",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"{'*' if v['adopted'] else ' '} analysis v{v['number']}: {v['analyzer']} "
+            f"{json.dumps(v['settings'])} (code {code.get('package') or '?'} "
+            f"{(code.get('commit') or '')[:10]}; by {v['created_by']}; rounds {v['rounds']})",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def decisions_table(rd: dict[str, Any]) -> Table:
@@ -150,8 +197,13 @@ def decisions_table(rd: dict[str, Any]) -> Table:
         if d["rejected"]:
             gate += f", {d['rejected']} rejected"
         acts = _actions_text(d["actions"] or {})
-        t.add_row(str(d["index"] + 1), f"{d['time_h']:g}", d["policy_id"] or "-",
-                  gate if d["status"] != "compiled" else f"applied ({gate})", acts or "-")
+        t.add_row(
+            str(d["index"] + 1),
+            f"{d['time_h']:g}",
+            d["policy_id"] or "-",
+            gate if d["status"] != "compiled" else f"applied ({gate})",
+            acts or "-",
+        )
     return t
 
 
@@ -159,7 +211,9 @@ def _actions_text(actions: dict[str, Any]) -> str:
     """Units grouped by the action they got: ``x drug_b 0.25: groups 1-3, 5``."""
     by: dict[str, list[str]] = {}
     for unit in sorted(actions, key=lambda u: (0, int(u), "") if u.isdigit() else (1, 0, u)):
-        by.setdefault(_action_text(actions[unit]), []).append(str(int(unit) + 1) if unit.isdigit() else unit)
+        by.setdefault(_action_text(actions[unit]), []).append(
+            str(int(unit) + 1) if unit.isdigit() else unit
+        )
     if len(by) == 1:
         return f"{next(iter(by))} (all {len(actions)})"
     return "; ".join(f"{text}: {', '.join(units)}" for text, units in by.items())
@@ -187,7 +241,18 @@ def print_proposals(console: Console, rows: list[dict[str, Any]]) -> None:
     for col_name in ("id", "round", "parameters", "predicted", "why waiting"):
         t.add_column(col_name)
     for r in rows:
-        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["params"].items())
-        pred = ", ".join(f"{m} {mu:.3f}±{r['predicted_sd'].get(m, 0):.3f}" for m, mu in r["predicted_mean"].items())
-        t.add_row(str(r["id"]), str(r["round"]), params, pred or "(initial design)", r["escalation"] or "-")
+        params = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["params"].items()
+        )
+        pred = ", ".join(
+            f"{m} {mu:.3f}±{r['predicted_sd'].get(m, 0):.3f}"
+            for m, mu in r["predicted_mean"].items()
+        )
+        t.add_row(
+            str(r["id"]),
+            str(r["round"]),
+            params,
+            pred or "(initial design)",
+            r["escalation"] or "-",
+        )
     console.print(t)

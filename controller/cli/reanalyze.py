@@ -36,7 +36,9 @@ from controller.cli.common import (
 EXIT_INTEGRITY = 4  # as `cellpilot verify` when it finds tampering
 
 CampaignName = Annotated[str, typer.Option("--campaign", help="campaign name")]
-analysis_app = typer.Typer(no_args_is_help=True, help="analysis versions of a campaign (re-analysis)")
+analysis_app = typer.Typer(
+    no_args_is_help=True, help="analysis versions of a campaign (re-analysis)"
+)
 
 
 def read_settings(path: Path) -> tuple[str | None, dict[str, Any]]:
@@ -51,7 +53,9 @@ def read_settings(path: Path) -> tuple[str | None, dict[str, Any]]:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        fail(f"--settings {path}: expected a mapping of analyzer settings, got {type(data).__name__}")
+        fail(
+            f"--settings {path}: expected a mapping of analyzer settings, got {type(data).__name__}"
+        )
     if isinstance(data.get("analyzer"), dict):
         data = data["analyzer"]
     if set(data) <= {"name", "settings"} and data:
@@ -64,13 +68,26 @@ def read_settings(path: Path) -> tuple[str | None, dict[str, Any]]:
 
 def reanalyze(
     campaign: CampaignName,
-    settings: Annotated[Path | None, typer.Option(
-        "--settings", help="YAML/JSON: the analyzer's settings (or an analyzer: block, or a campaign file)")] = None,
-    analyzer: Annotated[str | None, typer.Option("--analyzer", help="registered analyzer (default: the adopted one)")] = None,
+    settings: Annotated[
+        Path | None,
+        typer.Option(
+            "--settings",
+            help="YAML/JSON: the analyzer's settings (or an analyzer: block, or a campaign file)",
+        ),
+    ] = None,
+    analyzer: Annotated[
+        str | None,
+        typer.Option("--analyzer", help="registered analyzer (default: the adopted one)"),
+    ] = None,
     note: Annotated[str | None, typer.Option("--note", help="why (kept with the version)")] = None,
-    adopt: Annotated[bool, typer.Option("--adopt", help="plan from the new version from the next round on")] = False,
-    ledger: LedgerOpt = None, actor: ActorOpt = None, user: UserOpt = None,
-    password_stdin: PasswordStdinOpt = False, as_json: JsonOpt = False,
+    adopt: Annotated[
+        bool, typer.Option("--adopt", help="plan from the new version from the next round on")
+    ] = False,
+    ledger: LedgerOpt = None,
+    actor: ActorOpt = None,
+    user: UserOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Re-analyse a campaign's stored images (checksums first) into a new analysis version."""
     from controller.ledger.db import open_ledger_engine
@@ -84,24 +101,39 @@ def reanalyze(
     db = open_ledger_engine(url)
     who, claimed = operator_identity(db, url, user=user, claim=actor, password_stdin=password_stdin)
     try:
-        out = do_reanalyze(db, campaign, actor=who, analyzer=analyzer or file_analyzer, settings=values,
-                           note=note, claimed_as=claimed, adopt_it=adopt)
+        out = do_reanalyze(
+            db,
+            campaign,
+            actor=who,
+            analyzer=analyzer or file_analyzer,
+            settings=values,
+            note=note,
+            claimed_as=claimed,
+            adopt_it=adopt,
+        )
     except RawDataMismatch as e:
         fail(str(e), EXIT_INTEGRITY)
     except ReanalysisError as e:
         fail(str(e))
-    text = (f"analysis version {out['version']} of campaign {campaign} recorded: analyzer {out['analyzer']}, "
-            f"{out['raw_files_checked']} image files checked, rounds {out['rounds']}; "
-            f"{out['outcomes_changed']} experiment(s) with other outcomes and {out['status_changed']} with "
-            f"another status than version {out['based_on']}")
-    text += (f"\nthe campaign now plans from version {out['version']}" if out["adopted"] else
-             f"\nthe campaign still plans from version {out['based_on']} (adopt: cellpilot analysis use "
-             f"--campaign {campaign} --version {out['version']})")
+    text = (
+        f"analysis version {out['version']} of campaign {campaign} recorded: analyzer {out['analyzer']}, "
+        f"{out['raw_files_checked']} image files checked, rounds {out['rounds']}; "
+        f"{out['outcomes_changed']} experiment(s) with other outcomes and {out['status_changed']} with "
+        f"another status than version {out['based_on']}"
+    )
+    text += (
+        f"\nthe campaign now plans from version {out['version']}"
+        if out["adopted"]
+        else f"\nthe campaign still plans from version {out['based_on']} (adopt: cellpilot analysis use "
+        f"--campaign {campaign} --version {out['version']})"
+    )
     done(as_json, out, text)
 
 
 @analysis_app.command("list")
-def list_versions(campaign: CampaignName, ledger: LedgerOpt = None, as_json: JsonOpt = False) -> None:
+def list_versions(
+    campaign: CampaignName, ledger: LedgerOpt = None, as_json: JsonOpt = False
+) -> None:
     """List a campaign's analysis versions: analyzer, settings, code version, which is adopted."""
     from sqlmodel import Session
 
@@ -118,19 +150,27 @@ def list_versions(campaign: CampaignName, ledger: LedgerOpt = None, as_json: Jso
     for v in rows:
         mark = "*" if v["adopted"] else " "
         code = v["code_version"] or {}
-        console.print(f"{mark} version {v['number']}: {v['analyzer']} {json.dumps(v['settings'])} "
-                      f"(code {code.get('package') or '?'} {(code.get('commit') or '')[:12]}; "
-                      f"by {v['created_by']}; rounds {v['rounds']}){' — ' + v['note'] if v['note'] else ''}",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"{mark} version {v['number']}: {v['analyzer']} {json.dumps(v['settings'])} "
+            f"(code {code.get('package') or '?'} {(code.get('commit') or '')[:12]}; "
+            f"by {v['created_by']}; rounds {v['rounds']}){' — ' + v['note'] if v['note'] else ''}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @analysis_app.command("use")
 def use(
     campaign: CampaignName,
     version: Annotated[int, typer.Option("--version", help="analysis version number")],
-    reason: Annotated[str | None, typer.Option("--reason", help="why (kept in the audit trail)")] = None,
-    ledger: LedgerOpt = None, actor: ActorOpt = None, user: UserOpt = None,
-    password_stdin: PasswordStdinOpt = False, as_json: JsonOpt = False,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="why (kept in the audit trail)")
+    ] = None,
+    ledger: LedgerOpt = None,
+    actor: ActorOpt = None,
+    user: UserOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Plan from another analysis version from the next round on (recorded as an event)."""
     from controller.ledger.db import open_ledger_engine
@@ -143,9 +183,15 @@ def use(
         out = adopt(db, campaign, version, who, reason=reason, claimed_as=claimed)
     except ReanalysisError as e:
         fail(str(e))
-    held = f"; plate(s) now held for a QC decision: {out['held_plates']}" if out["held_plates"] else ""
-    done(as_json, out, f"campaign {campaign} now plans from analysis version {version} (was {out['previous']}); "
-                       f"{out['outcomes_changed']} experiment(s) with other outcomes{held}")
+    held = (
+        f"; plate(s) now held for a QC decision: {out['held_plates']}" if out["held_plates"] else ""
+    )
+    done(
+        as_json,
+        out,
+        f"campaign {campaign} now plans from analysis version {version} (was {out['previous']}); "
+        f"{out['outcomes_changed']} experiment(s) with other outcomes{held}",
+    )
 
 
 def register(app: typer.Typer) -> None:

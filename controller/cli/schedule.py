@@ -33,12 +33,16 @@ def schedule_campaign_file(file: Path, dry_run: bool, ledger: str | None, at: st
         job = schedule_campaign(open_ledger_engine(url), url, spec.name, file, when, dry_run)
     except ValueError as e:
         fail(f"cannot schedule: {e}")
-    console.print(f"scheduled [bold]{job}[/] at {when.isoformat()}; keep `cellpilot scheduler` running")
+    console.print(
+        f"scheduled [bold]{job}[/] at {when.isoformat()}; keep `cellpilot scheduler` running"
+    )
 
 
 def scheduler(
     ledger: LedgerOpt = None,
-    exit_when_idle: Annotated[bool, typer.Option("--exit-when-idle", help="stop when no job is left")] = False,
+    exit_when_idle: Annotated[
+        bool, typer.Option("--exit-when-idle", help="stop when no job is left")
+    ] = False,
 ) -> None:
     """Run scheduled jobs (campaign start times) stored in the ledger's database."""
     from controller.ledger.db import open_ledger_engine, resolve_ledger_url
@@ -47,7 +51,11 @@ def scheduler(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        serve(open_ledger_engine(resolve_ledger_url(None, ledger)), exit_when_idle=exit_when_idle, stop=stop)
+        serve(
+            open_ledger_engine(resolve_ledger_url(None, ledger)),
+            exit_when_idle=exit_when_idle,
+            stop=stop,
+        )
     except KeyboardInterrupt:
         pass
 

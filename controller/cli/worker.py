@@ -16,7 +16,9 @@ from controller.cli.common import LedgerOpt, console, err_console, fail
 
 def submit(
     file: Annotated[Path, typer.Argument(help="campaign YAML file")],
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="simulated instruments and clock")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="simulated instruments and clock")
+    ] = False,
     ledger: LedgerOpt = None,
 ) -> None:
     """Check a campaign file and queue it in the ledger for a worker (`cellpilot worker`)."""
@@ -37,13 +39,22 @@ def submit(
         queue_campaign(url, spec, dry_run=dry_run)
     except QueueError as e:
         fail(str(e))
-    console.print(f"campaign [bold]{spec.name}[/] queued; a `cellpilot worker` on this ledger will run it")
+    console.print(
+        f"campaign [bold]{spec.name}[/] queued; a `cellpilot worker` on this ledger will run it"
+    )
 
 
 def worker(
     ledger: LedgerOpt = None,
-    lease_s: Annotated[float, typer.Option("--lease-s", min=5, help="lease length; a dead worker's campaign is taken over after it")] = 60.0,
-    exit_when_idle: Annotated[bool, typer.Option("--exit-when-idle", help="stop when no campaign is left")] = False,
+    lease_s: Annotated[
+        float,
+        typer.Option(
+            "--lease-s", min=5, help="lease length; a dead worker's campaign is taken over after it"
+        ),
+    ] = 60.0,
+    exit_when_idle: Annotated[
+        bool, typer.Option("--exit-when-idle", help="stop when no campaign is left")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Run queued campaigns from the ledger, one at a time, and take over orphaned ones."""
@@ -58,7 +69,9 @@ def worker(
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    report = run_worker(resolve_ledger_url(None, ledger), lease_s=lease_s, exit_when_idle=exit_when_idle, stop=stop)
+    report = run_worker(
+        resolve_ledger_url(None, ledger), lease_s=lease_s, exit_when_idle=exit_when_idle, stop=stop
+    )
     if as_json:
         console.print_json(json.dumps({"runner": report.runner_id, "campaigns": report.campaigns}))
     else:

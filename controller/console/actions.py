@@ -24,7 +24,9 @@ router = APIRouter()
 PARAM_PREFIX = "p:"
 
 
-def _back(request: Request, campaign: str, message: str, anchor: str = "proposals", **extra) -> Response:
+def _back(
+    request: Request, campaign: str, message: str, anchor: str = "proposals", **extra
+) -> Response:
     """Redirect to the campaign page at ``anchor``; the message shows at the top of the window."""
     user = request.state.user
     auth.set_flash(request.app.state.db, user.session_id, message, **extra)
@@ -54,8 +56,10 @@ def _outside_policy(db, ids: list[int], confirmed: bool) -> str | None:
     """An error when ``ids`` hold an escalated proposal approved without its confirmation."""
     out = operator.escalated(db, ids)
     if out and not confirmed:
-        return (f"error: proposal {', '.join(map(str, out))} is outside the signed policy; approve it with "
-                "its own button and tick its confirmation")
+        return (
+            f"error: proposal {', '.join(map(str, out))} is outside the signed policy; approve it with "
+            "its own button and tick its confirmation"
+        )
     return None
 
 
@@ -74,7 +78,9 @@ async def approve_many(request: Request, name: str) -> Response:
     try:
         done = await run_in_threadpool(operator.approve, db, ids, user.name, name)
     except operator.OperatorError as e:
-        return _back(request, name, f"error: {e}; nothing was approved, check the list and try again")
+        return _back(
+            request, name, f"error: {e}; nothing was approved, check the list and try again"
+        )
     return _back(request, name, f"approved {len(done)} proposal(s): {', '.join(map(str, done))}")
 
 
@@ -84,7 +90,9 @@ async def approve_one(request: Request, proposal_id: int) -> Response:
     user, form = await action_user(request)
     db = request.app.state.db
     name = await run_in_threadpool(_campaign_of, request, proposal_id)
-    refused = await run_in_threadpool(_outside_policy, db, [proposal_id], form.get("outside_policy") == "yes")
+    refused = await run_in_threadpool(
+        _outside_policy, db, [proposal_id], form.get("outside_policy") == "yes"
+    )
     if refused:
         return _back(request, name, refused, anchor=f"p{proposal_id}")
     try:
@@ -100,7 +108,9 @@ async def reject_one(request: Request, proposal_id: int) -> Response:
     name = await run_in_threadpool(_campaign_of, request, proposal_id)
     reason = str(form.get("reason", "")).strip()
     try:
-        await run_in_threadpool(operator.reject, request.app.state.db, proposal_id, reason, user.name)
+        await run_in_threadpool(
+            operator.reject, request.app.state.db, proposal_id, reason, user.name
+        )
     except operator.OperatorError as e:
         return _back(request, name, f"error: {e}")
     return _back(request, name, f"rejected proposal {proposal_id}: {reason}")
@@ -112,21 +122,33 @@ async def edit_one(request: Request, proposal_id: int) -> Response:
     user, form = await action_user(request)
     name = await run_in_threadpool(_campaign_of, request, proposal_id)
     # Only the fields the operator changed: the form shows values rounded to 6 digits.
-    changes = {k[len(PARAM_PREFIX):]: str(v).strip() for k, v in form.items()
-               if k.startswith(PARAM_PREFIX) and str(v).strip() != ""
-               and str(v).strip() != str(form.get("orig:" + k[len(PARAM_PREFIX):], "")).strip()}
+    changes = {
+        k[len(PARAM_PREFIX) :]: str(v).strip()
+        for k, v in form.items()
+        if k.startswith(PARAM_PREFIX)
+        and str(v).strip() != ""
+        and str(v).strip() != str(form.get("orig:" + k[len(PARAM_PREFIX) :], "")).strip()
+    }
     reason = str(form.get("reason", "")).strip() or None
     try:
-        params = await run_in_threadpool(operator.edit, request.app.state.db, proposal_id, changes,
-                                         user.name, reason)
+        params = await run_in_threadpool(
+            operator.edit, request.app.state.db, proposal_id, changes, user.name, reason
+        )
     except operator.AlreadyDecided as e:
         return _back(request, name, f"error: {e}")
     except operator.OperatorError as e:
         # back to the page (a reload must not post the edit again), the form open with the error
         edit = {proposal_id: {"error": str(e), "values": {**changes, "reason": reason or ""}}}
-        return _back(request, name, f"error: proposal {proposal_id} not edited: {e}", anchor=f"p{proposal_id}",
-                     edit=edit)
-    shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+        return _back(
+            request,
+            name,
+            f"error: proposal {proposal_id} not edited: {e}",
+            anchor=f"p{proposal_id}",
+            edit=edit,
+        )
+    shown = ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+    )
     return _back(request, name, f"proposal {proposal_id} edited and approved: {shown}")
 
 
@@ -158,16 +180,24 @@ def users_page(request: Request) -> Response:
 
     with Session(request.app.state.db) as s:
         log = account_events_view(s)
-    return render(request, "users.html", {"users": auth.list_users(request.app.state.db), "log": log})
+    return render(
+        request, "users.html", {"users": auth.list_users(request.app.state.db), "log": log}
+    )
 
 
 @router.post("/admin/users")
 async def users_add(request: Request) -> Response:
     user, form = await action_user(request, Role.ADMIN)
     try:
-        await run_in_threadpool(lambda: auth.add_user(request.app.state.db, str(form.get("name", "")),
-                                                      str(form.get("password", "")), str(form.get("role", "viewer")),
-                                                      actor=user.name))
+        await run_in_threadpool(
+            lambda: auth.add_user(
+                request.app.state.db,
+                str(form.get("name", "")),
+                str(form.get("password", "")),
+                str(form.get("role", "viewer")),
+                actor=user.name,
+            )
+        )
         msg = f"user {form.get('name')} added as {form.get('role')}"
     except auth.AccountError as e:
         msg = f"error: {e}"

@@ -70,7 +70,9 @@ def client_address(request: Request) -> str:
 
 def current_user(request: Request) -> CurrentUser | None:
     if getattr(request.state, "user", _UNSET) is _UNSET:
-        request.state.user = auth.load_session(request.app.state.db, request.cookies.get(session_cookie(request)))
+        request.state.user = auth.load_session(
+            request.app.state.db, request.cookies.get(session_cookie(request))
+        )
     return request.state.user
 
 
@@ -100,11 +102,15 @@ async def action_user(request: Request, role: Role = Role.OPERATOR) -> tuple[Cur
     if not auth.csrf_ok(user.csrf_token, given if isinstance(given, str) else None):
         raise CsrfRefused(403, "missing or wrong CSRF token; reload the page and try again")
     if not user.can(role):
-        raise HTTPException(403, f"{user.name} is a {user.role.value}; this needs the {role.value} role")
+        raise HTTPException(
+            403, f"{user.name} is a {user.role.value}; this needs the {role.value} role"
+        )
     return user, form
 
 
-def render(request: Request, name: str, context: dict, status_code: int = 200, *, page: bool = True) -> Response:
+def render(
+    request: Request, name: str, context: dict, status_code: int = 200, *, page: bool = True
+) -> Response:
     """A template with the user; a full ``page`` also shows (and clears) the one-shot flash
     message, a fragment never does (a live refresh must not swallow an action's result).
     A refused edit's error and values come back through the flash, next to its form."""
@@ -112,8 +118,14 @@ def render(request: Request, name: str, context: dict, status_code: int = 200, *
     flash = auth.pop_flash(request.app.state.db, user.session_id) if user and page else None
     ctx = {"user": user, "flash": flash["message"] if flash else None, "Role": Role, **context}
     edit = (flash or {}).get("edit") or {}
-    ctx["edit_errors"] = {**{int(k): v["error"] for k, v in edit.items()}, **context.get("edit_errors", {})}
-    ctx["edit_values"] = {**{int(k): v["values"] for k, v in edit.items()}, **context.get("edit_values", {})}
+    ctx["edit_errors"] = {
+        **{int(k): v["error"] for k, v in edit.items()},
+        **context.get("edit_errors", {}),
+    }
+    ctx["edit_values"] = {
+        **{int(k): v["values"] for k, v in edit.items()},
+        **context.get("edit_values", {}),
+    }
     return templates.TemplateResponse(request, name, ctx, status_code=status_code)
 
 
@@ -139,7 +151,9 @@ def cookie_names(instance: str | None) -> tuple[str, str]:
     return SESSION_COOKIE + suffix, LOGIN_CSRF_COOKIE + suffix
 
 
-def create_app(ledger_url: str, *, secure_cookies: bool = False, instance: str | None = None) -> FastAPI:
+def create_app(
+    ledger_url: str, *, secure_cookies: bool = False, instance: str | None = None
+) -> FastAPI:
     """The console for the ledger at ``ledger_url`` (migrated to the newest schema on start).
 
     Args:
@@ -175,17 +189,36 @@ def create_app(ledger_url: str, *, secure_cookies: bool = False, instance: str |
         if exc.status_code in (401, 403) and not (html and request.method == "GET"):
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
         if exc.status_code in (401, 403, 404):
-            return render(request, "error.html", {"status": exc.status_code, "detail": exc.detail},
-                          status_code=exc.status_code)
+            return render(
+                request,
+                "error.html",
+                {"status": exc.status_code, "detail": exc.detail},
+                status_code=exc.status_code,
+            )
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
 
     @app.get("/login")
-    def login_page(request: Request, next: str = "/", error: str | None = None, retry: int = 0,
-                   expired: int = 0) -> Response:
+    def login_page(
+        request: Request,
+        next: str = "/",
+        error: str | None = None,
+        retry: int = 0,
+        expired: int = 0,
+    ) -> Response:
         token = secrets.token_urlsafe(24)
-        resp = templates.TemplateResponse(request, "login.html", {
-            "user": None, "flash": None, "next": _safe_next(next), "error": error, "retry": retry,
-            "expired": expired, "login_csrf": token})
+        resp = templates.TemplateResponse(
+            request,
+            "login.html",
+            {
+                "user": None,
+                "flash": None,
+                "next": _safe_next(next),
+                "error": error,
+                "retry": retry,
+                "expired": expired,
+                "login_csrf": token,
+            },
+        )
         _set_cookie(request, resp, request.app.state.login_cookie, token, max_age=3600)
         return resp
 
@@ -194,32 +227,49 @@ def create_app(ledger_url: str, *, secure_cookies: bool = False, instance: str |
         form = await request.form()
         nxt = _safe_next(str(form.get("next", "/")))
         # Login CSRF: the form's token must match the cookie set with the form (double submit).
-        if not auth.csrf_ok(request.cookies.get(request.app.state.login_cookie, ""), str(form.get("csrf_token", ""))):
+        if not auth.csrf_ok(
+            request.cookies.get(request.app.state.login_cookie, ""), str(form.get("csrf_token", ""))
+        ):
             if _wants_html(request):  # an old login tab: a fresh form, not an error page
                 return RedirectResponse(f"/login?error=expired&next={quote(nxt)}", status_code=303)
             raise HTTPException(403, "the login form expired; reload it")
         name, password = str(form.get("username", "")), str(form.get("password", ""))
         try:
-            user = await run_in_threadpool(auth.authenticate, request.app.state.db, name, password,
-                                           address=client_address(request))
+            user = await run_in_threadpool(
+                auth.authenticate,
+                request.app.state.db,
+                name,
+                password,
+                address=client_address(request),
+            )
         except auth.LoginRefused as e:
             kind = "locked" if "too many" in str(e) else "busy"
-            return RedirectResponse(f"/login?error={kind}&retry={e.retry_after_s}&next={quote(nxt)}", status_code=303)
+            return RedirectResponse(
+                f"/login?error={kind}&retry={e.retry_after_s}&next={quote(nxt)}", status_code=303
+            )
         if user is None:
             return RedirectResponse(f"/login?error=1&next={quote(nxt)}", status_code=303)
         token = await run_in_threadpool(auth.create_session, request.app.state.db, user.id)
         resp = RedirectResponse(nxt, status_code=303)
-        _set_cookie(request, resp, request.app.state.session_cookie, token,
-                    max_age=int(auth.SESSION_TTL.total_seconds()))
+        _set_cookie(
+            request,
+            resp,
+            request.app.state.session_cookie,
+            token,
+            max_age=int(auth.SESSION_TTL.total_seconds()),
+        )
         resp.delete_cookie(request.app.state.login_cookie)
         return resp
 
     @app.post("/logout")
     async def logout(request: Request) -> Response:
         await action_user(request, Role.VIEWER)
-        await run_in_threadpool(auth.end_session, request.app.state.db,
-                                request.cookies.get(request.app.state.session_cookie),
-                                address=client_address(request))
+        await run_in_threadpool(
+            auth.end_session,
+            request.app.state.db,
+            request.cookies.get(request.app.state.session_cookie),
+            address=client_address(request),
+        )
         resp = RedirectResponse("/login", status_code=303)
         resp.delete_cookie(request.app.state.session_cookie)
         return resp
@@ -246,4 +296,6 @@ def _form_refused(request: Request, exc: HTTPException) -> Response:
 
 def _set_cookie(request: Request, resp: Response, key: str, value: str, max_age: int) -> None:
     secure = request.app.state.secure_cookies or request.url.scheme == "https"
-    resp.set_cookie(key, value, max_age=max_age, httponly=True, samesite="lax", secure=secure, path="/")
+    resp.set_cookie(
+        key, value, max_age=max_age, httponly=True, samesite="lax", secure=secure, path="/"
+    )

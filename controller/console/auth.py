@@ -91,7 +91,9 @@ def parse_role(role: str) -> Role:
         raise AccountError(f"unknown role {role!r}; choose viewer, operator or admin") from None
 
 
-def add_user(db: Engine, name: str, password: str, role: str = "viewer", *, actor: str = "system") -> UserAccount:
+def add_user(
+    db: Engine, name: str, password: str, role: str = "viewer", *, actor: str = "system"
+) -> UserAccount:
     """Create an account; raise :class:`AccountError` when the name is taken. ``actor`` is who
     creates it (an admin's name, or the OS user of ``cellpilot users add``)."""
     name = name.strip()
@@ -154,13 +156,21 @@ def _user(s: Session, name: str) -> UserAccount:
 
 def list_users(db: Engine) -> list[dict]:
     with Session(db) as s:
-        return [{"name": u.name, "role": u.role, "disabled": u.disabled, "created_at": u.created_at,
-                 "last_login_at": u.last_login_at}
-                for u in s.exec(select(UserAccount).order_by(col(UserAccount.name)))]
+        return [
+            {
+                "name": u.name,
+                "role": u.role,
+                "disabled": u.disabled,
+                "created_at": u.created_at,
+                "last_login_at": u.last_login_at,
+            }
+            for u in s.exec(select(UserAccount).order_by(col(UserAccount.name)))
+        ]
 
 
-def authenticate(db: Engine, name: str, password: str, *, address: str = "unknown",
-                 channel: str = "console") -> UserAccount | None:
+def authenticate(
+    db: Engine, name: str, password: str, *, address: str = "unknown", channel: str = "console"
+) -> UserAccount | None:
     """The account when ``password`` is right (and the account enabled), else None; every
     attempt is an event (``login_succeeded`` / ``login_failed``) naming the client ``address``.
 
@@ -202,12 +212,20 @@ def _failed(db: Engine, s: Session, user: UserAccount | None, keys: list[str], w
     # An unknown name is not recorded: it may be a password typed into the name field.
     known = user.name if user else None
     locked = throttle.record_failure(db, keys)
-    _audit(s, EventKind.LOGIN_FAILED, known or "unknown",
-           {"name": known, "known_user": user is not None, **where})
+    _audit(
+        s,
+        EventKind.LOGIN_FAILED,
+        known or "unknown",
+        {"name": known, "known_user": user is not None, **where},
+    )
     for key, secs in locked.items():
         scope = "user" if key.startswith("user:") else "address"
-        _audit(s, EventKind.LOGIN_LOCKED, known or "unknown",
-               {"name": known, "scope": scope, "locked_s": secs, **where})
+        _audit(
+            s,
+            EventKind.LOGIN_LOCKED,
+            known or "unknown",
+            {"name": known, "scope": scope, "locked_s": secs, **where},
+        )
     s.commit()
 
 
@@ -223,7 +241,9 @@ def create_token(db: Engine, name: str, *, label: str | None = None, actor: str 
         row = ApiToken(user_id=user.id, digest=_digest(token), label=label)
         s.add(row)
         s.flush()
-        _audit(s, EventKind.TOKEN_CREATED, actor, {"name": name, "token_id": row.id, "label": label})
+        _audit(
+            s, EventKind.TOKEN_CREATED, actor, {"name": name, "token_id": row.id, "label": label}
+        )
         s.commit()
     return token
 
@@ -232,7 +252,9 @@ def revoke_tokens(db: Engine, name: str, *, actor: str = "system") -> int:
     """Revoke every token of ``name``; how many were active."""
     with Session(db) as s:
         user = _user(s, name)
-        rows = s.exec(select(ApiToken).where(ApiToken.user_id == user.id, col(ApiToken.revoked).is_(False))).all()
+        rows = s.exec(
+            select(ApiToken).where(ApiToken.user_id == user.id, col(ApiToken.revoked).is_(False))
+        ).all()
         for row in rows:
             row.revoked = True
             s.add(row)
@@ -244,8 +266,11 @@ def revoke_tokens(db: Engine, name: str, *, actor: str = "system") -> int:
 def token_user(db: Engine, token: str) -> UserAccount | None:
     """The enabled account a valid, unrevoked token belongs to, else None."""
     with Session(db) as s:
-        row = s.exec(select(ApiToken, UserAccount).join(UserAccount, UserAccount.id == ApiToken.user_id)
-                     .where(ApiToken.digest == _digest(token.strip()))).first()
+        row = s.exec(
+            select(ApiToken, UserAccount)
+            .join(UserAccount, UserAccount.id == ApiToken.user_id)
+            .where(ApiToken.digest == _digest(token.strip()))
+        ).first()
         if row is None or row[0].revoked or row[1].disabled:
             return None
         tok, user = row
@@ -262,8 +287,15 @@ def create_session(db: Engine, user_id: int) -> str:
     now = utcnow()
     with Session(db) as s:
         s.exec(delete(WebSession).where(col(WebSession.expires_at) < now))
-        s.add(WebSession(id=_digest(token), user_id=user_id, csrf_token=secrets.token_urlsafe(32),
-                         created_at=now, expires_at=now + SESSION_TTL))
+        s.add(
+            WebSession(
+                id=_digest(token),
+                user_id=user_id,
+                csrf_token=secrets.token_urlsafe(32),
+                created_at=now,
+                expires_at=now + SESSION_TTL,
+            )
+        )
         s.commit()
     return token
 
@@ -273,14 +305,19 @@ def load_session(db: Engine, token: str | None) -> CurrentUser | None:
     if not token:
         return None
     with Session(db) as s:
-        row = s.exec(select(WebSession, UserAccount).join(UserAccount, UserAccount.id == WebSession.user_id)
-                     .where(WebSession.id == _digest(token))).first()
+        row = s.exec(
+            select(WebSession, UserAccount)
+            .join(UserAccount, UserAccount.id == WebSession.user_id)
+            .where(WebSession.id == _digest(token))
+        ).first()
         if row is None:
             return None
         sess, user = row
         if _as_utc(sess.expires_at) < utcnow() or user.disabled:
             return None
-        return CurrentUser(name=user.name, role=Role(user.role), csrf_token=sess.csrf_token, session_id=sess.id)
+        return CurrentUser(
+            name=user.name, role=Role(user.role), csrf_token=sess.csrf_token, session_id=sess.id
+        )
 
 
 def end_session(db: Engine, token: str | None, *, address: str = "unknown") -> None:
@@ -288,8 +325,11 @@ def end_session(db: Engine, token: str | None, *, address: str = "unknown") -> N
     if not token:
         return
     with Session(db) as s:
-        row = s.exec(select(WebSession, UserAccount).join(UserAccount, UserAccount.id == WebSession.user_id)
-                     .where(WebSession.id == _digest(token))).first()
+        row = s.exec(
+            select(WebSession, UserAccount)
+            .join(UserAccount, UserAccount.id == WebSession.user_id)
+            .where(WebSession.id == _digest(token))
+        ).first()
         s.exec(delete(WebSession).where(col(WebSession.id) == _digest(token)))
         if row is not None:
             _audit(s, EventKind.LOGOUT, row[1].name, {"name": row[1].name, "address": address})

@@ -109,8 +109,13 @@ def convergence_png(campaign_id: int, spec: dict, measured: list[Experiment]) ->
     if measured:
         curve, _ = best_so_far(cspec, measured)
         x = np.arange(1, len(curve) + 1)
-        ax.scatter(x, [e.outcomes.get(obj.metric, np.nan) for e in measured], s=9, color="#9bb",
-                   label="each experiment")
+        ax.scatter(
+            x,
+            [e.outcomes.get(obj.metric, np.nan) for e in measured],
+            s=9,
+            color="#9bb",
+            label="each experiment",
+        )
         ax.plot(x, curve, color="#1565c0", lw=2, label="best feasible so far")
         ax.legend(fontsize=7, loc="lower right")
     else:

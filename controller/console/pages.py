@@ -102,7 +102,9 @@ def timeline(request: Request, name: str, user: ApiUser) -> Response:
         camp = views.get_campaign(s, name)
         if camp is None:
             raise HTTPException(404, f"no campaign named {name!r}")
-        png = timeline_png(campaign_timeline(s, camp), now_h=(camp.clock_s - camp.started_clock_s) / 3600)
+        png = timeline_png(
+            campaign_timeline(s, camp), now_h=(camp.clock_s - camp.started_clock_s) / 3600
+        )
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, no-cache"})
 
 
@@ -117,7 +119,9 @@ def thumbnail(request: Request, raw_id: int, user: ApiUser, channel: str | None 
         png = images.well_thumbnail(raw, channel)
     except (OSError, ValueError) as e:
         raise HTTPException(404, f"image {raw_id} cannot be read: {e}") from None
-    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"})
+    return Response(
+        png, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"}
+    )
 
 
 @router.get("/campaigns/{name}/stream")
@@ -142,8 +146,11 @@ async def stream(request: Request, name: str, user: ApiUser) -> Response:
                 yield ": keep-alive\n\n"
             await asyncio.sleep(STREAM_POLL_S)
 
-    return StreamingResponse(gen(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        gen(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 @router.get("/api/campaigns")
@@ -159,5 +166,8 @@ def api_proposals(request: Request, name: str, user: ApiUser) -> Response:
             raise HTTPException(404, f"no campaign named {name!r}")
         s.expunge(camp)
     rows = views.proposals_view(request.app.state.db, camp)
-    return JSONResponse(json.loads(json.dumps([{k: v for k, v in r.items() if k != "fields"} for r in rows],
-                                              default=str)))
+    return JSONResponse(
+        json.loads(
+            json.dumps([{k: v for k, v in r.items() if k != "fields"} for r in rows], default=str)
+        )
+    )

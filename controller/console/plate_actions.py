@@ -21,7 +21,9 @@ async def plate_decision(request: Request, name: str, plate: str, decision: str)
         raise HTTPException(404, f"no plate decision {decision!r}")
     reason = str(form.get("reason") or "") or None
     try:
-        result = await run_in_threadpool(decide_plate, request.app.state.db, plate, decision, user.name, reason)
+        result = await run_in_threadpool(
+            decide_plate, request.app.state.db, plate, decision, user.name, reason
+        )
         message = f"plate {plate}: {decision} ({result['experiments']} experiments)"
     except PlateDecisionError as e:
         message = f"error: {e}"

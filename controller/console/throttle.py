@@ -63,8 +63,11 @@ def locked_for(db: Engine, keys_: list[str]) -> int:
     """Seconds until every key is unlocked (0: none is locked)."""
     now = utcnow()
     with Session(db) as s:
-        until = [_as_utc(row.locked_until) for k in keys_
-                 if (row := s.get(LoginThrottle, k)) is not None and row.locked_until is not None]
+        until = [
+            _as_utc(row.locked_until)
+            for k in keys_
+            if (row := s.get(LoginThrottle, k)) is not None and row.locked_until is not None
+        ]
     waits = [(t - now).total_seconds() for t in until if t > now]
     return int(max(waits) + 1) if waits else 0
 
@@ -97,7 +100,7 @@ def _fail(db: Engine, key: str) -> int:
         over = row.failures - FREE_FAILURES[key.split(":", 1)[0]]
         secs = 0
         if over >= 0:
-            lock = min(FIRST_LOCK * (2 ** over), MAX_LOCK)
+            lock = min(FIRST_LOCK * (2**over), MAX_LOCK)
             row.locked_until = now + lock
             secs = int(lock.total_seconds())
         s.add(row)

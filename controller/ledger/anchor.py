@@ -59,10 +59,18 @@ def campaign_anchor_path(data_dir: str | Path) -> Path:
     return Path(data_dir).resolve() / CAMPAIGN_ANCHOR
 
 
-def anchor_line(ledger: str, campaign_id: int | None, campaign: str | None, count: int, head: str,
-                **extra: Any) -> dict[str, Any]:
-    return {"ledger": ledger, "campaign_id": campaign_id, "campaign": campaign, "count": count,
-            "head": head, "at": datetime.now(UTC).isoformat(), **extra}
+def anchor_line(
+    ledger: str, campaign_id: int | None, campaign: str | None, count: int, head: str, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "ledger": ledger,
+        "campaign_id": campaign_id,
+        "campaign": campaign,
+        "count": count,
+        "head": head,
+        "at": datetime.now(UTC).isoformat(),
+        **extra,
+    }
 
 
 def write_lines(path: Path, lines: list[dict[str, Any]]) -> bool:
@@ -94,9 +102,18 @@ def read_anchors(path: Path, ledger: str | None) -> list[Anchor]:
             if not isinstance(d, dict) or (ledger is not None and d.get("ledger") != ledger):
                 continue
             try:
-                out.append(Anchor(ledger=d["ledger"], campaign_id=d.get("campaign_id"), count=int(d["count"]),
-                                  head=str(d["head"]), at=str(d.get("at", "")), campaign=d.get("campaign"),
-                                  rechain=d.get("rechain"), source=f"{path}:{n}"))
+                out.append(
+                    Anchor(
+                        ledger=d["ledger"],
+                        campaign_id=d.get("campaign_id"),
+                        count=int(d["count"]),
+                        head=str(d["head"]),
+                        at=str(d.get("at", "")),
+                        campaign=d.get("campaign"),
+                        rechain=d.get("rechain"),
+                        source=f"{path}:{n}",
+                    )
+                )
             except (KeyError, TypeError, ValueError):
                 continue
     return out

@@ -44,34 +44,138 @@ def _table(name: str, *cols: tuple[str, Any], meta: sa.MetaData = _META) -> sa.T
 
 INT, STR, FLT, JSN, BOOL = sa.Integer, sa.String, sa.Float, sa.JSON, sa.Boolean
 
-TABLES: dict[str, sa.Table] = {t.name: t for t in (
-    _table("proposal", ("id", INT), ("campaign_id", INT), ("round_id", INT), ("position", INT), ("params", JSN),
-           ("predicted_mean", JSN), ("predicted_sd", JSN), ("acquisition_value", FLT), ("planner", STR),
-           ("status", STR), ("requeued_from_experiment_id", INT), ("escalation", STR)),
-    _table("approval", ("id", INT), ("proposal_id", INT), ("decision", STR), ("actor", STR), ("reason", STR),
-           ("params", JSN)),
-    _table("round", ("id", INT), ("campaign_id", INT), ("index", INT), ("plate_id", STR), ("status", STR),
-           ("layout", JSN), ("z_prime", JSN), ("plate_ok", BOOL), ("started_clock_s", FLT), ("finished_clock_s", FLT)),
-    _table("experiment", ("id", INT), ("campaign_id", INT), ("round_id", INT), ("proposal_id", INT), ("position", INT),
-           ("params", JSN), ("status", STR), ("outcomes", JSN), ("outcome_details", JSN),
-           ("n_valid_replicates", INT), ("requeued_from_id", INT)),
-    _table("well", ("id", INT), ("round_id", INT), ("plate_id", STR), ("well", STR), ("role", STR),
-           ("experiment_id", INT), ("replicate", INT), ("status", STR), ("quarantine_reason", STR)),
-    _table("step", ("id", INT), ("round_id", INT), ("seq", INT), ("kind", STR), ("plate_id", STR), ("wells", JSN),
-           ("payload", JSN), ("status", STR), ("result", JSN), ("attempts", INT), ("started_clock_s", FLT),
-           ("finished_clock_s", FLT)),
-    _table("rawdata", ("id", INT), ("round_id", INT), ("plate_id", STR), ("well", STR), ("kind", STR), ("path", STR),
-           ("sha256", STR), ("size_bytes", INT), ("meta", JSN)),
-    _table("measurement", ("id", INT), ("campaign_id", INT), ("round_id", INT), ("well_id", INT),
-           ("experiment_id", INT), ("metric", STR), ("value", FLT), ("flags", JSN)),
-    _table("analysisversion", ("id", INT), ("campaign_id", INT), ("number", INT), ("analyzer", STR),
-           ("settings", JSN), ("code_version", JSN), ("results", JSN), ("created_by", STR), ("note", STR)),
-)}
+TABLES: dict[str, sa.Table] = {
+    t.name: t
+    for t in (
+        _table(
+            "proposal",
+            ("id", INT),
+            ("campaign_id", INT),
+            ("round_id", INT),
+            ("position", INT),
+            ("params", JSN),
+            ("predicted_mean", JSN),
+            ("predicted_sd", JSN),
+            ("acquisition_value", FLT),
+            ("planner", STR),
+            ("status", STR),
+            ("requeued_from_experiment_id", INT),
+            ("escalation", STR),
+        ),
+        _table(
+            "approval",
+            ("id", INT),
+            ("proposal_id", INT),
+            ("decision", STR),
+            ("actor", STR),
+            ("reason", STR),
+            ("params", JSN),
+        ),
+        _table(
+            "round",
+            ("id", INT),
+            ("campaign_id", INT),
+            ("index", INT),
+            ("plate_id", STR),
+            ("status", STR),
+            ("layout", JSN),
+            ("z_prime", JSN),
+            ("plate_ok", BOOL),
+            ("started_clock_s", FLT),
+            ("finished_clock_s", FLT),
+        ),
+        _table(
+            "experiment",
+            ("id", INT),
+            ("campaign_id", INT),
+            ("round_id", INT),
+            ("proposal_id", INT),
+            ("position", INT),
+            ("params", JSN),
+            ("status", STR),
+            ("outcomes", JSN),
+            ("outcome_details", JSN),
+            ("n_valid_replicates", INT),
+            ("requeued_from_id", INT),
+        ),
+        _table(
+            "well",
+            ("id", INT),
+            ("round_id", INT),
+            ("plate_id", STR),
+            ("well", STR),
+            ("role", STR),
+            ("experiment_id", INT),
+            ("replicate", INT),
+            ("status", STR),
+            ("quarantine_reason", STR),
+        ),
+        _table(
+            "step",
+            ("id", INT),
+            ("round_id", INT),
+            ("seq", INT),
+            ("kind", STR),
+            ("plate_id", STR),
+            ("wells", JSN),
+            ("payload", JSN),
+            ("status", STR),
+            ("result", JSN),
+            ("attempts", INT),
+            ("started_clock_s", FLT),
+            ("finished_clock_s", FLT),
+        ),
+        _table(
+            "rawdata",
+            ("id", INT),
+            ("round_id", INT),
+            ("plate_id", STR),
+            ("well", STR),
+            ("kind", STR),
+            ("path", STR),
+            ("sha256", STR),
+            ("size_bytes", INT),
+            ("meta", JSN),
+        ),
+        _table(
+            "measurement",
+            ("id", INT),
+            ("campaign_id", INT),
+            ("round_id", INT),
+            ("well_id", INT),
+            ("experiment_id", INT),
+            ("metric", STR),
+            ("value", FLT),
+            ("flags", JSN),
+        ),
+        _table(
+            "analysisversion",
+            ("id", INT),
+            ("campaign_id", INT),
+            ("number", INT),
+            ("analyzer", STR),
+            ("settings", JSN),
+            ("code_version", JSN),
+            ("results", JSN),
+            ("created_by", STR),
+            ("note", STR),
+        ),
+    )
+}
 
 #: version 2 adds each round's and measurement's analysis version (migration 0006)
-TABLES_V2: dict[str, sa.Table] = {**TABLES, **{name: _table(
-    name, *((c.name, type(c.type)) for c in TABLES[name].columns), ("analysis_version", INT), meta=_META_V2)
-    for name in ("round", "measurement")}}
+TABLES_V2: dict[str, sa.Table] = {
+    **TABLES,
+    **{
+        name: _table(
+            name,
+            *((c.name, type(c.type)) for c in TABLES[name].columns),
+            ("analysis_version", INT),
+            meta=_META_V2,
+        )
+        for name in ("round", "measurement")
+    },
+}
 
 TABLES_BY_VERSION = {1: TABLES, 2: TABLES_V2}
 
@@ -103,7 +207,7 @@ def rows_by_id(conn: Connection, table: str, ids: Iterable[int]) -> dict[int, di
         return {}
     out: dict[int, dict[str, Any]] = {}
     for i in range(0, len(ids), 500):
-        for r in _rows(conn, table, lambda t, chunk=ids[i:i + 500]: t.c.id.in_(chunk)):
+        for r in _rows(conn, table, lambda t, chunk=ids[i : i + 500]: t.c.id.in_(chunk)):
             out[r["id"]] = r
     return out
 
@@ -123,7 +227,9 @@ def bind_rows(conn: Connection, refs: Iterable[tuple[str, int]]) -> dict[str, st
 
 
 def _round_filter(table: str, round_id: int):
-    return (lambda t: t.c.id == round_id) if table == "round" else (lambda t: t.c.round_id == round_id)
+    return (
+        (lambda t: t.c.id == round_id) if table == "round" else (lambda t: t.c.round_id == round_id)
+    )
 
 
 def table_digest(table: str, rows: list[dict[str, Any]], v: int = 1) -> dict[str, Any]:
@@ -139,8 +245,14 @@ def bind_round(conn: Connection, round_id: int, v: int = BINDING_VERSION) -> dic
     Args:
         v: binding version; 1 only for a schema older than migration 0006 (inside migrations).
     """
-    return {"round_id": round_id, "v": v,
-            "tables": {t: table_digest(t, _rows(conn, t, _round_filter(t, round_id), v), v) for t in ROUND_TABLES}}
+    return {
+        "round_id": round_id,
+        "v": v,
+        "tables": {
+            t: table_digest(t, _rows(conn, t, _round_filter(t, round_id), v), v)
+            for t in ROUND_TABLES
+        },
+    }
 
 
 def check_round(conn: Connection, bound: dict[str, Any]) -> list[str]:
@@ -164,7 +276,7 @@ def campaign_rows(conn: Connection, campaign_id: int) -> dict[str, dict[int, dic
     ap = TABLES["approval"]
     approvals = {}
     for i in range(0, len(props), 500):
-        chunk = list(props)[i:i + 500]
+        chunk = list(props)[i : i + 500]
         for r in conn.execute(sa.select(ap).where(ap.c.proposal_id.in_(chunk))):
             approvals[r.id] = dict(r._mapping)
     return {"proposal": props, "approval": approvals}
@@ -172,9 +284,16 @@ def campaign_rows(conn: Connection, campaign_id: int) -> dict[str, dict[int, dic
 
 def analysis_rows(conn: Connection, campaign_id: int) -> dict[int, dict[str, Any]]:
     """The campaign's analysis versions (bound one by one; schema 0006 and later)."""
-    return {r["id"]: r for r in _rows(conn, "analysisversion", lambda t: t.c.campaign_id == campaign_id)}
+    return {
+        r["id"]: r for r in _rows(conn, "analysisversion", lambda t: t.c.campaign_id == campaign_id)
+    }
 
 
 def round_ids(conn: Connection, campaign_id: int) -> list[int]:
     t = TABLES["round"]
-    return [r.id for r in conn.execute(sa.select(t.c.id).where(t.c.campaign_id == campaign_id).order_by(t.c.id))]
+    return [
+        r.id
+        for r in conn.execute(
+            sa.select(t.c.id).where(t.c.campaign_id == campaign_id).order_by(t.c.id)
+        )
+    ]

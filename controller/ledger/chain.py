@@ -59,11 +59,19 @@ _ANCHORS_DUE = "cellpilot_anchors_due"
 _META = sa.MetaData()
 #: the event table as the chain code reads and writes it (also from migrations)
 EVENT = sa.Table(
-    "event", _META,
-    sa.Column("id", sa.Integer, primary_key=True), sa.Column("campaign_id", sa.Integer),
-    sa.Column("kind", sa.String), sa.Column("actor", sa.String), sa.Column("payload", sa.JSON),
-    sa.Column("clock_s", sa.Float), sa.Column("created_at", UTCDateTime()), sa.Column("prev_hash", sa.String),
-    sa.Column("hash", sa.String), sa.Column("seq", sa.Integer), sa.Column("mac", sa.String),
+    "event",
+    _META,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("campaign_id", sa.Integer),
+    sa.Column("kind", sa.String),
+    sa.Column("actor", sa.String),
+    sa.Column("payload", sa.JSON),
+    sa.Column("clock_s", sa.Float),
+    sa.Column("created_at", UTCDateTime()),
+    sa.Column("prev_hash", sa.String),
+    sa.Column("hash", sa.String),
+    sa.Column("seq", sa.Integer),
+    sa.Column("mac", sa.String),
     sa.Column("key_id", sa.String),
 )
 CAMPAIGN = sa.Table("campaign", _META, sa.Column("id", sa.Integer), sa.Column("name", sa.String))
@@ -73,13 +81,29 @@ def chain_key(campaign_id: int | None) -> int:
     return campaign_id or GLOBAL
 
 
-def event_digest(prev_hash: str, campaign_id: int | None, kind: str, actor: str, payload: dict[str, Any],
-                 clock_s: float | None, created_at: str) -> str:
+def event_digest(
+    prev_hash: str,
+    campaign_id: int | None,
+    kind: str,
+    actor: str,
+    payload: dict[str, Any],
+    clock_s: float | None,
+    created_at: str,
+) -> str:
     """SHA-256 of an event's content and its predecessor's hash (unchanged since the first ledger)."""
     body = json.dumps(
-        {"prev": prev_hash, "campaign": campaign_id, "kind": kind, "actor": actor, "payload": payload,
-         "clock_s": clock_s, "at": created_at},
-        sort_keys=True, separators=(",", ":"), default=str,
+        {
+            "prev": prev_hash,
+            "campaign": campaign_id,
+            "kind": kind,
+            "actor": actor,
+            "payload": payload,
+            "clock_s": clock_s,
+            "at": created_at,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
     )
     return hashlib.sha256(body.encode()).hexdigest()
 
@@ -91,9 +115,17 @@ class _Pending:
     bind_round: int | list[int] | None = None
 
 
-def append(session: OrmSession, campaign_id: int | None, kind: str, payload: dict[str, Any] | None = None, *,
-           actor: str = "system", clock_s: float | None = None, bind: list[Any] | tuple = (),
-           bind_round: int | list[int] | None = None) -> Event:
+def append(
+    session: OrmSession,
+    campaign_id: int | None,
+    kind: str,
+    payload: dict[str, Any] | None = None,
+    *,
+    actor: str = "system",
+    clock_s: float | None = None,
+    bind: list[Any] | tuple = (),
+    bind_round: int | list[int] | None = None,
+) -> Event:
     """Queue an event on ``session``; it is chained, sealed and inserted when the session commits.
 
     Args:
@@ -102,8 +134,16 @@ def append(session: OrmSession, campaign_id: int | None, kind: str, payload: dic
             carried as ``bind_rounds``).
     """
     payload = mask_secrets(json.loads(json.dumps(payload or {}, default=str)))
-    ev = Event(campaign_id=campaign_id, kind=kind, actor=actor, payload=payload, clock_s=clock_s,
-               created_at=utcnow(), prev_hash="", hash="")
+    ev = Event(
+        campaign_id=campaign_id,
+        kind=kind,
+        actor=actor,
+        payload=payload,
+        clock_s=clock_s,
+        created_at=utcnow(),
+        prev_hash="",
+        hash="",
+    )
     if not session.in_transaction():
         session.begin()  # so a session closed without commit drops the queue (after_transaction_end)
     session.info.setdefault(_PENDING, []).append(_Pending(ev, list(bind), bind_round))
@@ -111,6 +151,7 @@ def append(session: OrmSession, campaign_id: int | None, kind: str, payload: dic
 
 
 # -- locks and heads ---------------------------------------------------------------------------
+
 
 def lock_chains(conn: Connection, keys: list[int]) -> None:
     """Hold the chains ``keys`` until the transaction ends (always in ascending order)."""
@@ -129,8 +170,12 @@ def _where_chain(k: int):
 
 def head(conn: Connection, k: int) -> tuple[int, str]:
     """(number of events, last hash) of chain ``k``."""
-    row = conn.execute(sa.select(EVENT.c.seq, EVENT.c.hash).where(_where_chain(k))
-                       .order_by(EVENT.c.seq.desc(), EVENT.c.id.desc()).limit(1)).first()
+    row = conn.execute(
+        sa.select(EVENT.c.seq, EVENT.c.hash)
+        .where(_where_chain(k))
+        .order_by(EVENT.c.seq.desc(), EVENT.c.id.desc())
+        .limit(1)
+    ).first()
     return (row.seq or 0, row.hash) if row else (0, GENESIS)
 
 
@@ -139,6 +184,7 @@ def _has_events(conn: Connection, k: int) -> bool:
 
 
 # -- the commit hooks ------------------------------------------------------------------------
+
 
 @event.listens_for(OrmSession, "before_commit")
 def _chain_pending(session: OrmSession) -> None:
@@ -165,8 +211,15 @@ def _chain_pending(session: OrmSession) -> None:
 
 def _registration(conn: Connection, k: int) -> _Pending:
     name = conn.execute(sa.select(CAMPAIGN.c.name).where(CAMPAIGN.c.id == k)).scalar()
-    ev = Event(campaign_id=None, kind=REGISTERED, actor="system", payload={"campaign_id": k, "name": name},
-               created_at=utcnow(), prev_hash="", hash="")
+    ev = Event(
+        campaign_id=None,
+        kind=REGISTERED,
+        actor="system",
+        payload={"campaign_id": k, "name": name},
+        created_at=utcnow(),
+        prev_hash="",
+        hash="",
+    )
     return _Pending(ev)
 
 
@@ -183,7 +236,9 @@ def _seal(conn: Connection, key: LedgerKey, item: _Pending, seq: int, prev: str)
         ev.payload = {**ev.payload, **extra}
     ev.seq = seq + 1
     ev.prev_hash = prev
-    ev.hash = event_digest(prev, ev.campaign_id, ev.kind, ev.actor, ev.payload, ev.clock_s, ev.created_at.isoformat())
+    ev.hash = event_digest(
+        prev, ev.campaign_id, ev.kind, ev.actor, ev.payload, ev.clock_s, ev.created_at.isoformat()
+    )
     ev.mac = key.seal(ev.seq, ev.hash)
     ev.key_id = key.key_id
     return ev.seq, ev.hash
@@ -217,8 +272,12 @@ def ledger_id(conn: Connection) -> str | None:
     with _lock:
         if engine in _ledger_ids:
             return _ledger_ids[engine]
-    row = conn.execute(sa.select(EVENT.c.payload).where(EVENT.c.campaign_id.is_(None), EVENT.c.kind == SEALED)
-                       .order_by(EVENT.c.seq, EVENT.c.id).limit(1)).first()
+    row = conn.execute(
+        sa.select(EVENT.c.payload)
+        .where(EVENT.c.campaign_id.is_(None), EVENT.c.kind == SEALED)
+        .order_by(EVENT.c.seq, EVENT.c.id)
+        .limit(1)
+    ).first()
     if row is None or not isinstance(row.payload, dict) or "ledger_id" not in row.payload:
         return None
     with _lock:
@@ -243,7 +302,9 @@ def _registered(conn: Connection, campaign_id: int) -> bool:
         return (_engine_key(conn), campaign_id) in _registrations
 
 
-def campaign_anchor(conn: Connection, campaign_id: int, pending: Sequence[_Pending] = ()) -> Path | None:
+def campaign_anchor(
+    conn: Connection, campaign_id: int, pending: Sequence[_Pending] = ()
+) -> Path | None:
     """Where campaign ``campaign_id``'s anchor lines go: what the runner registered or
     recorded in the chain's start events (None when unknown)."""
     k = (_engine_key(conn), campaign_id)
@@ -251,24 +312,44 @@ def campaign_anchor(conn: Connection, campaign_id: int, pending: Sequence[_Pendi
         if _anchor_paths.get(k) is not None:
             return _anchor_paths[k]
     for p in reversed(list(pending)):
-        if p.event.campaign_id == campaign_id and p.event.kind in START_KINDS and p.event.payload.get("anchor"):
+        if (
+            p.event.campaign_id == campaign_id
+            and p.event.kind in START_KINDS
+            and p.event.payload.get("anchor")
+        ):
             return Path(p.event.payload["anchor"])
-    row = conn.execute(sa.select(EVENT.c.payload).where(EVENT.c.campaign_id == campaign_id,
-                                                        EVENT.c.kind.in_(START_KINDS))
-                       .order_by(EVENT.c.seq.desc(), EVENT.c.id.desc()).limit(1)).first()
-    path = Path(row.payload["anchor"]) if row and isinstance(row.payload, dict) and row.payload.get("anchor") else None
+    row = conn.execute(
+        sa.select(EVENT.c.payload)
+        .where(EVENT.c.campaign_id == campaign_id, EVENT.c.kind.in_(START_KINDS))
+        .order_by(EVENT.c.seq.desc(), EVENT.c.id.desc())
+        .limit(1)
+    ).first()
+    path = (
+        Path(row.payload["anchor"])
+        if row and isinstance(row.payload, dict) and row.payload.get("anchor")
+        else None
+    )
     with _lock:
         _anchor_paths[k] = path
     return path
 
 
-def _anchor_lines(session: OrmSession, conn: Connection, heads: dict[int, tuple[int, str]],
-                  pending: list[_Pending]) -> dict[Path, list[dict[str, Any]]]:
+def _anchor_lines(
+    session: OrmSession,
+    conn: Connection,
+    heads: dict[int, tuple[int, str]],
+    pending: list[_Pending],
+) -> dict[Path, list[dict[str, Any]]]:
     lid = ledger_id(conn)
     if lid is None:
         return {}
-    names = dict(conn.execute(sa.select(CAMPAIGN.c.id, CAMPAIGN.c.name)
-                              .where(CAMPAIGN.c.id.in_([k for k in heads if k != GLOBAL]))).all())
+    names = dict(
+        conn.execute(
+            sa.select(CAMPAIGN.c.id, CAMPAIGN.c.name).where(
+                CAMPAIGN.c.id.in_([k for k in heads if k != GLOBAL])
+            )
+        ).all()
+    )
     due: dict[Path, list[dict[str, Any]]] = {}
     for k, (count, last) in sorted(heads.items()):
         line = anchor.anchor_line(lid, k or None, names.get(k), count, last)

@@ -74,7 +74,10 @@ def upgrade(engine: Engine) -> None:
 def _upgrade(engine: Engine, cfg: Config) -> None:
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": MIGRATION_LOCK[0], "b": MIGRATION_LOCK[1]})
+            conn.execute(
+                text("SELECT pg_advisory_xact_lock(:a, :b)"),
+                {"a": MIGRATION_LOCK[0], "b": MIGRATION_LOCK[1]},
+            )
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 

@@ -39,7 +39,9 @@ from controller.ledger.secrets import has_secret, mask_secrets
 
 MASKED = "secrets_masked"
 
-CAMPAIGN_SPEC = sa.Table("campaign", sa.MetaData(), sa.Column("id", sa.Integer), sa.Column("spec", sa.JSON))
+CAMPAIGN_SPEC = sa.Table(
+    "campaign", sa.MetaData(), sa.Column("id", sa.Integer), sa.Column("spec", sa.JSON)
+)
 
 
 @dataclass
@@ -58,7 +60,9 @@ class Rewrite:
 def chain_keys(conn: Connection) -> list[int]:
     """Every chain of the ledger: each campaign's (with or without events) and the ledger-wide one."""
     ids = {r.id for r in conn.execute(sa.select(CAMPAIGN.c.id))}
-    ids |= {chain_key(r.campaign_id) for r in conn.execute(sa.select(EVENT.c.campaign_id).distinct())}
+    ids |= {
+        chain_key(r.campaign_id) for r in conn.execute(sa.select(EVENT.c.campaign_id).distinct())
+    }
     return sorted(ids | {GLOBAL})
 
 
@@ -73,23 +77,51 @@ def broken_link(events: list[Any]) -> str | None:
     for ev in events:
         if ev.prev_hash != prev:
             return f"event {ev.id} ({ev.kind}): previous event missing or altered"
-        if event_digest(prev, ev.campaign_id, ev.kind, ev.actor, ev.payload, ev.clock_s,
-                        ev.created_at.isoformat()) != ev.hash:
+        if (
+            event_digest(
+                prev,
+                ev.campaign_id,
+                ev.kind,
+                ev.actor,
+                ev.payload,
+                ev.clock_s,
+                ev.created_at.isoformat(),
+            )
+            != ev.hash
+        ):
             return f"event {ev.id} ({ev.kind}) was altered"
         prev = ev.hash
     return None
 
 
-def append_core(conn: Connection, key: LedgerKey, k: int, kind: str, payload: dict[str, Any],
-                actor: str = "system") -> tuple[int, str]:
+def append_core(
+    conn: Connection,
+    key: LedgerKey,
+    k: int,
+    kind: str,
+    payload: dict[str, Any],
+    actor: str = "system",
+) -> tuple[int, str]:
     """Append one sealed event to chain ``k`` (the caller holds the chain's lock)."""
     seq, prev = head(conn, k)
     created = utcnow()
     payload = mask_secrets(payload)
     digest = event_digest(prev, k or None, kind, actor, payload, None, created.isoformat())
-    conn.execute(EVENT.insert().values(campaign_id=k or None, kind=kind, actor=actor, payload=payload, clock_s=None,
-                                       created_at=created, prev_hash=prev, hash=digest, seq=seq + 1,
-                                       mac=key.seal(seq + 1, digest), key_id=key.key_id))
+    conn.execute(
+        EVENT.insert().values(
+            campaign_id=k or None,
+            kind=kind,
+            actor=actor,
+            payload=payload,
+            clock_s=None,
+            created_at=created,
+            prev_hash=prev,
+            hash=digest,
+            seq=seq + 1,
+            mac=key.seal(seq + 1, digest),
+            key_id=key.key_id,
+        )
+    )
     return seq + 1, digest
 
 
@@ -105,7 +137,9 @@ def rechain_masked(conn: Connection, key: LedgerKey, k: int) -> Rewrite | None:
     prev = events[first - 1].hash if first else GENESIS
     for i, ev in enumerate(events[first:], first + 1):
         payload = mask_secrets(ev.payload)
-        digest = event_digest(prev, ev.campaign_id, ev.kind, ev.actor, payload, ev.clock_s, ev.created_at.isoformat())
+        digest = event_digest(
+            prev, ev.campaign_id, ev.kind, ev.actor, payload, ev.clock_s, ev.created_at.isoformat()
+        )
         values: dict[str, Any] = {"payload": payload, "prev_hash": prev, "hash": digest, "seq": i}
         if ev.mac is not None:
             values |= {"mac": key.seal(i, digest), "key_id": key.key_id}
@@ -120,8 +154,10 @@ def _bindings(conn: Connection, k: int) -> dict[str, Any]:
     rows = campaign_rows(conn, k)
     refs = [(t, rid) for t in ("proposal", "approval") for rid in rows[t]]
     # binding version 1: seal_ledger runs inside migration 0004, before 0006 added analysis versions
-    return {"bind": bind_rows(conn, refs),
-            "bind_rounds": [bind_round(conn, r, v=1) for r in round_ids(conn, k)]}
+    return {
+        "bind": bind_rows(conn, refs),
+        "bind_rounds": [bind_round(conn, r, v=1) for r in round_ids(conn, k)],
+    }
 
 
 def seal_ledger(conn: Connection, key: LedgerKey) -> str:
@@ -137,9 +173,12 @@ def seal_ledger(conn: Connection, key: LedgerKey) -> str:
         events = read_chain(conn, k)
         problem = broken_link(events)
         rewrite = rechain_masked(conn, key, k) if problem is None else None
-        payload: dict[str, Any] = {"legacy_events": len(events), "verified": problem is None,
-                                   "masked_events": rewrite.masked if rewrite else [],
-                                   "old_head": rewrite.old_head if rewrite else (events[-1].hash if events else GENESIS)}
+        payload: dict[str, Any] = {
+            "legacy_events": len(events),
+            "verified": problem is None,
+            "masked_events": rewrite.masked if rewrite else [],
+            "old_head": rewrite.old_head if rewrite else (events[-1].hash if events else GENESIS),
+        }
         if problem:
             payload["problem"] = problem
         if k == GLOBAL:
@@ -152,7 +191,11 @@ def _mask_campaign_specs(conn: Connection) -> int:
     n = 0
     for row in conn.execute(sa.select(CAMPAIGN_SPEC)).all():
         if has_secret(row.spec):
-            conn.execute(CAMPAIGN_SPEC.update().where(CAMPAIGN_SPEC.c.id == row.id).values(spec=mask_secrets(row.spec)))
+            conn.execute(
+                CAMPAIGN_SPEC.update()
+                .where(CAMPAIGN_SPEC.c.id == row.id)
+                .values(spec=mask_secrets(row.spec))
+            )
             n += 1
     return n
 
@@ -168,13 +211,25 @@ def mask_ledger(conn: Connection, key: LedgerKey, actor: str) -> list[Rewrite]:
     for k in keys:
         problem = broken_link(read_chain(conn, k))
         if problem is not None:
-            raise ValueError(f"chain {k or 'ledger-wide'} does not verify ({problem}); not rewriting it")
+            raise ValueError(
+                f"chain {k or 'ledger-wide'} does not verify ({problem}); not rewriting it"
+            )
         rw = rechain_masked(conn, key, k)
         if rw is None:
             continue
-        count, new_head = append_core(conn, key, k, MASKED, {
-            "events_rewritten": rw.rewritten, "masked_events": rw.masked, "old_count": rw.old_count,
-            "old_head": rw.old_head}, actor=actor)
+        count, new_head = append_core(
+            conn,
+            key,
+            k,
+            MASKED,
+            {
+                "events_rewritten": rw.rewritten,
+                "masked_events": rw.masked,
+                "old_count": rw.old_count,
+                "old_head": rw.old_head,
+            },
+            actor=actor,
+        )
         rw.new_head = new_head
         out.append(rw)
         if lid is not None:
@@ -182,11 +237,18 @@ def mask_ledger(conn: Connection, key: LedgerKey, actor: str) -> list[Rewrite]:
     return out
 
 
-def _rechain_lines(conn: Connection, lid: str, k: int, rw: Rewrite, count: int,
-                   new_head: str) -> dict[Path, list[dict[str, Any]]]:
+def _rechain_lines(
+    conn: Connection, lid: str, k: int, rw: Rewrite, count: int, new_head: str
+) -> dict[Path, list[dict[str, Any]]]:
     """The anchor line saying chain ``k`` was re-chained on purpose (written after the commit)."""
-    line = anchor.anchor_line(lid, k or None, None, count, new_head,
-                              rechain={"old_head": rw.old_head, "old_count": rw.old_count})
+    line = anchor.anchor_line(
+        lid,
+        k or None,
+        None,
+        count,
+        new_head,
+        rechain={"old_head": rw.old_head, "old_count": rw.old_count},
+    )
     paths = {anchor.ledger_anchor_path(lid)}
     if k != GLOBAL and (p := campaign_anchor(conn, k)) is not None:
         paths.add(p)

@@ -57,7 +57,9 @@ class ExperimentStatus(str, Enum):
     FAILED = "failed"
     QUARANTINED = "quarantined"
     HELD = "held"  # measured on a plate that failed QC: waits for an operator, not planned from
-    EXCLUDED = "excluded"  # measured on a plate that failed QC and was excluded (kept for the record)
+    EXCLUDED = (
+        "excluded"  # measured on a plate that failed QC and was excluded (kept for the record)
+    )
 
 
 class WellStatus(str, Enum):
@@ -94,7 +96,8 @@ class Campaign(SQLModel, table=True):
     lease_expires_at: datetime | None = Field(default=None, description="the lease's end, UTC")
     lease_generation: int = Field(default=0, description="incremented at every claim (fencing)")
     analysis_version: int = Field(
-        default=1, description="the analysis version the planner learns from (1: the original analysis)"
+        default=1,
+        description="the analysis version the planner learns from (1: the original analysis)",
     )
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
@@ -116,7 +119,9 @@ class Round(SQLModel, table=True):
     awaiting_approval_since: datetime | None = Field(
         default=None, description="wall time the gate started waiting for a person"
     )
-    analysis_version: int = Field(default=1, description="the analysis version its outcomes come from")
+    analysis_version: int = Field(
+        default=1, description="the analysis version its outcomes come from"
+    )
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -134,8 +139,11 @@ class Proposal(SQLModel, table=True):
     requeued_from_experiment_id: int | None = None
     escalation: str | None = Field(default=None, description="why the policy did not approve it")
     decision_point_id: int | None = Field(
-        default=None, foreign_key="decisionpoint.id", index=True,
-        description="time-course plates: the decision point this unit's action belongs to")
+        default=None,
+        foreign_key="decisionpoint.id",
+        index=True,
+        description="time-course plates: the decision point this unit's action belongs to",
+    )
     unit: str | None = Field(default=None, description="time-course plates: the decision unit")
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -145,7 +153,9 @@ class Approval(SQLModel, table=True):
     proposal_id: int = Field(foreign_key="proposal.id", index=True)
     decision: str = Field(description="approved | edited | rejected")
     actor: str
-    claimed_as: str | None = Field(default=None, description="a name the actor gave (--as), not checked")
+    claimed_as: str | None = Field(
+        default=None, description="a name the actor gave (--as), not checked"
+    )
     reason: str | None = None
     params: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     created_at: datetime = Field(default_factory=utcnow)
@@ -195,7 +205,9 @@ class Step(SQLModel, table=True):
     started_clock_s: float | None = None
     finished_clock_s: float | None = None
     time_point: int | None = Field(
-        default=None, description="time-course plates: the images these steps lead to (0 = baseline)")
+        default=None,
+        description="time-course plates: the images these steps lead to (0 = baseline)",
+    )
 
 
 class RawData(SQLModel, table=True):
@@ -208,7 +220,9 @@ class RawData(SQLModel, table=True):
     sha256: str
     size_bytes: int
     meta: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
-    time_point: int | None = Field(default=None, description="time-course plates: imaging time point")
+    time_point: int | None = Field(
+        default=None, description="time-course plates: imaging time point"
+    )
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -221,8 +235,12 @@ class Measurement(SQLModel, table=True):
     metric: str
     value: float | None = None
     flags: list[str] = Field(default_factory=list, sa_type=JSON)
-    time_point: int | None = Field(default=None, description="time-course plates: imaging time point")
-    analysis_version: int = Field(default=1, index=True, description="the analysis version that computed it")
+    time_point: int | None = Field(
+        default=None, description="time-course plates: imaging time point"
+    )
+    analysis_version: int = Field(
+        default=1, index=True, description="the analysis version that computed it"
+    )
 
 
 class AnalysisVersion(SQLModel, table=True):
@@ -267,16 +285,25 @@ class DecisionPoint(SQLModel, table=True):
     time_h: float = Field(description="hours after the baseline images")
     status: str = Field(default=DecisionPointStatus.PROPOSED.value)
     policy_id: str | None = Field(default=None, index=True)
-    policy: dict[str, Any] = Field(default_factory=dict, sa_type=JSON,
-                                   description="the policy's ledger record (id, sha256, versions)")
-    observations: dict[str, Any] = Field(default_factory=dict, sa_type=JSON,
-                                         description="unit -> the history the policy read")
-    forecasts: dict[str, Any] = Field(default_factory=dict, sa_type=JSON,
-                                      description="unit -> expected outcome, action probability")
-    actions: dict[str, Any] | None = Field(default=None, sa_type=JSON,
-                                           description="unit -> the action applied (after the gate)")
-    state_after: dict[str, Any] | None = Field(default=None, sa_type=JSON,
-                                               description="the plate's liquid after the action")
+    policy: dict[str, Any] = Field(
+        default_factory=dict,
+        sa_type=JSON,
+        description="the policy's ledger record (id, sha256, versions)",
+    )
+    observations: dict[str, Any] = Field(
+        default_factory=dict, sa_type=JSON, description="unit -> the history the policy read"
+    )
+    forecasts: dict[str, Any] = Field(
+        default_factory=dict,
+        sa_type=JSON,
+        description="unit -> expected outcome, action probability",
+    )
+    actions: dict[str, Any] | None = Field(
+        default=None, sa_type=JSON, description="unit -> the action applied (after the gate)"
+    )
+    state_after: dict[str, Any] | None = Field(
+        default=None, sa_type=JSON, description="the plate's liquid after the action"
+    )
     first_seq: int | None = Field(default=None, description="first journaled step of the action")
     clock_s: float | None = None
     created_at: datetime = Field(default_factory=utcnow)
@@ -302,5 +329,7 @@ class Event(SQLModel, table=True):
     prev_hash: str
     hash: str
     seq: int | None = Field(default=None, description="position in its chain, from 1")
-    mac: str | None = Field(default=None, description="HMAC-SHA256 of (seq, hash) under the ledger key")
+    mac: str | None = Field(
+        default=None, description="HMAC-SHA256 of (seq, hash) under the ledger key"
+    )
     key_id: str | None = Field(default=None, description="which ledger key sealed it")

@@ -34,16 +34,30 @@ def _best(s: Session, camp: Campaign) -> dict[str, Any] | None:
         return None
     metric = objectives[0]["metric"]
     sign = 1.0 if objectives[0].get("direction", "maximize") == "maximize" else -1.0
-    constraints = [OutcomeConstraint.model_validate(c) for c in camp.spec.get("outcome_constraints", [])]
-    exps = [e for e in s.exec(select(Experiment).where(
-        Experiment.campaign_id == camp.id, Experiment.status == ExperimentStatus.MEASURED.value))
+    constraints = [
+        OutcomeConstraint.model_validate(c) for c in camp.spec.get("outcome_constraints", [])
+    ]
+    exps = [
+        e
+        for e in s.exec(
+            select(Experiment).where(
+                Experiment.campaign_id == camp.id,
+                Experiment.status == ExperimentStatus.MEASURED.value,
+            )
+        )
         if metric in e.outcomes
-        and all(c.metric in e.outcomes and c.satisfied(e.outcomes[c.metric]) for c in constraints)]
+        and all(c.metric in e.outcomes and c.satisfied(e.outcomes[c.metric]) for c in constraints)
+    ]
     if not exps:
         return None
     b = max(exps, key=lambda e: sign * e.outcomes[metric])
-    return {"metric": metric, "value": b.outcomes[metric], "params": b.params, "experiment_id": b.id,
-            "analysis_version": camp.analysis_version}
+    return {
+        "metric": metric,
+        "value": b.outcomes[metric],
+        "params": b.params,
+        "experiment_id": b.id,
+        "analysis_version": camp.analysis_version,
+    }
 
 
 def _as_utc(t: datetime) -> datetime:
@@ -55,36 +69,65 @@ def waiting_for_approval(s: Session, camp: Campaign) -> dict[str, Any] | None:
     and what happens then (``approval.on_timeout``); None when nothing waits."""
     if camp.status not in ("running", "paused"):
         return None
-    rnd = s.exec(select(Round).where(Round.campaign_id == camp.id, Round.status == RoundStatus.PROPOSED.value,
-                                     col(Round.awaiting_approval_since).is_not(None))
-                 .order_by(col(Round.index).desc())).first()
+    rnd = s.exec(
+        select(Round)
+        .where(
+            Round.campaign_id == camp.id,
+            Round.status == RoundStatus.PROPOSED.value,
+            col(Round.awaiting_approval_since).is_not(None),
+        )
+        .order_by(col(Round.index).desc())
+    ).first()
     if rnd is None:
         return None
-    n = s.exec(select(func.count()).select_from(Proposal).where(
-        Proposal.round_id == rnd.id, Proposal.status == ProposalStatus.PROPOSED.value)).one()
+    n = s.exec(
+        select(func.count())
+        .select_from(Proposal)
+        .where(Proposal.round_id == rnd.id, Proposal.status == ProposalStatus.PROPOSED.value)
+    ).one()
     if not n:
         return None
     approval = camp.spec.get("approval") or {}
     since = _as_utc(rnd.awaiting_approval_since or utcnow())
     timeout_h = approval.get("timeout_h")
-    return {"round": rnd.index + 1, "plate": rnd.plate_id, "proposals": n, "since": since,
-            "timeout_h": timeout_h, "deadline": since + timedelta(hours=timeout_h) if timeout_h else None,
-            "on_timeout": approval.get("on_timeout", "pause")}
+    return {
+        "round": rnd.index + 1,
+        "plate": rnd.plate_id,
+        "proposals": n,
+        "since": since,
+        "timeout_h": timeout_h,
+        "deadline": since + timedelta(hours=timeout_h) if timeout_h else None,
+        "on_timeout": approval.get("on_timeout", "pause"),
+    }
 
 
 def failed_plates(s: Session, camp: Campaign) -> list[dict[str, Any]]:
     """Plates that failed QC (Z' below the threshold) or could not be analysed."""
-    rows = s.exec(select(Round).where(Round.campaign_id == camp.id,
-                                      (Round.plate_ok == False) | (Round.status == RoundStatus.FAILED.value))  # noqa: E712
-                  .order_by(col(Round.index)))
-    return [{"round": r.index + 1, "plate": r.plate_id, "status": r.status, "z_prime": r.z_prime or {}}
-            for r in rows]
+    rows = s.exec(
+        select(Round)
+        .where(
+            Round.campaign_id == camp.id,
+            col(Round.plate_ok).is_(False) | (Round.status == RoundStatus.FAILED.value),
+        )
+        .order_by(col(Round.index))
+    )
+    return [
+        {"round": r.index + 1, "plate": r.plate_id, "status": r.status, "z_prime": r.z_prime or {}}
+        for r in rows
+    ]
 
 
 def _summary(s: Session, camp: Campaign) -> dict[str, Any]:
-    n_rounds = s.exec(select(func.count()).select_from(Round).where(Round.campaign_id == camp.id)).one()
-    counts = dict(s.exec(select(Experiment.status, func.count()).where(
-        Experiment.campaign_id == camp.id).group_by(Experiment.status)).all())
+    n_rounds = s.exec(
+        select(func.count()).select_from(Round).where(Round.campaign_id == camp.id)
+    ).one()
+    counts = dict(
+        s.exec(
+            select(Experiment.status, func.count())
+            .where(Experiment.campaign_id == camp.id)
+            .group_by(Experiment.status)
+        ).all()
+    )
     return {
         "name": camp.name,
         "status": camp.status,
@@ -121,15 +164,32 @@ def campaign_status(url: str, name: str | None) -> dict[str, Any] | None:
             return None
         data = _summary(s, camp)
         rounds = []
-        for r in s.exec(select(Round).where(Round.campaign_id == camp.id).order_by(col(Round.index))):
-            q = s.exec(select(Well.well).where(Well.round_id == r.id,
-                                               Well.status == WellStatus.QUARANTINED.value)).all()
-            n = s.exec(select(func.count()).select_from(Experiment).where(Experiment.round_id == r.id)).one()
+        for r in s.exec(
+            select(Round).where(Round.campaign_id == camp.id).order_by(col(Round.index))
+        ):
+            q = s.exec(
+                select(Well.well).where(
+                    Well.round_id == r.id, Well.status == WellStatus.QUARANTINED.value
+                )
+            ).all()
+            n = s.exec(
+                select(func.count()).select_from(Experiment).where(Experiment.round_id == r.id)
+            ).one()
             steps = list(s.exec(select(Step).where(Step.round_id == r.id).order_by(col(Step.seq))))
-            rounds.append({"index": r.index, "plate": r.plate_id, "status": r.status, "experiments": n,
-                           "z_prime": r.z_prime, "plate_ok": r.plate_ok, "quarantined_wells": list(q),
-                           "analysis_version": r.analysis_version if r.status in _ANALYSED else None,
-                           **plate_place(r, steps, camp.clock_s), "decisions": decision_points(s, r.id)})
+            rounds.append(
+                {
+                    "index": r.index,
+                    "plate": r.plate_id,
+                    "status": r.status,
+                    "experiments": n,
+                    "z_prime": r.z_prime,
+                    "plate_ok": r.plate_ok,
+                    "quarantined_wells": list(q),
+                    "analysis_version": r.analysis_version if r.status in _ANALYSED else None,
+                    **plate_place(r, steps, camp.clock_s),
+                    "decisions": decision_points(s, r.id),
+                }
+            )
         timeline = campaign_timeline(s, camp)
         data["round_details"] = rounds
         data["analysis_versions"] = analysis_versions(s, camp, outcomes=True)
@@ -141,41 +201,71 @@ def campaign_status(url: str, name: str | None) -> dict[str, Any] | None:
 _ANALYSED = (RoundStatus.ANALYZED.value, RoundStatus.HELD.value)
 
 
-def analysis_versions(s: Session, camp: Campaign, *, outcomes: bool = False) -> list[dict[str, Any]]:
+def analysis_versions(
+    s: Session, camp: Campaign, *, outcomes: bool = False
+) -> list[dict[str, Any]]:
     """The campaign's analysis versions, oldest first: analyzer, settings, code version, who,
     when, note, whether the planner learns from it (``adopted``), the rounds (1-based) it
     covers, and with ``outcomes`` what it gives each experiment (status and outcomes, by id).
 
     The adopted version is read from the experiment and round rows (it also covers rounds
     analysed since it was adopted); the others from their recorded results."""
-    rows = list(s.exec(select(AnalysisVersion).where(AnalysisVersion.campaign_id == camp.id)
-                       .order_by(col(AnalysisVersion.number))))
+    rows = list(
+        s.exec(
+            select(AnalysisVersion)
+            .where(AnalysisVersion.campaign_id == camp.id)
+            .order_by(col(AnalysisVersion.number))
+        )
+    )
     if not any(r.number == camp.analysis_version for r in rows):  # never re-analysed
         spec = camp.spec.get("analyzer") or {}
-        rows.append(AnalysisVersion(campaign_id=camp.id, number=camp.analysis_version, created_by="system",
-                                    analyzer=spec.get("name", "nuclei_coculture"), settings=spec.get("settings", {}),
-                                    code_version={}, note="the original analysis", created_at=camp.created_at))
+        rows.append(
+            AnalysisVersion(
+                campaign_id=camp.id,
+                number=camp.analysis_version,
+                created_by="system",
+                analyzer=spec.get("name", "nuclei_coculture"),
+                settings=spec.get("settings", {}),
+                code_version={},
+                note="the original analysis",
+                created_at=camp.created_at,
+            )
+        )
     out = []
     for r in rows:
         adopted = r.number == camp.analysis_version
         results = _live_results(s, camp) if adopted else (r.results or {})
         v: dict[str, Any] = {
-            "number": r.number, "adopted": adopted, "analyzer": r.analyzer, "settings": r.settings,
-            "code_version": r.code_version or None, "created_at": r.created_at, "created_by": r.created_by,
-            "note": r.note, "rounds": sorted(rr["index"] + 1 for rr in results.values())}
+            "number": r.number,
+            "adopted": adopted,
+            "analyzer": r.analyzer,
+            "settings": r.settings,
+            "code_version": r.code_version or None,
+            "created_at": r.created_at,
+            "created_by": r.created_by,
+            "note": r.note,
+            "rounds": sorted(rr["index"] + 1 for rr in results.values()),
+        }
         if outcomes:
-            v["experiments"] = {eid: {"status": er["status"], "outcomes": er["outcomes"]}
-                                for rr in results.values() for eid, er in rr["experiments"].items()}
+            v["experiments"] = {
+                eid: {"status": er["status"], "outcomes": er["outcomes"]}
+                for rr in results.values()
+                for eid, er in rr["experiments"].items()
+            }
         out.append(v)
     return out
 
 
 def _live_results(s: Session, camp: Campaign) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for r in s.exec(select(Round).where(Round.campaign_id == camp.id, col(Round.status).in_(_ANALYSED))):
+    for r in s.exec(
+        select(Round).where(Round.campaign_id == camp.id, col(Round.status).in_(_ANALYSED))
+    ):
         exps = s.exec(select(Experiment).where(Experiment.round_id == r.id))
-        out[str(r.id)] = {"index": r.index, "experiments": {
-            str(e.id): {"status": e.status, "outcomes": e.outcomes} for e in exps}}
+        out[str(r.id)] = {
+            "index": r.index,
+            "experiments": {str(e.id): {"status": e.status, "outcomes": e.outcomes} for e in exps},
+        }
     return out
 
 
@@ -186,8 +276,14 @@ def campaign_timeline(s: Session, camp: Campaign) -> list[dict[str, Any]]:
     for r in s.exec(select(Round).where(Round.campaign_id == camp.id).order_by(col(Round.index))):
         steps = s.exec(select(Step).where(Step.round_id == r.id).order_by(col(Step.seq)))
         for seg in plate_segments(r.plate_id, list(steps)):
-            out.append({"plate": seg.plate, "resource": seg.resource, "start_h": _hours(seg.start_s, camp),
-                        "end_h": None if seg.end_s is None else _hours(seg.end_s, camp)})
+            out.append(
+                {
+                    "plate": seg.plate,
+                    "resource": seg.resource,
+                    "start_h": _hours(seg.start_s, camp),
+                    "end_h": None if seg.end_s is None else _hours(seg.end_s, camp),
+                }
+            )
     return out
 
 
@@ -216,12 +312,22 @@ def decision_points(s: Session, round_id: int) -> list[dict[str, Any]]:
     """A time-course plate's decision points: when, by which policy, how far through the gate,
     and the action each unit got ([] for end-point plates)."""
     out = []
-    for d in s.exec(select(DecisionPoint).where(DecisionPoint.round_id == round_id)
-                    .order_by(col(DecisionPoint.index))):
+    for d in s.exec(
+        select(DecisionPoint)
+        .where(DecisionPoint.round_id == round_id)
+        .order_by(col(DecisionPoint.index))
+    ):
         statuses = list(s.exec(select(Proposal.status).where(Proposal.decision_point_id == d.id)))
-        out.append({"index": d.index, "time_h": d.time_h, "status": d.status, "policy_id": d.policy_id,
-                    "units": len(statuses),
-                    "waiting": sum(st == ProposalStatus.PROPOSED.value for st in statuses),
-                    "rejected": sum(st == ProposalStatus.REJECTED.value for st in statuses),
-                    "actions": d.actions})
+        out.append(
+            {
+                "index": d.index,
+                "time_h": d.time_h,
+                "status": d.status,
+                "policy_id": d.policy_id,
+                "units": len(statuses),
+                "waiting": sum(st == ProposalStatus.PROPOSED.value for st in statuses),
+                "rejected": sum(st == ProposalStatus.REJECTED.value for st in statuses),
+                "actions": d.actions,
+            }
+        )
     return out

@@ -83,7 +83,9 @@ def _create(path: Path) -> None:
     except FileExistsError:
         return  # another process created it first: use theirs
     except OSError as e:
-        raise LedgerKeyError(f"cannot create the ledger key {path}: {e} (set {KEY_ENV} to a writable path)") from None
+        raise LedgerKeyError(
+            f"cannot create the ledger key {path}: {e} (set {KEY_ENV} to a writable path)"
+        ) from None
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_hex(32) + "\n")
 

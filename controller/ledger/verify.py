@@ -87,22 +87,37 @@ def check_events(rep: ChainReport, events: list[Any], keys: dict[str, LedgerKey]
     for i, ev in enumerate(events, 1):
         what = f"event {ev.id} ({ev.kind})"
         if ev.seq != i:
-            rep.problems.append(f"{what} is at position {ev.seq}, expected {i}: the event before it is missing "
-                                "(deleted)"
-                                if ev.seq is not None and ev.seq > i else f"{what} has no valid position")
+            rep.problems.append(
+                f"{what} is at position {ev.seq}, expected {i}: the event before it is missing "
+                "(deleted)"
+                if ev.seq is not None and ev.seq > i
+                else f"{what} has no valid position"
+            )
             return
         if ev.prev_hash != prev:
             rep.problems.append(f"{what}: previous event missing or altered")
             return
-        if event_digest(prev, ev.campaign_id, ev.kind, ev.actor, ev.payload, ev.clock_s,
-                        ev.created_at.isoformat()) != ev.hash:
+        if (
+            event_digest(
+                prev,
+                ev.campaign_id,
+                ev.kind,
+                ev.actor,
+                ev.payload,
+                ev.clock_s,
+                ev.created_at.isoformat(),
+            )
+            != ev.hash
+        ):
             rep.problems.append(f"{what} was altered")
             return
         prev = ev.hash
         if ev.mac is None:
             if seen_sealed:
-                rep.problems.append(f"{what} is not sealed but events before it are: written or rewritten "
-                                    "without the ledger key")
+                rep.problems.append(
+                    f"{what} is not sealed but events before it are: written or rewritten "
+                    "without the ledger key"
+                )
                 return
             legacy += 1
             continue
@@ -112,20 +127,30 @@ def check_events(rep: ChainReport, events: list[Any], keys: dict[str, LedgerKey]
             rep.unchecked += 1
             missing_keys.add(ev.key_id)
         elif not key.check(ev.seq, ev.hash, ev.mac):
-            rep.problems.append(f"{what}: its seal does not match (rewritten without the ledger key)")
+            rep.problems.append(
+                f"{what}: its seal does not match (rewritten without the ledger key)"
+            )
             return
         rep.sealed += 1
     if events and not seen_sealed:
-        rep.problems.append("no event of this chain is sealed: the seals were stripped (ledgers are sealed "
-                            "since migration 0004)")
+        rep.problems.append(
+            "no event of this chain is sealed: the seals were stripped (ledgers are sealed "
+            "since migration 0004)"
+        )
     if legacy:
-        rep.notes.append(f"the first {legacy} events predate sealing; the seal after them covers them")
+        rep.notes.append(
+            f"the first {legacy} events predate sealing; the seal after them covers them"
+        )
     if missing_keys:
-        rep.notes.append(f"{rep.unchecked} events are sealed with key(s) {', '.join(sorted(missing_keys))} that this "
-                         "machine does not hold: not checked (set CELLPILOT_LEDGER_KEYS or pass --key)")
+        rep.notes.append(
+            f"{rep.unchecked} events are sealed with key(s) {', '.join(sorted(missing_keys))} that this "
+            "machine does not hold: not checked (set CELLPILOT_LEDGER_KEYS or pass --key)"
+        )
 
 
-def check_anchors(rep: ChainReport, events: list[Any], lines: list[anchor.Anchor], files: list[Path]) -> None:
+def check_anchors(
+    rep: ChainReport, events: list[Any], lines: list[anchor.Anchor], files: list[Path]
+) -> None:
     """Each anchor line of this chain must still hold: same hash at that position, no fewer events."""
     mine = sorted((a for a in lines if a.campaign_id == rep.campaign_id), key=lambda a: a.at)
     rechains = [i for i, a in enumerate(mine) if a.rechain]
@@ -133,36 +158,49 @@ def check_anchors(rep: ChainReport, events: list[Any], lines: list[anchor.Anchor
         last = mine[rechains[-1]]
         recorded = {ev.payload.get("old_head") for ev in events if ev.kind == MASKED}
         if (last.rechain or {}).get("old_head") not in recorded:
-            rep.problems.append(f"anchor {last.source} says the chain was re-chained, but no {MASKED} event "
-                                "records it")
-        mine = mine[rechains[-1]:]
+            rep.problems.append(
+                f"anchor {last.source} says the chain was re-chained, but no {MASKED} event "
+                "records it"
+            )
+        mine = mine[rechains[-1] :]
     if not mine:
         looked = ", ".join(str(f) for f in files) or "none"
-        rep.notes.append(f"not anchored (anchor files read: {looked}): deleting the newest events would "
-                         "not be noticed; pass --anchor FILE")
+        rep.notes.append(
+            f"not anchored (anchor files read: {looked}): deleting the newest events would "
+            "not be noticed; pass --anchor FILE"
+        )
         return
     for a in mine:
         if a.count > len(events):
-            rep.problems.append(f"the log holds {len(events)} events, but {a.count} were anchored at {a.at} "
-                                f"({a.source}): events were deleted")
+            rep.problems.append(
+                f"the log holds {len(events)} events, but {a.count} were anchored at {a.at} "
+                f"({a.source}): events were deleted"
+            )
             return
         if a.count and events[a.count - 1].hash != a.head:
-            rep.problems.append(f"event {a.count} differs from the one anchored at {a.at} ({a.source}): the "
-                                "chain was rewritten")
+            rep.problems.append(
+                f"event {a.count} differs from the one anchored at {a.at} ({a.source}): the "
+                "chain was rewritten"
+            )
             return
     newest = max(a.count for a in mine)
     rep.checked.append(f"anchored up to event {newest} of {len(events)}")
 
 
-def check_bindings(conn: Connection, rep: ChainReport, campaign_id: int, events: list[Any],
-                   check_files: bool) -> None:
+def check_bindings(
+    conn: Connection, rep: ChainReport, campaign_id: int, events: list[Any], check_files: bool
+) -> None:
     """Proposals, approvals and finished rounds against the digests their events carry."""
     latest: dict[str, tuple[str, Any]] = {}
     rounds: dict[int, tuple[dict[str, Any], Any]] = {}
     for ev in events:
         for ref, digest in (ev.payload.get("bind") or {}).items():
             latest[ref] = (digest, ev)
-        for bound in [ev.payload["bind_round"]] if "bind_round" in ev.payload else ev.payload.get("bind_rounds", []):
+        for bound in (
+            [ev.payload["bind_round"]]
+            if "bind_round" in ev.payload
+            else ev.payload.get("bind_rounds", [])
+        ):
             rounds[bound["round_id"]] = (bound, ev)
     rows = campaign_rows(conn, campaign_id) | {"analysisversion": analysis_rows(conn, campaign_id)}
     _check_adopted(conn, rep, campaign_id, events)
@@ -170,7 +208,9 @@ def check_bindings(conn: Connection, rep: ChainReport, campaign_id: int, events:
         for rid, row in by_id.items():
             ref = f"{table}:{rid}"
             if ref not in latest:
-                rep.problems.append(f"{table} {rid} is not recorded in the event log (added outside cellpilot)")
+                rep.problems.append(
+                    f"{table} {rid} is not recorded in the event log (added outside cellpilot)"
+                )
             elif latest[ref][0] != row_digest(table, row):
                 ev = latest[ref][1]
                 rep.problems.append(f"{table} {rid} was altered after event {ev.id} ({ev.kind})")
@@ -182,31 +222,41 @@ def check_bindings(conn: Connection, rep: ChainReport, campaign_id: int, events:
         for problem in check_round(conn, bound):
             rep.problems.append(f"round {rid} changed after event {ev.id} ({ev.kind}): {problem}")
     n_files = _check_files(conn, rep, list(rounds)) if check_files else 0
-    rep.checked.append(f"{sum(len(v) for v in rows.values())} proposals and approvals, {len(rounds)} rounds' "
-                       f"tables, {n_files} image files")
+    rep.checked.append(
+        f"{sum(len(v) for v in rows.values())} proposals and approvals, {len(rounds)} rounds' "
+        f"tables, {n_files} image files"
+    )
 
 
 def _check_adopted(conn: Connection, rep: ChainReport, campaign_id: int, events: list[Any]) -> None:
     """The analysis version the planner learns from is the one the log last adopted."""
     adopted = [ev for ev in events if ev.kind == "analysis_adopted"]
     want = int(adopted[-1].payload["version"]) if adopted else 1
-    now = conn.execute(sa.text("SELECT analysis_version FROM campaign WHERE id = :i"), {"i": campaign_id}).scalar()
+    now = conn.execute(
+        sa.text("SELECT analysis_version FROM campaign WHERE id = :i"), {"i": campaign_id}
+    ).scalar()
     if now is not None and int(now) != want:
-        rep.problems.append(f"the campaign plans from analysis version {now}, but the log last adopted "
-                            f"version {want}" + (f" (event {adopted[-1].id})" if adopted else ""))
+        rep.problems.append(
+            f"the campaign plans from analysis version {now}, but the log last adopted "
+            f"version {want}" + (f" (event {adopted[-1].id})" if adopted else "")
+        )
 
 
 def _check_files(conn: Connection, rep: ChainReport, round_ids: list[int]) -> int:
     t = TABLES["rawdata"]
     n = 0
     for i in range(0, len(round_ids), 500):
-        for raw in conn.execute(sa.select(t).where(t.c.round_id.in_(round_ids[i:i + 500])).order_by(t.c.id)):
+        for raw in conn.execute(
+            sa.select(t).where(t.c.round_id.in_(round_ids[i : i + 500])).order_by(t.c.id)
+        ):
             path = Path(raw.path)
             if not path.exists():
                 rep.problems.append(f"image file {path} (raw data {raw.id}) is missing")
             elif sha256_file(path) != raw.sha256:
-                rep.problems.append(f"image file {path} (raw data {raw.id}) was altered: its SHA-256 differs "
-                                    "from the ledger's")
+                rep.problems.append(
+                    f"image file {path} (raw data {raw.id}) was altered: its SHA-256 differs "
+                    "from the ledger's"
+                )
             n += 1
     return n
 
@@ -222,11 +272,19 @@ def check_registrations(conn: Connection, rep: ChainReport, events: list[Any]) -
     present = {r.id for r in conn.execute(sa.select(CAMPAIGN.c.id))}
     for cid, name in sorted(registered.items()):
         if cid not in present:
-            rep.problems.append(f"campaign {name!r} (id {cid}) was registered in the log but is gone from the ledger")
+            rep.problems.append(
+                f"campaign {name!r} (id {cid}) was registered in the log but is gone from the ledger"
+            )
 
 
-def verify_ledger(db: Engine, campaign: str | None = None, *, keys: dict[str, LedgerKey],
-                  anchors: Sequence[Path] = (), check_files: bool = True) -> list[ChainReport]:
+def verify_ledger(
+    db: Engine,
+    campaign: str | None = None,
+    *,
+    keys: dict[str, LedgerKey],
+    anchors: Sequence[Path] = (),
+    check_files: bool = True,
+) -> list[ChainReport]:
     """Verify one campaign (by name) or the whole ledger; one report per chain."""
     with db.connect() as conn:
         names = dict(conn.execute(sa.select(CAMPAIGN.c.id, CAMPAIGN.c.name)).all())
@@ -238,11 +296,20 @@ def verify_ledger(db: Engine, campaign: str | None = None, *, keys: dict[str, Le
         else:
             chains = chain_keys(conn)
         lid = ledger_id(conn)
-        return [_verify_chain(conn, k, names, lid, keys, list(anchors), check_files) for k in chains]
+        return [
+            _verify_chain(conn, k, names, lid, keys, list(anchors), check_files) for k in chains
+        ]
 
 
-def _verify_chain(conn: Connection, k: int, names: dict[int, str], lid: str | None, keys: dict[str, LedgerKey],
-                  extra: list[Path], check_files: bool) -> ChainReport:
+def _verify_chain(
+    conn: Connection,
+    k: int,
+    names: dict[int, str],
+    lid: str | None,
+    keys: dict[str, LedgerKey],
+    extra: list[Path],
+    check_files: bool,
+) -> ChainReport:
     cid = k or None
     rep = ChainReport(names.get(k, f"campaign id {k} (deleted)") if cid else "ledger-wide log", cid)
     events = read_chain(conn, k)
@@ -250,7 +317,9 @@ def _verify_chain(conn: Connection, k: int, names: dict[int, str], lid: str | No
         rep.problems.append("the campaign has no events: its log was deleted")
     check_events(rep, events, keys)
     if lid is None:
-        rep.problems.append(f"the ledger-wide log has no {SEALED} event naming the ledger: it was deleted")
+        rep.problems.append(
+            f"the ledger-wide log has no {SEALED} event naming the ledger: it was deleted"
+        )
         return rep
     files = [anchor.ledger_anchor_path(lid), *extra]
     if cid is not None and (own := campaign_anchor(conn, cid)) is not None:

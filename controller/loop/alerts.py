@@ -46,8 +46,12 @@ class _Default(dict):
 
 
 def post_json(url: str, body: dict[str, Any], timeout_s: float) -> int:
-    req = urllib.request.Request(url, data=json.dumps(body, default=str).encode(),
-                                 headers={"Content-Type": "application/json"}, method="POST")
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(body, default=str).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
     with urllib.request.urlopen(req, timeout=timeout_s) as resp:  # noqa: S310 - configured URL
         return resp.status
 
@@ -55,7 +59,9 @@ def post_json(url: str, body: dict[str, Any], timeout_s: float) -> int:
 class WebhookAlerter:
     """Posts alerting events of one campaign to ``url`` and records the outcome."""
 
-    def __init__(self, db: Engine, campaign_id: int, campaign: str, url: str, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, db: Engine, campaign_id: int, campaign: str, url: str, timeout_s: float = 5.0
+    ) -> None:
         self.db = db
         self.campaign_id = campaign_id
         self.campaign = campaign
@@ -71,8 +77,13 @@ class WebhookAlerter:
         if template is None or payload.get("operator"):  # an operator's own pause needs no alert
             return
         text = f"[cellpilot] {self.campaign}: " + template.format_map(_Default(payload))
-        body = {"text": text, "campaign": self.campaign, "event": kind.value, "payload": payload,
-                "anchor": self._anchor()}
+        body = {
+            "text": text,
+            "campaign": self.campaign,
+            "event": kind.value,
+            "payload": payload,
+            "anchor": self._anchor(),
+        }
         with self._lock:
             try:
                 status = post_json(self.url, body, self.timeout_s)
@@ -82,16 +93,25 @@ class WebhookAlerter:
                 log.warning("alert webhook failed: %s", e)
                 outcome, result = EventKind.ALERT_FAILED, {"error": str(e)}
             with Session(self.db) as s:
-                append_event(s, self.campaign_id, outcome,
-                             {"text": text, "for": kind.value, "url": _shown(self.url), **result})
+                append_event(
+                    s,
+                    self.campaign_id,
+                    outcome,
+                    {"text": text, "for": kind.value, "url": _shown(self.url), **result},
+                )
                 s.commit()
 
     def _anchor(self) -> dict[str, Any]:
         """The campaign chain's head now, as an anchor line."""
         with self.db.connect() as conn:
             count, last = head(conn, self.campaign_id)
-            return {"ledger": ledger_id(conn), "campaign_id": self.campaign_id, "campaign": self.campaign,
-                    "count": count, "head": last}
+            return {
+                "ledger": ledger_id(conn),
+                "campaign_id": self.campaign_id,
+                "campaign": self.campaign,
+                "count": count,
+                "head": last,
+            }
 
 
 def _shown(url: str) -> str:

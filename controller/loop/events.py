@@ -20,6 +20,7 @@ from controller.ledger.models import Event
 
 log = logging.getLogger(__name__)
 
+
 class EventKind(str, Enum):
     CAMPAIGN_CREATED = "campaign_created"
     CAMPAIGN_STARTED = "campaign_started"
@@ -124,8 +125,16 @@ def append_event(
         bind_round: a round whose tables' digests the event carries (when it is finished); a
             list of rounds for an event that changes several (a re-analysis).
     """
-    return chain.append(session, campaign_id, kind.value, payload, actor=actor, clock_s=clock_s,
-                        bind=bind, bind_round=bind_round)
+    return chain.append(
+        session,
+        campaign_id,
+        kind.value,
+        payload,
+        actor=actor,
+        clock_s=clock_s,
+        bind=bind,
+        bind_round=bind_round,
+    )
 
 
 def verify_chain(session: Session, campaign_id: int | None) -> tuple[bool, str]:
@@ -137,7 +146,9 @@ def verify_chain(session: Session, campaign_id: int | None) -> tuple[bool, str]:
     from controller.ledger.verify import ChainReport, check_events
 
     rep = ChainReport("", campaign_id)
-    check_events(rep, read_chain(session.connection(), chain.chain_key(campaign_id)), verification_keys())
+    check_events(
+        rep, read_chain(session.connection(), chain.chain_key(campaign_id)), verification_keys()
+    )
     if rep.problems:
         return False, rep.problems[0]
     return True, f"{rep.events} events verified"

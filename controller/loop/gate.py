@@ -53,8 +53,11 @@ def _as_utc(t: datetime) -> datetime:
 
 def _reagent_used_ul(s: Session, campaign_id: int) -> dict[str, float]:
     used: dict[str, float] = {}
-    rows = s.exec(select(Step.payload).join(Round, Round.id == Step.round_id).where(
-        Round.campaign_id == campaign_id, Step.kind == "aspirate"))
+    rows = s.exec(
+        select(Step.payload)
+        .join(Round, Round.id == Step.round_id)
+        .where(Round.campaign_id == campaign_id, Step.kind == "aspirate")
+    )
     for payload in rows:
         used[payload["reagent"]] = used.get(payload["reagent"], 0.0) + payload["volume_ul"]
     return used
@@ -93,11 +96,18 @@ def best_safe_params(s: Session, spec: CampaignSpec, campaign_id: int) -> dict[s
     """The best measured condition that met every outcome constraint."""
     obj = spec.objectives[0]
     best = None
-    for e in s.exec(select(Experiment).where(Experiment.campaign_id == campaign_id,
-                                             Experiment.status == ExperimentStatus.MEASURED.value)):
+    for e in s.exec(
+        select(Experiment).where(
+            Experiment.campaign_id == campaign_id,
+            Experiment.status == ExperimentStatus.MEASURED.value,
+        )
+    ):
         if obj.metric not in e.outcomes:
             continue
-        if not all(c.metric in e.outcomes and c.satisfied(e.outcomes[c.metric]) for c in spec.outcome_constraints):
+        if not all(
+            c.metric in e.outcomes and c.satisfied(e.outcomes[c.metric])
+            for c in spec.outcome_constraints
+        ):
             continue
         if best is None or obj.sign * e.outcomes[obj.metric] > obj.sign * best.outcomes[obj.metric]:
             best = e
@@ -111,7 +121,9 @@ def run_gate(s: Session, spec: CampaignSpec, protocol, rnd: Round, camp: Campaig
     """
     out = GateOutcome()
     mode = spec.approval.mode
-    props = list(s.exec(select(Proposal).where(Proposal.round_id == rnd.id).order_by(col(Proposal.position))))
+    props = list(
+        s.exec(select(Proposal).where(Proposal.round_id == rnd.id).order_by(col(Proposal.position)))
+    )
     undecided = [p for p in props if p.status == ProposalStatus.PROPOSED.value]
     if mode == "auto":
         for p in undecided:
@@ -148,12 +160,19 @@ def _decide(s: Session, p: Proposal, camp: Campaign, decision: str, actor: str, 
 
 def _apply_policy(s, spec, protocol, rnd, camp, props, out) -> None:
     policy = spec.approval.policy
-    plates_run = s.exec(select(Round).where(
-        Round.campaign_id == camp.id, Round.id != rnd.id,
-        col(Round.status).not_in([RoundStatus.SKIPPED.value]))).all()
+    plates_run = s.exec(
+        select(Round).where(
+            Round.campaign_id == camp.id,
+            Round.id != rnd.id,
+            col(Round.status).not_in([RoundStatus.SKIPPED.value]),
+        )
+    ).all()
     used = _reagent_used_ul(s, camp.id)
-    accepted: list[dict[str, Any]] = [p.params for p in props if p.status in
-                                      (ProposalStatus.APPROVED.value, ProposalStatus.EDITED.value)]
+    accepted: list[dict[str, Any]] = [
+        p.params
+        for p in props
+        if p.status in (ProposalStatus.APPROVED.value, ProposalStatus.EDITED.value)
+    ]
     actor = f"policy:{policy.signed_by}"
     for p in props:
         if p.status != ProposalStatus.PROPOSED.value or p.escalation:
@@ -167,7 +186,9 @@ def _apply_policy(s, spec, protocol, rnd, camp, props, out) -> None:
         if policy.outside == "clip" and policy.parameter_bounds:
             clipped = spec.space.validate_point(_clip(policy, params))
             if _verdict(policy, protocol, rnd, clipped, accepted, used, len(plates_run)) is None:
-                if _decide(s, p, camp, "edited", actor, params=clipped, reason=f"clipped: {reason}"):
+                if _decide(
+                    s, p, camp, "edited", actor, params=clipped, reason=f"clipped: {reason}"
+                ):
                     accepted.append(clipped)
                 continue
         if policy.outside == "reject":
@@ -176,8 +197,15 @@ def _apply_policy(s, spec, protocol, rnd, camp, props, out) -> None:
         p.escalation = reason
         s.add(p)
         payload = {"proposal_id": p.id, "round": rnd.index + 1, "params": params, "reason": reason}
-        append_event(s, camp.id, EventKind.PROPOSAL_ESCALATED, payload, actor=actor, clock_s=camp.clock_s,
-                     bind=[p])
+        append_event(
+            s,
+            camp.id,
+            EventKind.PROPOSAL_ESCALATED,
+            payload,
+            actor=actor,
+            clock_s=camp.clock_s,
+            bind=[p],
+        )
         out.published.append((EventKind.PROPOSAL_ESCALATED, payload))
 
 
@@ -193,9 +221,15 @@ def _verdict(policy, protocol, rnd, params, accepted, used, plates_run) -> str |
 
 def _on_timeout(s, spec, rnd, camp, undecided, out) -> GateOutcome:
     action = spec.approval.on_timeout
-    payload: dict[str, Any] = {"round": rnd.index + 1, "action": action, "undecided": [p.id for p in undecided]}
+    payload: dict[str, Any] = {
+        "round": rnd.index + 1,
+        "action": action,
+        "undecided": [p.id for p in undecided],
+    }
     if action == "pause":
-        out.pause_reason = f"nobody decided {len(undecided)} proposals of round {rnd.index + 1} in time"
+        out.pause_reason = (
+            f"nobody decided {len(undecided)} proposals of round {rnd.index + 1} in time"
+        )
     elif action == "skip_round":
         for p in undecided:
             _decide(s, p, camp, "rejected", "timeout", reason="approval timeout: round skipped")
@@ -206,8 +240,15 @@ def _on_timeout(s, spec, rnd, camp, undecided, out) -> GateOutcome:
             payload["action"] = "pause (no safe condition known)"
         else:
             for p in undecided:
-                _decide(s, p, camp, "edited", "timeout", params=best,
-                        reason="approval timeout: best-known safe condition")
+                _decide(
+                    s,
+                    p,
+                    camp,
+                    "edited",
+                    "timeout",
+                    params=best,
+                    reason="approval timeout: best-known safe condition",
+                )
             payload["fallback"] = best
     append_event(s, camp.id, EventKind.APPROVAL_TIMEOUT, payload, clock_s=camp.clock_s)
     out.published.append((EventKind.APPROVAL_TIMEOUT, payload))

@@ -41,7 +41,9 @@ def new_runner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def claim(db: Engine, campaign_id: int, runner_id: str, lease_s: float = DEFAULT_LEASE_S) -> int | None:
+def claim(
+    db: Engine, campaign_id: int, runner_id: str, lease_s: float = DEFAULT_LEASE_S
+) -> int | None:
     """Take (or keep) the campaign's lease; returns the lease generation, or None when another
     live runner holds it."""
     with Session(db) as s:
@@ -54,11 +56,20 @@ def _claim_in(s: Session, campaign_id: int, runner_id: str, lease_s: float) -> i
     now = utcnow()
     result = s.exec(
         update(Campaign)
-        .where(col(Campaign.id) == campaign_id,
-               or_(col(Campaign.runner_id).is_(None), col(Campaign.runner_id) == runner_id,
-                   col(Campaign.lease_expires_at).is_(None), col(Campaign.lease_expires_at) < now))
-        .values(runner_id=runner_id, lease_expires_at=now + timedelta(seconds=lease_s),
-                lease_generation=Campaign.lease_generation + 1)
+        .where(
+            col(Campaign.id) == campaign_id,
+            or_(
+                col(Campaign.runner_id).is_(None),
+                col(Campaign.runner_id) == runner_id,
+                col(Campaign.lease_expires_at).is_(None),
+                col(Campaign.lease_expires_at) < now,
+            ),
+        )
+        .values(
+            runner_id=runner_id,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+            lease_generation=Campaign.lease_generation + 1,
+        )
         .returning(col(Campaign.lease_generation))
     )
     row = result.first()
@@ -83,28 +94,37 @@ def holder_is_dead(runner_id: str | None) -> bool:
     return False
 
 
-def take_over(db: Engine, campaign_id: int, dead_runner: str, runner_id: str,
-              lease_s: float = DEFAULT_LEASE_S) -> int | None:
+def take_over(
+    db: Engine, campaign_id: int, dead_runner: str, runner_id: str, lease_s: float = DEFAULT_LEASE_S
+) -> int | None:
     """Claim a lease whose holder is known dead (:func:`holder_is_dead`), before it expires."""
     with Session(db) as s:
         row = s.exec(
             update(Campaign)
             .where(col(Campaign.id) == campaign_id, col(Campaign.runner_id) == dead_runner)
-            .values(runner_id=runner_id, lease_expires_at=utcnow() + timedelta(seconds=lease_s),
-                    lease_generation=Campaign.lease_generation + 1)
+            .values(
+                runner_id=runner_id,
+                lease_expires_at=utcnow() + timedelta(seconds=lease_s),
+                lease_generation=Campaign.lease_generation + 1,
+            )
             .returning(col(Campaign.lease_generation))
         ).first()
         s.commit()
         return None if row is None else int(row[0])
 
 
-def renew(db: Engine, campaign_id: int, runner_id: str, generation: int, lease_s: float = DEFAULT_LEASE_S) -> bool:
+def renew(
+    db: Engine, campaign_id: int, runner_id: str, generation: int, lease_s: float = DEFAULT_LEASE_S
+) -> bool:
     """Extend a lease this runner holds; False when it was lost (expired and claimed by another)."""
     with Session(db) as s:
         result = s.exec(
             update(Campaign)
-            .where(col(Campaign.id) == campaign_id, col(Campaign.runner_id) == runner_id,
-                   col(Campaign.lease_generation) == generation)
+            .where(
+                col(Campaign.id) == campaign_id,
+                col(Campaign.runner_id) == runner_id,
+                col(Campaign.lease_generation) == generation,
+            )
             .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
         )
         s.commit()
@@ -114,10 +134,15 @@ def renew(db: Engine, campaign_id: int, runner_id: str, generation: int, lease_s
 def release(db: Engine, campaign_id: int, runner_id: str, generation: int) -> None:
     """Give the lease back (a paused or finished campaign is free for any runner)."""
     with Session(db) as s:
-        s.exec(update(Campaign)
-               .where(col(Campaign.id) == campaign_id, col(Campaign.runner_id) == runner_id,
-                      col(Campaign.lease_generation) == generation)
-               .values(runner_id=None, lease_expires_at=None))
+        s.exec(
+            update(Campaign)
+            .where(
+                col(Campaign.id) == campaign_id,
+                col(Campaign.runner_id) == runner_id,
+                col(Campaign.lease_generation) == generation,
+            )
+            .values(runner_id=None, lease_expires_at=None)
+        )
         s.commit()
 
 
@@ -134,11 +159,20 @@ def claim_next(db: Engine, runner_id: str, lease_s: float = DEFAULT_LEASE_S) -> 
     locked (skipping those another worker is claiming) and the first is claimed."""
     now = utcnow()
     with Session(db) as s:
-        q = (select(Campaign.id)
-             .where(or_(col(Campaign.status) == CampaignStatus.QUEUED.value,
-                        (col(Campaign.status) == CampaignStatus.RUNNING.value)
-                        & or_(col(Campaign.lease_expires_at).is_(None), col(Campaign.lease_expires_at) < now)))
-             .order_by(col(Campaign.id)))
+        q = (
+            select(Campaign.id)
+            .where(
+                or_(
+                    col(Campaign.status) == CampaignStatus.QUEUED.value,
+                    (col(Campaign.status) == CampaignStatus.RUNNING.value)
+                    & or_(
+                        col(Campaign.lease_expires_at).is_(None),
+                        col(Campaign.lease_expires_at) < now,
+                    ),
+                )
+            )
+            .order_by(col(Campaign.id))
+        )
         if db.dialect.name == "postgresql":
             q = q.with_for_update(skip_locked=True)
         for cid in list(s.exec(q)):
@@ -152,8 +186,14 @@ def claim_next(db: Engine, runner_id: str, lease_s: float = DEFAULT_LEASE_S) -> 
 class LeaseKeeper:
     """Renews a held lease from a daemon thread; ``lost`` is set when renewal fails."""
 
-    def __init__(self, db: Engine, campaign_id: int, runner_id: str, generation: int,
-                 lease_s: float = DEFAULT_LEASE_S) -> None:
+    def __init__(
+        self,
+        db: Engine,
+        campaign_id: int,
+        runner_id: str,
+        generation: int,
+        lease_s: float = DEFAULT_LEASE_S,
+    ) -> None:
         self.db, self.campaign_id, self.runner_id = db, campaign_id, runner_id
         self.generation, self.lease_s = generation, lease_s
         self.lost = threading.Event()
@@ -168,8 +208,12 @@ class LeaseKeeper:
     def _run(self) -> None:
         while not self._stop.wait(self.lease_s / 3):
             try:
-                if not renew(self.db, self.campaign_id, self.runner_id, self.generation, self.lease_s):
-                    log.error("lease on campaign %s lost: another runner took it over", self.campaign_id)
+                if not renew(
+                    self.db, self.campaign_id, self.runner_id, self.generation, self.lease_s
+                ):
+                    log.error(
+                        "lease on campaign %s lost: another runner took it over", self.campaign_id
+                    )
                     self.lost.set()
                     return
                 self._renewed = time.monotonic()

@@ -24,19 +24,34 @@ def amend_campaign(s: Session, camp: Campaign, spec: CampaignSpec, *, allowed: b
         raise CampaignError(
             f"campaign {spec.name!r} in the ledger was started from a different file "
             f"(changed: {where}); run again with --amend to continue with the change recorded "
-            "in the event log, or give the new campaign another name")
+            "in the event log, or give the new campaign another name"
+        )
     if fixed:
-        raise CampaignError(f"campaign {spec.name!r}: {fixed} cannot change once a campaign has "
-                            "started (its history would not mean the same); start a new campaign")
-    versioned = s.exec(select(AnalysisVersion.id).where(AnalysisVersion.campaign_id == camp.id)).first()
+        raise CampaignError(
+            f"campaign {spec.name!r}: {fixed} cannot change once a campaign has "
+            "started (its history would not mean the same); start a new campaign"
+        )
+    versioned = s.exec(
+        select(AnalysisVersion.id).where(AnalysisVersion.campaign_id == camp.id)
+    ).first()
     if versioned is not None and any(c.split(".")[0] == "analyzer" for c in changes):
         # the planner learns from an analysis version, not from the file's analyzer any more
-        raise CampaignError(f"campaign {spec.name!r} has analysis versions: change its analysis with "
-                            f"cellpilot reanalyze --campaign {spec.name} --settings FILE --adopt, not in the file")
-    append_event(s, camp.id, EventKind.CAMPAIGN_AMENDED,
-                 {"changed": changes[:50], "old_spec_hash": camp.spec_hash,
-                  "new_spec_hash": spec.spec_hash(), "old": {c: _at(camp.spec, c) for c in changes[:50]}},
-                 clock_s=camp.clock_s)
+        raise CampaignError(
+            f"campaign {spec.name!r} has analysis versions: change its analysis with "
+            f"cellpilot reanalyze --campaign {spec.name} --settings FILE --adopt, not in the file"
+        )
+    append_event(
+        s,
+        camp.id,
+        EventKind.CAMPAIGN_AMENDED,
+        {
+            "changed": changes[:50],
+            "old_spec_hash": camp.spec_hash,
+            "new_spec_hash": spec.spec_hash(),
+            "old": {c: _at(camp.spec, c) for c in changes[:50]},
+        },
+        clock_s=camp.clock_s,
+    )
     camp.spec_hash = spec.spec_hash()
 
 
@@ -50,7 +65,9 @@ def spec_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
     if isinstance(old, dict) and isinstance(new, dict):
         out: list[str] = []
         for key in sorted(set(old) | set(new), key=str):
-            out += spec_changes(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else str(key))
+            out += spec_changes(
+                old.get(key), new.get(key), f"{prefix}.{key}" if prefix else str(key)
+            )
         return out
     return [] if old == new else [prefix or "(whole file)"]
 

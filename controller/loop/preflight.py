@@ -58,7 +58,13 @@ def _typed(field: str, fn: Callable[[], Any]) -> Any:
         raise
     except ValidationError as err:
         raise CampaignConfigError(field, "; ".join(format_validation_error(err))) from None
-    except (ProtocolError, PlannerError, AnalysisError, InstrumentConfigError, PluginLoadError) as err:
+    except (
+        ProtocolError,
+        PlannerError,
+        AnalysisError,
+        InstrumentConfigError,
+        PluginLoadError,
+    ) as err:
         raise CampaignConfigError(field, str(err)) from None
     except (TypeError, ValueError, KeyError, OverflowError) as err:  # a plugin's own constructor
         raise CampaignConfigError(field, f"not accepted ({type(err).__name__}: {err})") from None
@@ -67,14 +73,18 @@ def _typed(field: str, fn: Callable[[], Any]) -> Any:
 def build_parts(spec: CampaignSpec) -> Checked:
     """Build the protocol, planner and analyzer the file names, validating their settings."""
     protocol = _typed("protocol", lambda: get_protocol(spec.protocol.name, spec.protocol.settings))
-    planner = _typed("planner.settings", lambda: get_planner(spec.planner.name, **spec.planner.settings))
+    planner = _typed(
+        "planner.settings", lambda: get_planner(spec.planner.name, **spec.planner.settings)
+    )
     analyzer = _typed("analyzer.name", lambda: get_analyzer(spec.analyzer.name))
     model = getattr(analyzer, "settings_model", None)
     settings = None
     if model is not None:
         settings = _typed("analyzer.settings", lambda: model.model_validate(spec.analyzer.settings))
     elif spec.analyzer.settings:
-        raise CampaignConfigError("analyzer.settings", f"analyzer {spec.analyzer.name!r} takes no settings")
+        raise CampaignConfigError(
+            "analyzer.settings", f"analyzer {spec.analyzer.name!r} takes no settings"
+        )
     return Checked(protocol, planner, analyzer, settings)
 
 
@@ -94,12 +104,16 @@ def check_metrics(spec: CampaignSpec, parts: Checked) -> None:
     produced = _declared(parts.analyzer, "metrics", parts.analyzer_settings)
     if produced is None:
         return
-    for field, metrics in (("objectives", [o.metric for o in spec.objectives]),
-                           ("outcome_constraints", [c.metric for c in spec.outcome_constraints])):
+    for field, metrics in (
+        ("objectives", [o.metric for o in spec.objectives]),
+        ("outcome_constraints", [c.metric for c in spec.outcome_constraints]),
+    ):
         unknown = sorted(set(metrics) - produced)
         if unknown:
             raise CampaignConfigError(
-                field, f"{unknown} not produced by analyzer {spec.analyzer.name!r}; it produces {sorted(produced)}")
+                field,
+                f"{unknown} not produced by analyzer {spec.analyzer.name!r}; it produces {sorted(produced)}",
+            )
 
 
 def check_channels(spec: CampaignSpec, parts: Checked, *, dry_run: bool) -> None:
@@ -112,16 +126,24 @@ def check_channels(spec: CampaignSpec, parts: Checked, *, dry_run: bool) -> None
         if missing:
             raise CampaignConfigError(
                 "protocol.settings.imaging.channels",
-                f"{missing} not on the microscope; it has {sorted(available or ())}")
+                f"{missing} not on the microscope; it has {sorted(available or ())}",
+            )
     needed = _declared(parts.analyzer, "channels", parts.analyzer_settings)
     if needed is not None and imaged_set is not None and needed - imaged_set:
         raise CampaignConfigError(
-            "analyzer.settings", f"needs channels {sorted(needed - imaged_set)} the protocol does not image "
-            f"(protocol.settings.imaging.channels: {sorted(imaged_set)})")
+            "analyzer.settings",
+            f"needs channels {sorted(needed - imaged_set)} the protocol does not image "
+            f"(protocol.settings.imaging.channels: {sorted(imaged_set)})",
+        )
 
 
-def check_campaign(spec: CampaignSpec, *, dry_run: bool, plate_parameters: Iterable[str] = (),
-                   parts: Checked | None = None) -> Checked:
+def check_campaign(
+    spec: CampaignSpec,
+    *,
+    dry_run: bool,
+    plate_parameters: Iterable[str] = (),
+    parts: Checked | None = None,
+) -> Checked:
     """Every check that needs no ledger and moves nothing; returns the validated parts.
 
     Raises:
@@ -134,11 +156,20 @@ def check_campaign(spec: CampaignSpec, *, dry_run: bool, plate_parameters: Itera
     check_channels(spec, parts, dry_run=dry_run)
     check = getattr(parts.planner, "check", None)
     if check is not None:
-        _typed("planner", lambda: check(spec.space, spec.objectives, spec.outcome_constraints,
-                                        plate_parameters=list(plate_parameters)))
+        _typed(
+            "planner",
+            lambda: check(
+                spec.space,
+                spec.objectives,
+                spec.outcome_constraints,
+                plate_parameters=list(plate_parameters),
+            ),
+        )
     _check_time_course(spec, parts)
     if _typed("protocol", parts.protocol.capacity) < 1:
-        raise CampaignConfigError("protocol.settings", "the plate holds no experiment with these settings")
+        raise CampaignConfigError(
+            "protocol.settings", "the plate holds no experiment with these settings"
+        )
     return parts
 
 
@@ -148,11 +179,17 @@ def _check_time_course(spec: CampaignSpec, parts: Checked) -> None:
     time_course = callable(getattr(parts.protocol, "compile_decision", None))
     decides = callable(getattr(parts.planner, "decide_units", None))
     if time_course and not decides:
-        raise CampaignConfigError("planner.name", f"protocol {spec.protocol.name!r} doses its plates "
-                                  "decision by decision: it needs a deciding planner (rl)")
+        raise CampaignConfigError(
+            "planner.name",
+            f"protocol {spec.protocol.name!r} doses its plates "
+            "decision by decision: it needs a deciding planner (rl)",
+        )
     if decides and not time_course:
-        raise CampaignConfigError("protocol.name", f"planner {spec.planner.name!r} decides inside "
-                                  "time-course plates: use a time-course protocol (adaptive_dosing)")
+        raise CampaignConfigError(
+            "protocol.name",
+            f"planner {spec.planner.name!r} decides inside "
+            "time-course plates: use a time-course protocol (adaptive_dosing)",
+        )
     check_protocol = getattr(parts.planner, "check_protocol", None)
     if time_course and check_protocol is not None:
         _typed("planner.settings.policy", lambda: check_protocol(spec.protocol.settings))

@@ -43,21 +43,35 @@ class PlateDecisionError(Exception):
 def qc_failures(result: Any) -> list[str]:
     """Why a plate failed QC: the analyzer's failed checks, else its plate flags."""
     failures = list(getattr(result, "qc_failures", None) or [])
-    return failures or list(getattr(result, "flags", []) or ["the analyzer judged the plate not OK"])
+    return failures or list(
+        getattr(result, "flags", []) or ["the analyzer judged the plate not OK"]
+    )
 
 
-def gate_failed_plate(s: Session, spec: CampaignSpec, rnd: Round, exps: Iterable[Experiment],
-                      failures: list[str], summary: dict[str, Any], clock_s: float
-                      ) -> list[tuple[EventKind, dict[str, Any]]]:
+def gate_failed_plate(
+    s: Session,
+    spec: CampaignSpec,
+    rnd: Round,
+    exps: Iterable[Experiment],
+    failures: list[str],
+    summary: dict[str, Any],
+    clock_s: float,
+) -> list[tuple[EventKind, dict[str, Any]]]:
     """Apply ``qc.on_fail`` to a plate that failed QC (inside the analysis transaction);
     returns the events to publish once it commits."""
     action = spec.qc.on_fail
     measured = [e for e in exps if e.status == ExperimentStatus.MEASURED.value]
-    new_status = {"hold": ExperimentStatus.HELD, "exclude": ExperimentStatus.EXCLUDED,
-                  "requeue": ExperimentStatus.QUARANTINED}[action]
+    new_status = {
+        "hold": ExperimentStatus.HELD,
+        "exclude": ExperimentStatus.EXCLUDED,
+        "requeue": ExperimentStatus.QUARANTINED,
+    }[action]
     for e in measured:
         e.status = new_status.value
-        e.outcome_details = {**(e.outcome_details or {}), "qc": {"failures": failures, "action": action}}
+        e.outcome_details = {
+            **(e.outcome_details or {}),
+            "qc": {"failures": failures, "action": action},
+        }
         s.add(e)
     if action == "hold":
         rnd.status = RoundStatus.HELD.value
@@ -75,22 +89,48 @@ def gate_failed_plate(s: Session, spec: CampaignSpec, rnd: Round, exps: Iterable
 def held_plates(db: Engine, campaign: str | None = None) -> list[dict[str, Any]]:
     """Plates waiting for an operator's QC decision, with why they failed."""
     with Session(db) as s:
-        q = select(Round, Campaign).join(Campaign, col(Campaign.id) == col(Round.campaign_id)).where(
-            Round.status == RoundStatus.HELD.value)
+        q = (
+            select(Round, Campaign)
+            .join(Campaign, col(Campaign.id) == col(Round.campaign_id))
+            .where(Round.status == RoundStatus.HELD.value)
+        )
         if campaign:
             q = q.where(Campaign.name == campaign)
         out = []
         for rnd, camp in s.exec(q.order_by(col(Round.id))):
-            exps = list(s.exec(select(Experiment).where(Experiment.round_id == rnd.id,
-                                                        Experiment.status == ExperimentStatus.HELD.value)))
-            failures = (exps[0].outcome_details or {}).get("qc", {}).get("failures", []) if exps else []
-            out.append({"campaign": camp.name, "plate": rnd.plate_id, "round": rnd.index + 1,
-                        "z_prime": rnd.z_prime, "failures": failures, "experiments": len(exps)})
+            exps = list(
+                s.exec(
+                    select(Experiment).where(
+                        Experiment.round_id == rnd.id,
+                        Experiment.status == ExperimentStatus.HELD.value,
+                    )
+                )
+            )
+            failures = (
+                (exps[0].outcome_details or {}).get("qc", {}).get("failures", []) if exps else []
+            )
+            out.append(
+                {
+                    "campaign": camp.name,
+                    "plate": rnd.plate_id,
+                    "round": rnd.index + 1,
+                    "z_prime": rnd.z_prime,
+                    "failures": failures,
+                    "experiments": len(exps),
+                }
+            )
         return out
 
 
-def decide_plate(db: Engine, plate: str, decision: Decision, actor: str, reason: str | None = None, *,
-                 claimed_as: str | None = None) -> dict[str, Any]:
+def decide_plate(
+    db: Engine,
+    plate: str,
+    decision: Decision,
+    actor: str,
+    reason: str | None = None,
+    *,
+    claimed_as: str | None = None,
+) -> dict[str, Any]:
     """Accept, exclude or re-run a held plate; returns what was done.
 
     Raises:
@@ -102,29 +142,62 @@ def decide_plate(db: Engine, plate: str, decision: Decision, actor: str, reason:
         rnd = s.exec(select(Round).where(Round.plate_id == plate)).first()
         if rnd is None:
             raise PlateDecisionError(f"no plate {plate!r}")
-        claimed = s.exec(update(Round).where(col(Round.id) == rnd.id, col(Round.status) == RoundStatus.HELD.value)
-                         .values(status=RoundStatus.ANALYZED.value))
+        claimed = s.exec(
+            update(Round)
+            .where(col(Round.id) == rnd.id, col(Round.status) == RoundStatus.HELD.value)
+            .values(status=RoundStatus.ANALYZED.value)
+        )
         if claimed.rowcount != 1:
-            raise PlateDecisionError(f"plate {plate!r} is not held for a QC decision (status {rnd.status}); "
-                                     "someone may have decided it already")
-        new_status = {"accept": ExperimentStatus.MEASURED, "exclude": ExperimentStatus.EXCLUDED,
-                      "rerun": ExperimentStatus.QUARANTINED}[decision]
-        exps = list(s.exec(select(Experiment).where(Experiment.round_id == rnd.id,
-                                                    Experiment.status == ExperimentStatus.HELD.value)))
+            raise PlateDecisionError(
+                f"plate {plate!r} is not held for a QC decision (status {rnd.status}); "
+                "someone may have decided it already"
+            )
+        new_status = {
+            "accept": ExperimentStatus.MEASURED,
+            "exclude": ExperimentStatus.EXCLUDED,
+            "rerun": ExperimentStatus.QUARANTINED,
+        }[decision]
+        exps = list(
+            s.exec(
+                select(Experiment).where(
+                    Experiment.round_id == rnd.id, Experiment.status == ExperimentStatus.HELD.value
+                )
+            )
+        )
         for e in exps:
             e.status = new_status.value
             details = dict(e.outcome_details or {})
-            details["qc"] = {**details.get("qc", {}), "decision": decision, "by": actor, "reason": reason,
-                             "at": utcnow().isoformat()}
+            details["qc"] = {
+                **details.get("qc", {}),
+                "decision": decision,
+                "by": actor,
+                "reason": reason,
+                "at": utcnow().isoformat(),
+            }
             e.outcome_details = details
             s.add(e)
         camp = s.get(Campaign, rnd.campaign_id)
-        kind = {"accept": EventKind.PLATE_ACCEPTED, "exclude": EventKind.PLATE_EXCLUDED,
-                "rerun": EventKind.PLATE_RERUN}[decision]
-        payload = {"round": rnd.index + 1, "plate": plate, "experiments": len(exps), "reason": reason}
+        kind = {
+            "accept": EventKind.PLATE_ACCEPTED,
+            "exclude": EventKind.PLATE_EXCLUDED,
+            "rerun": EventKind.PLATE_RERUN,
+        }[decision]
+        payload = {
+            "round": rnd.index + 1,
+            "plate": plate,
+            "experiments": len(exps),
+            "reason": reason,
+        }
         if claimed_as:
             payload["claimed_as"] = claimed_as
         # the event re-binds the round: verify now expects the rows as this decision left them
-        append_event(s, camp.id, kind, payload, actor=actor, clock_s=camp.clock_s, bind_round=rnd.id)
+        append_event(
+            s, camp.id, kind, payload, actor=actor, clock_s=camp.clock_s, bind_round=rnd.id
+        )
         s.commit()
-        return {"campaign": camp.name, "plate": plate, "decision": decision, "experiments": len(exps)}
+        return {
+            "campaign": camp.name,
+            "plate": plate,
+            "decision": decision,
+            "experiments": len(exps),
+        }

@@ -212,7 +212,7 @@ def _experiment_result(e: Experiment, score: Any, spec: CampaignSpec, plate_ok: 
     if e.status not in RECOMPUTED:
         return _live_experiment(e) | {"carried": True}
     values = _finite(score.values) if score else {}
-    details = _details(score, number) if score else {"analysis_version": number}
+    details: dict[str, Any] = _details(score, number) if score else {"analysis_version": number}
     out = {"outcomes": values, "n_valid_replicates": score.n_replicates if score else 0, "outcome_details": details}
     decision = ((e.outcome_details or {}).get("qc") or {})
     if not score or score.n_replicates == 0 or not all(o.metric in values for o in spec.objectives):
@@ -332,7 +332,7 @@ def reanalyze(db: Engine, campaign: str, *, actor: str, analyzer: str | None = N
                    "note": note, **compare(current.results, results)}
         append_event(s, camp.id, EventKind.ANALYSIS_RECORDED,
                      summary | ({"claimed_as": claimed_as} if claimed_as else {}), actor=actor, clock_s=camp.clock_s,
-                     bind=[current, row], bind_round=[r.id for r in rounds])
+                     bind=[current, row], bind_round=[r.id for r in rounds if r.id is not None])
         s.commit()
     summary["campaign"] = campaign
     summary["adopted"] = False

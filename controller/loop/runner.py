@@ -138,7 +138,7 @@ class CampaignRunner:
     @property
     def plate_parameters(self) -> list[str]:
         """Parameters one plate shares: the campaign's and those the protocol needs (incubation)."""
-        from_protocol = getattr(self.protocol, "plate_parameters", lambda: [])()
+        from_protocol: list[str] = getattr(self.protocol, "plate_parameters", lambda: [])()
         return list(dict.fromkeys([*self.spec.planner.plate_parameters, *from_protocol]))
 
     def capacity(self) -> int:
@@ -352,7 +352,9 @@ class CampaignRunner:
 
     def _round(self, round_id: int) -> Round:
         with Session(self.db) as s:
-            return s.get(Round, round_id)
+            rnd = s.get(Round, round_id)
+            assert rnd is not None, f"round {round_id} is not in the ledger"
+            return rnd
 
     def _plates_in_flight(self) -> list[PlateView]:
         """Every round not yet analysed, failed or skipped, with its steps."""

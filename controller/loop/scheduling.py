@@ -51,7 +51,9 @@ def run_scheduled_campaign(file: str, ledger_url: str, dry_run: bool) -> int:
     return subprocess.run(cmd, check=False, env=env).returncode
 
 
-def schedule_campaign(db: Engine, ledger_url: str, name: str, file: Path, at: datetime, dry_run: bool) -> str:
+def schedule_campaign(
+    db: Engine, ledger_url: str, name: str, file: Path, at: datetime, dry_run: bool
+) -> str:
     """Store a date job that starts the campaign at ``at`` (UTC if naive)."""
     at = at if at.tzinfo else at.replace(tzinfo=UTC)
     if at <= datetime.now(UTC):
@@ -59,9 +61,15 @@ def schedule_campaign(db: Engine, ledger_url: str, name: str, file: Path, at: da
     sched = make_scheduler(db)
     sched.start(paused=True)  # paused: only to write the job to the store
     try:
-        job = sched.add_job("controller.loop.scheduling:run_scheduled_campaign", "date", run_date=at,
-                            args=[str(file.resolve()), mask_url(ledger_url), dry_run], id=f"campaign:{name}",
-                            name=f"start campaign {name}", replace_existing=True)
+        job = sched.add_job(
+            "controller.loop.scheduling:run_scheduled_campaign",
+            "date",
+            run_date=at,
+            args=[str(file.resolve()), mask_url(ledger_url), dry_run],
+            id=f"campaign:{name}",
+            name=f"start campaign {name}",
+            replace_existing=True,
+        )
         return job.id
     finally:
         sched.shutdown(wait=False)
@@ -71,8 +79,15 @@ def list_jobs(db: Engine) -> list[dict[str, Any]]:
     sched = make_scheduler(db)
     sched.start(paused=True)
     try:
-        return [{"id": j.id, "name": j.name, "next_run_utc": j.next_run_time, "args": mask_secrets(list(j.args))}
-                for j in sched.get_jobs()]
+        return [
+            {
+                "id": j.id,
+                "name": j.name,
+                "next_run_utc": j.next_run_time,
+                "args": mask_secrets(list(j.args)),
+            }
+            for j in sched.get_jobs()
+        ]
     finally:
         sched.shutdown(wait=False)
 

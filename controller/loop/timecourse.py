@@ -238,7 +238,8 @@ class Timecourse:
         for m in s.exec(select(Measurement).where(
                 Measurement.round_id == rnd.id, col(Measurement.well_id).is_not(None),
                 col(Measurement.metric).in_(COUNTS), col(Measurement.time_point) <= t)):
-            counts.setdefault(m.time_point, {}).setdefault(names[m.well_id], {})[m.metric] = m.value
+            if m.value is not None:
+                counts.setdefault(m.time_point or 0, {}).setdefault(names[m.well_id], {})[m.metric] = m.value
         points = {dp.index: dp for dp in s.exec(select(DecisionPoint).where(
             DecisionPoint.round_id == rnd.id, DecisionPoint.index < t))}
         times = self.protocol.decision_times_h() + [self.protocol.duration_h]

@@ -192,7 +192,9 @@ def next_action(
     for p in in_steps:  # 2. incubations that have ended
         due = p.due_s()
         if due is not None and now_s >= due:
-            return Action("end_incubation", p.round_id, late_s=max(0.0, now_s - due - limits.read_tolerance_s))
+            return Action(
+                "end_incubation", p.round_id, late_s=max(0.0, now_s - due - limits.read_tolerance_s)
+            )
     for p in in_steps:  # 3. plates ready to analyse
         if p.next_step() is None:
             return Action("analyse", p.round_id)
@@ -202,17 +204,29 @@ def next_action(
     occupied = sum(p.in_incubator() for p in in_steps)
     for p in in_steps:  # 4. a pipetted plate goes into the incubator
         st = p.next_step()
-        if st is not None and st.kind == "incubate" and st.status == "pending" and occupied < limits.incubator_slots:
+        if (
+            st is not None
+            and st.kind == "incubate"
+            and st.status == "pending"
+            and occupied < limits.incubator_slots
+        ):
             return Action("start_incubation", p.round_id)
     for p in in_steps:  # 5. finish the handler's work in hand
         if _segment_started(p, "liquid_handler"):
             return Action("dispense", p.round_id)
     # 6. a new plate is pipetted only if a slot will be free when it is done
     committed = occupied + sum(
-        1 for p in in_steps if (st := p.next_step()) is not None and st.kind == "incubate" and st.status == "pending")
+        1
+        for p in in_steps
+        if (st := p.next_step()) is not None and st.kind == "incubate" and st.status == "pending"
+    )
     for p in in_steps:
         st = p.next_step()
-        if st is not None and st.resource == "liquid_handler" and committed < limits.incubator_slots:
+        if (
+            st is not None
+            and st.resource == "liquid_handler"
+            and committed < limits.incubator_slots
+        ):
             return Action("dispense", p.round_id)
     for p in plates:  # 7. the gate and the compiler
         if p.status == "approved":
@@ -237,17 +251,23 @@ def step_view(step: Any) -> StepView:
     """A journaled ledger step (``controller.ledger.models.Step``) as the scheduler sees it."""
     result = step.result or {}
     return StepView(
-        seq=step.seq, kind=step.kind, status=step.status,
+        seq=step.seq,
+        kind=step.kind,
+        status=step.status,
         duration_s=float(step.payload.get("duration_s", 0.0)) if step.kind == "incubate" else 0.0,
-        started_s=result.get("incubation_started_s"), finished_s=step.finished_clock_s)
+        started_s=result.get("incubation_started_s"),
+        finished_s=step.finished_clock_s,
+    )
 
 
 def workcell_limits(spec: Any) -> WorkcellLimits:
     """The limits a campaign file's ``workcell`` section sets."""
     w = spec.workcell
-    return WorkcellLimits(max_plates_in_flight=w.max_plates_in_flight,
-                          incubator_slots=w.incubator_slots or w.max_plates_in_flight,
-                          read_tolerance_s=w.read_tolerance_h * 3600.0)
+    return WorkcellLimits(
+        max_plates_in_flight=w.max_plates_in_flight,
+        incubator_slots=w.incubator_slots or w.max_plates_in_flight,
+        read_tolerance_s=w.read_tolerance_h * 3600.0,
+    )
 
 
 @dataclass(frozen=True)
@@ -289,17 +309,27 @@ def plate_segments(plate: str, steps: Sequence[Any]) -> list[Segment]:
     return out
 
 
-def schedule_summary(timeline: Sequence[dict[str, Any]], now_h: float | None = None) -> dict[str, float] | None:
+def schedule_summary(
+    timeline: Sequence[dict[str, Any]], now_h: float | None = None
+) -> dict[str, float] | None:
     """Elapsed campaign hours, the hours one plate at a time would have taken (the sum of each
     plate's own span), and the days saved. None without a timeline."""
     if not timeline:
         return None
     spans: dict[str, list[float]] = {}
     for seg in timeline:
-        end = seg["end_h"] if seg["end_h"] is not None else (now_h if now_h is not None else seg["start_h"])
+        end = (
+            seg["end_h"]
+            if seg["end_h"] is not None
+            else (now_h if now_h is not None else seg["start_h"])
+        )
         lo, hi = spans.get(seg["plate"], [seg["start_h"], end])
         spans[seg["plate"]] = [min(lo, seg["start_h"]), max(hi, end)]
     elapsed = max(hi for _, hi in spans.values()) - min(lo for lo, _ in spans.values())
     sequential = sum(hi - lo for lo, hi in spans.values())
-    return {"elapsed_h": round(elapsed, 2), "one_plate_at_a_time_h": round(sequential, 2),
-            "saved_days": round((sequential - elapsed) / 24.0, 2), "plates": len(spans)}
+    return {
+        "elapsed_h": round(elapsed, 2),
+        "one_plate_at_a_time_h": round(sequential, 2),
+        "saved_days": round((sequential - elapsed) / 24.0, 2),
+        "plates": len(spans),
+    }

@@ -38,13 +38,27 @@ class WorkerReport:
 def work_left(db) -> bool:
     """True while some campaign is queued or running (possibly under another worker)."""
     with Session(db) as s:
-        return s.exec(select(Campaign.id).where(col(Campaign.status).in_(
-            [CampaignStatus.QUEUED.value, CampaignStatus.RUNNING.value]))).first() is not None
+        return (
+            s.exec(
+                select(Campaign.id).where(
+                    col(Campaign.status).in_(
+                        [CampaignStatus.QUEUED.value, CampaignStatus.RUNNING.value]
+                    )
+                )
+            ).first()
+            is not None
+        )
 
 
-def run_worker(ledger_url: str, *, lease_s: float = DEFAULT_LEASE_S, poll_s: float = 2.0,
-               exit_when_idle: bool = False, stop: threading.Event | None = None,
-               runner_id: str | None = None) -> WorkerReport:
+def run_worker(
+    ledger_url: str,
+    *,
+    lease_s: float = DEFAULT_LEASE_S,
+    poll_s: float = 2.0,
+    exit_when_idle: bool = False,
+    stop: threading.Event | None = None,
+    runner_id: str | None = None,
+) -> WorkerReport:
     """Claim and run campaigns until ``stop`` is set (or, with ``exit_when_idle``, none is left)."""
     from controller.loop.runner import CampaignRunner
 
@@ -66,8 +80,15 @@ def run_worker(ledger_url: str, *, lease_s: float = DEFAULT_LEASE_S, poll_s: flo
         data_dir = Path(spec.ledger.data_dir or Path("runs") / spec.name)
         log.info("worker %s runs campaign %s", runner_id, spec.name)
         try:
-            result = CampaignRunner(spec, dry_run=dry_run, ledger_url=ledger_url, data_dir=data_dir,
-                                    stop=stop, runner_id=runner_id, lease_s=lease_s).run()
+            result = CampaignRunner(
+                spec,
+                dry_run=dry_run,
+                ledger_url=ledger_url,
+                data_dir=data_dir,
+                stop=stop,
+                runner_id=runner_id,
+                lease_s=lease_s,
+            ).run()
             report.campaigns[spec.name] = result.status
         except CampaignError as err:  # e.g. a changed file: the campaign waits for a person
             log.error("campaign %s cannot run: %s", spec.name, err)

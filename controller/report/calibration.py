@@ -54,8 +54,16 @@ def forecasts(data: ReportData) -> list[Forecast]:
                 continue
             sd = float((p.predicted_sd or {}).get(metric, math.nan))
             rep = replicate_sd(e, metric)
-            se = rep / math.sqrt(e.n_valid_replicates) if rep is not None and e.n_valid_replicates else 0.0
-            out.append(Forecast(e, data.round_of(e).index + 1, metric, float(mean), sd, e.outcomes[metric], se))
+            se = (
+                rep / math.sqrt(e.n_valid_replicates)
+                if rep is not None and e.n_valid_replicates
+                else 0.0
+            )
+            out.append(
+                Forecast(
+                    e, data.round_of(e).index + 1, metric, float(mean), sd, e.outcomes[metric], se
+                )
+            )
     return out
 
 
@@ -66,9 +74,11 @@ def calibration_section(data: ReportData, out: Path) -> list[str]:
     with_outcome = [e for e in data.experiments if e.outcomes]
     if not fc:
         planners = sorted({p.planner for p in data.proposals.values()})
-        parts.append(f"<p>None of the {len(with_outcome)} measured experiments was proposed with a model "
-                     f"prediction (planners: {html.escape(', '.join(planners))}; a model-free planner, or "
-                     "plates proposed before any result came in).</p>")
+        parts.append(
+            f"<p>None of the {len(with_outcome)} measured experiments was proposed with a model "
+            f"prediction (planners: {html.escape(', '.join(planners))}; a model-free planner, or "
+            "plates proposed before any result came in).</p>"
+        )
         return parts
     predicted_ids = {f.experiment.id for f in fc}
     parts.append(
@@ -76,7 +86,8 @@ def calibration_section(data: ReportData, out: Path) -> list[str]:
         "measurement: model SD combined with the replicate standard error, "
         "z = (measured − predicted) / √(sd<sub>model</sub>² + se²); calibrated: about 95 % inside "
         "±1.96, SD of z near 1, mean z near 0. 'model only' judges against the model's SD alone. "
-        f"{len(predicted_ids)} of {len(with_outcome)} measured experiments had a prediction.</p>")
+        f"{len(predicted_ids)} of {len(with_outcome)} measured experiments had a prediction.</p>"
+    )
     metrics = sorted({f.metric for f in fc})
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.4 * len(metrics), 4), squeeze=False)
     rounds = sorted({f.round_no for f in fc})
@@ -86,9 +97,17 @@ def calibration_section(data: ReportData, out: Path) -> list[str]:
         for i, r in enumerate(rounds):
             sel = [f for f in pts if f.round_no == r]
             if sel:
-                ax.errorbar([f.predicted for f in sel], [f.measured for f in sel],
-                            xerr=[1.96 * f.sd_model for f in sel], yerr=[f.se for f in sel], fmt="o", ms=3,
-                            lw=0.6, color=cmap(i), label=f"round {r}")
+                ax.errorbar(
+                    [f.predicted for f in sel],
+                    [f.measured for f in sel],
+                    xerr=[1.96 * f.sd_model for f in sel],
+                    yerr=[f.se for f in sel],
+                    fmt="o",
+                    ms=3,
+                    lw=0.6,
+                    color=cmap(i),
+                    label=f"round {r}",
+                )
         lo = min(min(f.predicted for f in pts), min(f.measured for f in pts))
         hi = max(max(f.predicted for f in pts), max(f.measured for f in pts))
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
@@ -102,8 +121,17 @@ def calibration_section(data: ReportData, out: Path) -> list[str]:
 
 
 def _round_table(fc: list[Forecast]) -> str:
-    head = ["round", "metric", "experiments", "inside 95 %", "inside 95 % (model only)", "mean z",
-            "SD of z", "RMSE", "replicate SD (median)"]
+    head = [
+        "round",
+        "metric",
+        "experiments",
+        "inside 95 %",
+        "inside 95 % (model only)",
+        "mean z",
+        "SD of z",
+        "RMSE",
+        "replicate SD (median)",
+    ]
     rows = []
     for key in sorted({(f.round_no, f.metric) for f in fc}):
         sel = [f for f in fc if (f.round_no, f.metric) == key]
@@ -111,25 +139,57 @@ def _round_table(fc: list[Forecast]) -> str:
         zm = np.array([f.z_model for f in sel])
         err = np.array([f.measured - f.predicted for f in sel])
         sds = [s for f in sel if (s := replicate_sd(f.experiment, f.metric)) is not None]
-        cells = [str(key[0]), html.escape(key[1]), str(len(sel)),
-                 f"{np.mean(np.abs(z) <= 1.96):.0%}", f"{np.mean(np.abs(zm) <= 1.96):.0%}",
-                 f"{np.mean(z):+.2f}", f"{np.std(z, ddof=1):.2f}" if z.size > 1 else "",
-                 f"{math.sqrt(float(np.mean(err ** 2))):.3f}", fmt(float(np.median(sds))) if sds else ""]
+        cells = [
+            str(key[0]),
+            html.escape(key[1]),
+            str(len(sel)),
+            f"{np.mean(np.abs(z) <= 1.96):.0%}",
+            f"{np.mean(np.abs(zm) <= 1.96):.0%}",
+            f"{np.mean(z):+.2f}",
+            f"{np.std(z, ddof=1):.2f}" if z.size > 1 else "",
+            f"{math.sqrt(float(np.mean(err**2))):.3f}",
+            fmt(float(np.median(sds))) if sds else "",
+        ]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    return ('<h3>Calibration per round</h3><table class="calibration"><tr>'
-            + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>")
+    return (
+        '<h3>Calibration per round</h3><table class="calibration"><tr>'
+        + "".join(f"<th>{h}</th>" for h in head)
+        + "</tr>"
+        + "".join(rows)
+        + "</table>"
+    )
 
 
 def _surprises(fc: list[Forecast], k: int = 5) -> str:
     worst = sorted((f for f in fc if math.isfinite(f.z)), key=lambda f: -abs(f.z))[:k]
-    head = ["experiment", "round", "condition", "metric", "predicted ± SD", "measured ± SD (n)", "z"]
+    head = [
+        "experiment",
+        "round",
+        "condition",
+        "metric",
+        "predicted ± SD",
+        "measured ± SD (n)",
+        "z",
+    ]
     rows = []
     for f in worst:
         sd = replicate_sd(f.experiment, f.metric)
-        cells = [str(f.experiment.id), str(f.round_no), params_text(f.experiment.params), html.escape(f.metric),
-                 f"{f.predicted:.3f} ± {f.sd_model:.3f}",
-                 f"{f.measured:.3f}" + (f" ± {sd:.3f}" if sd is not None else "")
-                 + f" ({f.experiment.n_valid_replicates})", f"{f.z:+.2f}"]
+        cells = [
+            str(f.experiment.id),
+            str(f.round_no),
+            params_text(f.experiment.params),
+            html.escape(f.metric),
+            f"{f.predicted:.3f} ± {f.sd_model:.3f}",
+            f"{f.measured:.3f}"
+            + (f" ± {sd:.3f}" if sd is not None else "")
+            + f" ({f.experiment.n_valid_replicates})",
+            f"{f.z:+.2f}",
+        ]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    return (f"<h3>Largest surprises (|z|, top {len(worst)})</h3><table><tr>"
-            + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>")
+    return (
+        f"<h3>Largest surprises (|z|, top {len(worst)})</h3><table><tr>"
+        + "".join(f"<th>{h}</th>" for h in head)
+        + "</tr>"
+        + "".join(rows)
+        + "</table>"
+    )

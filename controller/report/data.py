@@ -34,8 +34,14 @@ from controller.ledger.queries import analysis_versions, find_campaign  # noqa: 
 from controller.ledger.secrets import mask_url  # noqa: E402
 from controller.spec import CampaignSpec  # noqa: E402
 
-QC_EVENTS = ("round_analyzed", "plate_qc_failed", "plate_held", "plate_accepted", "plate_excluded",
-             "plate_rerun")
+QC_EVENTS = (
+    "round_analyzed",
+    "plate_qc_failed",
+    "plate_held",
+    "plate_accepted",
+    "plate_excluded",
+    "plate_rerun",
+)
 
 
 @dataclass
@@ -47,12 +53,16 @@ class ReportData:
     rounds: list[Round]
     experiments: list[Experiment]
     wells: dict[int, list[Well]]  # round id -> wells
-    well_measurements: list[Measurement]  # per-well rows (well_id set) of each round's analysis version
+    well_measurements: list[
+        Measurement
+    ]  # per-well rows (well_id set) of each round's analysis version
     proposals: dict[int, Proposal]
     raw: list[RawData]
     events: list[Event]
     db: Engine
-    analysis_versions: list[dict[str, Any]] = field(default_factory=list)  # queries.analysis_versions
+    analysis_versions: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # queries.analysis_versions
     round_by_id: dict[int, Round] = field(init=False)
     well_by_id: dict[int, Well] = field(init=False)
 
@@ -67,8 +77,11 @@ class ReportData:
 
     def well_values(self, metric: str) -> dict[int, float]:
         """well id -> value of ``metric`` (per-well rows)."""
-        return {m.well_id: m.value for m in self.well_measurements
-                if m.metric == metric and m.value is not None and m.well_id is not None}
+        return {
+            m.well_id: m.value
+            for m in self.well_measurements
+            if m.metric == metric and m.value is not None and m.well_id is not None
+        }
 
     def well_flags(self) -> dict[int, list[str]]:
         """well id -> its QC flags (empty lists left out)."""
@@ -92,22 +105,42 @@ def load(db: Engine, ledger_url: str, campaign: str | None) -> ReportData:
         camp = find_campaign(s, campaign)
         if camp is None:
             shown = mask_url(ledger_url)
-            raise LookupError(f"no campaign {campaign!r} in {shown}" if campaign else f"no campaign in {shown}")
-        rounds = list(s.exec(select(Round).where(Round.campaign_id == camp.id).order_by(col(Round.index))))
+            raise LookupError(
+                f"no campaign {campaign!r} in {shown}" if campaign else f"no campaign in {shown}"
+            )
+        rounds = list(
+            s.exec(select(Round).where(Round.campaign_id == camp.id).order_by(col(Round.index)))
+        )
         ids = [r.id for r in rounds]
-        exps = list(s.exec(select(Experiment).where(Experiment.campaign_id == camp.id)
-                           .order_by(col(Experiment.id))))
+        exps = list(
+            s.exec(
+                select(Experiment)
+                .where(Experiment.campaign_id == camp.id)
+                .order_by(col(Experiment.id))
+            )
+        )
         wells: dict[int, list[Well]] = {r.id: [] for r in rounds if r.id is not None}
         for w in s.exec(select(Well).where(col(Well.round_id).in_(ids))):
             wells[w.round_id].append(w)
         version = {r.id: r.analysis_version for r in rounds}  # other versions' rows are not shown
-        meas = [m for m in s.exec(select(Measurement).where(Measurement.campaign_id == camp.id,
-                                                            col(Measurement.well_id).is_not(None)))
-                if m.analysis_version == version.get(m.round_id)]
+        meas = [
+            m
+            for m in s.exec(
+                select(Measurement).where(
+                    Measurement.campaign_id == camp.id, col(Measurement.well_id).is_not(None)
+                )
+            )
+            if m.analysis_version == version.get(m.round_id)
+        ]
         props = {p.id: p for p in s.exec(select(Proposal).where(Proposal.campaign_id == camp.id))}
         raw = list(s.exec(select(RawData).where(col(RawData.round_id).in_(ids))))
-        events = list(s.exec(select(Event).where(Event.campaign_id == camp.id, col(Event.kind).in_(QC_EVENTS))
-                             .order_by(col(Event.id))))
+        events = list(
+            s.exec(
+                select(Event)
+                .where(Event.campaign_id == camp.id, col(Event.kind).in_(QC_EVENTS))
+                .order_by(col(Event.id))
+            )
+        )
         spec = CampaignSpec.model_validate(camp.spec)
         versions = analysis_versions(s, camp)
     # time-course plates: the plate-level sections read the end point (the time-course section
@@ -192,7 +225,9 @@ def doses_um(mappings: list[Any], params: dict[str, Any]) -> dict[str, float]:
 
 def lines_of(exps: list[Experiment]) -> list[str]:
     """Cell lines with a viability metric (``tumour`` for ``tumour_viability``)."""
-    names = sorted({m[: -len("_viability")] for e in exps for m in e.outcomes if m.endswith("_viability")})
+    names = sorted(
+        {m[: -len("_viability")] for e in exps for m in e.outcomes if m.endswith("_viability")}
+    )
     return names
 
 

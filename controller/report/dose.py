@@ -65,7 +65,9 @@ def absent_cuts(data: ReportData) -> dict[str, float]:
             cut = lo * (hi / lo) ** ABSENT_FRACTION
         else:
             cut = lo + (hi - lo) * ABSENT_FRACTION
-        reagents = [d.reagent] if d.reagent else list(getattr(space.get(d.reagent_from), "levels", []))
+        reagents = (
+            [d.reagent] if d.reagent else list(getattr(space.get(d.reagent_from), "levels", []))
+        )
         for r in reagents:
             out[str(r)] = max(out.get(str(r), 0.0), float(cut))
     return out
@@ -76,7 +78,7 @@ def replicate_points(data: ReportData, e: Experiment, metric: str) -> list[float
     names = kept_wells(e)
     by_name = {w.well: w.id for w in data.wells.get(e.round_id, [])}
     values = data.well_values(metric)
-    out = [values[by_name[n]] for n in names if by_name.get(n) in values]
+    out = [values[i] for n in names if (i := by_name.get(n)) is not None and i in values]
     if not out and metric in e.outcomes:
         out = [e.outcomes[metric]]
     return out
@@ -94,8 +96,12 @@ def single_agent_curves(data: ReportData) -> dict[tuple[str, str], DrugCurve]:
     out = {}
     for r in reagents:
         partners = {p: c for p, c in cuts.items() if p != r}
-        alone = [e for e in exps if doses[e.id].get(r, 0.0) > 0
-                 and all(doses[e.id].get(p, 0.0) <= c for p, c in partners.items())]
+        alone = [
+            e
+            for e in exps
+            if doses[e.id].get(r, 0.0) > 0
+            and all(doses[e.id].get(p, 0.0) <= c for p, c in partners.items())
+        ]
         for line in lines_of(exps):
             metric = f"{line}_viability"
             xs, ys = [], []
@@ -127,18 +133,24 @@ def identified(c: DrugCurve) -> bool:
     return ci[0] >= min(c.doses) / 10 and ci[1] <= max(c.doses) * 10
 
 
-def dose_section(data: ReportData, curves: dict[tuple[str, str], DrugCurve], out: Path) -> list[str]:
+def dose_section(
+    data: ReportData, curves: dict[tuple[str, str], DrugCurve], out: Path
+) -> list[str]:
     """Figures (one per drug, a panel per line) and the fit table."""
     if not curves:
-        return ["<h2>Dose-response</h2><p>This campaign's protocol doses no drugs by parameter: "
-                "no dose-response curves.</p>"]
+        return [
+            "<h2>Dose-response</h2><p>This campaign's protocol doses no drugs by parameter: "
+            "no dose-response curves.</p>"
+        ]
     mappings = dose_mappings(data.spec)
     exps = data.measured
     doses = {e.id: doses_um(mappings, e.params) for e in exps}
     reagents = sorted({r for r, _ in curves})
     lines = sorted({ln for _, ln in curves})
     parts = ["<h2>Dose-response per drug and cell line</h2>"]
-    cut_txt = "; ".join(f"{html.escape(p)} ≤ {c:.3g} µM" for p, c in sorted(absent_cuts(data).items()))
+    cut_txt = "; ".join(
+        f"{html.escape(p)} ≤ {c:.3g} µM" for p, c in sorted(absent_cuts(data).items())
+    )
     parts.append(
         "<p>Four-parameter logistic fits, y = bottom + (top − bottom) / (1 + (d / IC50)<sup>Hill</sup>), "
         "least squares on every kept replicate well; 95 % intervals from the parameter covariance "
@@ -148,27 +160,48 @@ def dose_section(data: ReportData, curves: dict[tuple[str, str], DrugCurve], out
         "potentiation. The top is fitted when at least "
         f"{FREE_TOP_DOSES} doses pin it down (95 % interval within ±{TOP_HALF_WIDTH:g}), else fixed at 1 "
         "(the vehicle wells). Relative IC50: halfway "
-        "between top and bottom; absolute IC50: viability 0.5.</p>")
+        "between top and bottom; absolute IC50: viability 0.5.</p>"
+    )
     for r in reagents:
         fig, axes = plt.subplots(1, len(lines), figsize=(4.6 * len(lines), 3.6), squeeze=False)
         for ax, line in zip(axes[0], lines, strict=True):
             c = curves[(r, line)]
             metric = f"{line}_viability"
-            others = [e for e in exps if e not in c.experiments and doses[e.id].get(r, 0) > 0
-                      and metric in e.outcomes]
+            others = [
+                e
+                for e in exps
+                if e not in c.experiments and doses[e.id].get(r, 0) > 0 and metric in e.outcomes
+            ]
             if others:
-                partner = [max((v for k, v in doses[e.id].items() if k != r), default=0.0) for e in others]
-                sc = ax.scatter([doses[e.id][r] for e in others], [e.outcomes[metric] for e in others],
-                                c=np.log10(np.maximum(partner, 1e-6)), cmap="cividis", s=10, alpha=0.5,
-                                marker="s")
+                partner = [
+                    max((v for k, v in doses[e.id].items() if k != r), default=0.0) for e in others
+                ]
+                sc = ax.scatter(
+                    [doses[e.id][r] for e in others],
+                    [e.outcomes[metric] for e in others],
+                    c=np.log10(np.maximum(partner, 1e-6)),
+                    cmap="cividis",
+                    s=10,
+                    alpha=0.5,
+                    marker="s",
+                )
                 fig.colorbar(sc, ax=ax, label="log10 partner dose (µM)", shrink=0.8)
             if c.doses:
-                plot_dose_response(ax, c.doses, c.values, c.fit, label=f"{r} alone", color="C3",
-                                   ylabel=f"{line} viability")
+                plot_dose_response(
+                    ax,
+                    c.doses,
+                    c.values,
+                    c.fit,
+                    label=f"{r} alone",
+                    color="C3",
+                    ylabel=f"{line} viability",
+                )
             else:
                 ax.set_xscale("log")
                 ax.set_xlabel("dose (µM)")
-            ax.set_title(f"{r} on {line}" + ("" if c.fit.ok else f" (no fit: {c.fit.message})"), fontsize=8)
+            ax.set_title(
+                f"{r} on {line}" + ("" if c.fit.ok else f" (no fit: {c.fit.message})"), fontsize=8
+            )
             ax.axhline(1.0, color="grey", lw=0.5)
             ax.set_ylim(-0.1, 1.4)
         parts.append(save(fig, out, f"dose_{_safe(r)}.png"))
@@ -177,22 +210,50 @@ def dose_section(data: ReportData, curves: dict[tuple[str, str], DrugCurve], out
 
 
 def fit_table(curves: dict[tuple[str, str], DrugCurve]) -> str:
-    head = ["drug", "line", "wells (experiments)", "doses µM", "top [95 % CI]", "bottom [95 % CI]",
-            "IC50 µM [95 % CI]", "absolute IC50 µM", "Hill [95 % CI]", "R²", "replicate SD (median)", "note"]
+    head = [
+        "drug",
+        "line",
+        "wells (experiments)",
+        "doses µM",
+        "top [95 % CI]",
+        "bottom [95 % CI]",
+        "IC50 µM [95 % CI]",
+        "absolute IC50 µM",
+        "Hill [95 % CI]",
+        "R²",
+        "replicate SD (median)",
+        "note",
+    ]
     rows = []
     for (r, line), c in sorted(curves.items()):
         f = c.fit
         sds = [s for e in c.experiments if (s := replicate_sd(e, f"{line}_viability")) is not None]
         rng = f"{min(c.doses):.3g}–{max(c.doses):.3g}" if c.doses else ""
-        top = ("1 (fixed)" if c.top_fixed and f.ok else f"{fmt(f.top)} {fmt_ci(f.ci95.get('top'))}")
-        cells = [html.escape(r), html.escape(line), f"{len(c.doses)} ({len(c.experiments)})", rng, top,
-                 f"{fmt(f.bottom)} {fmt_ci(f.ci95.get('bottom'))}",
-                 f"<b>{fmt(f.ic50_um)}</b> {fmt_ci(f.ci95.get('ic50_um'))}", fmt(f.absolute_ic50_um),
-                 f"{fmt(f.hill)} {fmt_ci(f.ci95.get('hill'))}", fmt(f.r2),
-                 fmt(float(np.median(sds))) if sds else "", _note(c)]
-        rows.append("<tr>" + "".join(f"<td>{c_}</td>" for c_ in cells) + "</tr>")  # cells are escaped
-    return ('<table class="fits"><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
-            + "".join(rows) + "</table>")
+        top = "1 (fixed)" if c.top_fixed and f.ok else f"{fmt(f.top)} {fmt_ci(f.ci95.get('top'))}"
+        cells = [
+            html.escape(r),
+            html.escape(line),
+            f"{len(c.doses)} ({len(c.experiments)})",
+            rng,
+            top,
+            f"{fmt(f.bottom)} {fmt_ci(f.ci95.get('bottom'))}",
+            f"<b>{fmt(f.ic50_um)}</b> {fmt_ci(f.ci95.get('ic50_um'))}",
+            fmt(f.absolute_ic50_um),
+            f"{fmt(f.hill)} {fmt_ci(f.ci95.get('hill'))}",
+            fmt(f.r2),
+            fmt(float(np.median(sds))) if sds else "",
+            _note(c),
+        ]
+        rows.append(
+            "<tr>" + "".join(f"<td>{c_}</td>" for c_ in cells) + "</tr>"
+        )  # cells are escaped
+    return (
+        '<table class="fits"><tr>'
+        + "".join(f"<th>{h}</th>" for h in head)
+        + "</tr>"
+        + "".join(rows)
+        + "</table>"
+    )
 
 
 def _note(c: DrugCurve) -> str:

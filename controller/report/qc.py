@@ -20,14 +20,22 @@ from controller.ledger.models import ExperimentStatus, Round
 from controller.report.data import ReportData, save
 
 LINES = ("tumour_count", "normal_count")
-DECISION_EVENTS = {"plate_held": "held for an operator", "plate_accepted": "accepted by an operator",
-                   "plate_excluded": "excluded", "plate_rerun": "re-run"}
+DECISION_EVENTS = {
+    "plate_held": "held for an operator",
+    "plate_accepted": "accepted by an operator",
+    "plate_excluded": "excluded",
+    "plate_rerun": "re-run",
+}
 
 
 def vehicle_cv(data: ReportData, rnd: Round) -> dict[str, float]:
     """count metric -> CV of the plate's unflagged vehicle wells."""
     flags = data.well_flags()
-    ids = [w.id for w in data.wells.get(rnd.id, []) if w.role == "negative_control" and w.id not in flags]
+    ids = [
+        w.id
+        for w in data.wells.get(rnd.id, [])
+        if w.role == "negative_control" and w.id not in flags
+    ]
     out = {}
     for m in LINES:
         vals = data.well_values(m)
@@ -43,11 +51,19 @@ def flagged_wells(data: ReportData, rnd: Round) -> list[dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for w in data.wells.get(rnd.id, []):
         if w.id in flags:
-            out[w.well] = {"well": w.well, "role": w.role, "experiment": w.experiment_id,
-                           "why": "; ".join(flags[w.id])}
+            out[w.well] = {
+                "well": w.well,
+                "role": w.role,
+                "experiment": w.experiment_id,
+                "why": "; ".join(flags[w.id]),
+            }
         if w.status == "quarantined":
-            out[w.well] = {"well": w.well, "role": w.role, "experiment": w.experiment_id,
-                           "why": f"quarantined: {w.quarantine_reason or ''}"}
+            out[w.well] = {
+                "well": w.well,
+                "role": w.role,
+                "experiment": w.experiment_id,
+                "why": f"quarantined: {w.quarantine_reason or ''}",
+            }
     for e in data.experiments:
         if e.round_id != rnd.id:
             continue
@@ -56,8 +72,12 @@ def flagged_wells(data: ReportData, rnd: Round) -> list[dict[str, Any]]:
             if well:
                 why = o.get("reason") or "replicate outlier"
                 prev = out.get(well, {}).get("why")
-                out[well] = {"well": well, "role": "sample", "experiment": e.id,
-                             "why": why if not prev or prev == why else f"{prev}; {why}"}
+                out[well] = {
+                    "well": well,
+                    "role": "sample",
+                    "experiment": e.id,
+                    "why": why if not prev or prev == why else f"{prev}; {why}",
+                }
     return [out[k] for k in sorted(out)]
 
 
@@ -72,7 +92,10 @@ def plate_verdict(data: ReportData, rnd: Round) -> tuple[list[str], str]:
         if ev.kind == "plate_qc_failed":
             failures = list(p.get("failures") or ([p["reason"]] if p.get("reason") else []))
             if p.get("action") in ("exclude", "requeue"):
-                decided.append({"exclude": "excluded", "requeue": "re-queued"}[p["action"]] + " (campaign rule)")
+                decided.append(
+                    {"exclude": "excluded", "requeue": "re-queued"}[p["action"]]
+                    + " (campaign rule)"
+                )
         elif ev.kind in DECISION_EVENTS:
             who = f" ({ev.actor})" if ev.kind != "plate_held" else ""
             decided.append(DECISION_EVENTS[ev.kind] + who)
@@ -103,17 +126,30 @@ def qc_section(data: ReportData, out: Path) -> list[str]:
     width = 0.8 / max(len(metrics), 1)
     for i, m in enumerate(metrics):
         zs = [(r.z_prime or {}).get(m) for r in rounds]
-        ax.bar([r.index + 1 + (i - (len(metrics) - 1) / 2) * width for r in rounds],
-               [z if z is not None else 0 for z in zs], width=width, label=f"Z' {m.replace('_count', '')}",
-               color=f"C{i}", edgecolor=["k" if (z or 0) < 0.5 else "none" for z in zs])
+        ax.bar(
+            [r.index + 1 + (i - (len(metrics) - 1) / 2) * width for r in rounds],
+            [z if z is not None else 0 for z in zs],
+            width=width,
+            label=f"Z' {m.replace('_count', '')}",
+            color=f"C{i}",
+            edgecolor=["k" if (z or 0) < 0.5 else "none" for z in zs],
+        )
     ax.axhline(0.5, color="k", lw=0.8, ls="--")
     ax.set_xlabel("plate (round)")
     ax.set_ylabel("Z'")
     ax.legend(fontsize=7)
     parts.append(save(fig, out, "z_prime.png"))
-    head = ["round", "plate", "verdict", *[f"Z' {m.replace('_count', '')}" for m in metrics],
-            *[f"vehicle CV {m.replace('_count', '')}" for m in LINES], "flagged control wells",
-            "sample wells flagged / left out", "solvent (every dosed well)", "QC failures"]
+    head = [
+        "round",
+        "plate",
+        "verdict",
+        *[f"Z' {m.replace('_count', '')}" for m in metrics],
+        *[f"vehicle CV {m.replace('_count', '')}" for m in LINES],
+        "flagged control wells",
+        "sample wells flagged / left out",
+        "solvent (every dosed well)",
+        "QC failures",
+    ]
     rows = []
     all_flagged = []
     for r in rounds:
@@ -124,32 +160,56 @@ def qc_section(data: ReportData, out: Path) -> list[str]:
         samples = [w for w in data.wells.get(r.id, []) if w.role == "sample"]
         ctrl = [f["well"] for f in fl if f["role"] != "sample"]
         n_flag = sum(f["role"] == "sample" for f in fl)
-        n_out = sum(len((e.outcome_details or {}).get("outliers") or []) for e in data.experiments
-                    if e.round_id == r.id)
+        n_out = sum(
+            len((e.outcome_details or {}).get("outliers") or [])
+            for e in data.experiments
+            if e.round_id == r.id
+        )
         lay = r.layout or {}
-        solvent = (f"{lay.get('solvent_percent', 0):.3g} % v/v {lay['solvent']}" if lay.get("solvent")
-                   else "none")
+        solvent = (
+            f"{lay.get('solvent_percent', 0):.3g} % v/v {lay['solvent']}"
+            if lay.get("solvent")
+            else "none"
+        )
         failures, verdict = plate_verdict(data, r)
-        cells = [str(r.index + 1), html.escape(r.plate_id), html.escape(verdict),
-                 *[_z(zp.get(m)) for m in metrics], *[f"{cv[m]:.1%}" if m in cv else "" for m in LINES],
-                 html.escape(", ".join(ctrl)) or "none",
-                 f"{n_flag} / {n_out} of {len(samples)}" if samples else "", html.escape(solvent),
-                 html.escape("; ".join(failures)) or "none"]
+        cells = [
+            str(r.index + 1),
+            html.escape(r.plate_id),
+            html.escape(verdict),
+            *[_z(zp.get(m)) for m in metrics],
+            *[f"{cv[m]:.1%}" if m in cv else "" for m in LINES],
+            html.escape(", ".join(ctrl)) or "none",
+            f"{n_flag} / {n_out} of {len(samples)}" if samples else "",
+            html.escape(solvent),
+            html.escape("; ".join(failures)) or "none",
+        ]
         cls = ' class="bad"' if failures else ""
         rows.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    parts.append('<table class="qc"><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
-                 + "".join(rows) + "</table>")
-    parts.append("<p>Z' from the kept positive and vehicle controls (≥ 0.5: an excellent assay window); "
-                 "vehicle CV over the vehicle wells not flagged. A plate that fails QC does not feed the "
-                 "planner: it is held for an operator, excluded or re-queued as the campaign's "
-                 "<code>qc.on_fail</code> says.</p>")
+    parts.append(
+        '<table class="qc"><tr>'
+        + "".join(f"<th>{h}</th>" for h in head)
+        + "</tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+    parts.append(
+        "<p>Z' from the kept positive and vehicle controls (≥ 0.5: an excellent assay window); "
+        "vehicle CV over the vehicle wells not flagged. A plate that fails QC does not feed the "
+        "planner: it is held for an operator, excluded or re-queued as the campaign's "
+        "<code>qc.on_fail</code> says.</p>"
+    )
     if all_flagged:
-        body = "".join(f"<tr><td>{html.escape(r.plate_id)}</td><td>{html.escape(f['well'])}</td>"
-                       f"<td>{html.escape(f['role'].replace('_', ' '))}</td><td>{f['experiment'] or ''}</td>"
-                       f"<td>{html.escape(f['why'])}</td></tr>" for r, f in all_flagged)
-        parts.append(f"<details><summary>{len(all_flagged)} flagged wells</summary><table class='flagged'>"
-                     "<tr><th>plate</th><th>well</th><th>role</th><th>experiment</th><th>why</th></tr>"
-                     f"{body}</table></details>")
+        body = "".join(
+            f"<tr><td>{html.escape(r.plate_id)}</td><td>{html.escape(f['well'])}</td>"
+            f"<td>{html.escape(f['role'].replace('_', ' '))}</td><td>{f['experiment'] or ''}</td>"
+            f"<td>{html.escape(f['why'])}</td></tr>"
+            for r, f in all_flagged
+        )
+        parts.append(
+            f"<details><summary>{len(all_flagged)} flagged wells</summary><table class='flagged'>"
+            "<tr><th>plate</th><th>well</th><th>role</th><th>experiment</th><th>why</th></tr>"
+            f"{body}</table></details>"
+        )
     return parts
 
 

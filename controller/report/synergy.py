@@ -24,7 +24,9 @@ from controller.report.dose import DrugCurve, _safe, absent_cuts
 SHOWN_ROWS = 12  # rows per table shown before the rest fold away
 
 
-def synergy_section(data: ReportData, curves: dict[tuple[str, str], DrugCurve], out: Path) -> list[str]:
+def synergy_section(
+    data: ReportData, curves: dict[tuple[str, str], DrugCurve], out: Path
+) -> list[str]:
     """Per pair of drugs: surface and score maps per line, a summary and a table per line."""
     mappings = dose_mappings(data.spec)
     exps = data.measured
@@ -35,20 +37,27 @@ def synergy_section(data: ReportData, curves: dict[tuple[str, str], DrugCurve], 
     if not pairs:
         return []
     cuts = absent_cuts(data)
-    parts = ["<h2>Combinations: response surface and synergy</h2>",
-             "<p>Scores are <b>reference − observed viability</b> (> 0: synergy, the combination left "
-             "fewer cells than the reference model predicts; < 0: antagonism), from the single-agent "
-             "fits above. Reference models:</p><ul>"
-             + "".join(f"<li><b>{k}</b>: {html.escape(v)}</li>" for k, v in REFERENCE_MODELS.items())
-             + "</ul><p>Loewe is left blank where a drug alone cannot reach the observed effect (its "
-             "curve flattens above it); CI is Loewe's combination index at the observed effect (< 1: "
-             "synergy). ZIP is not computed: it needs full dose matrices, which scattered "
-             "Bayesian-optimisation doses do not give. Wells whose partner counts as absent are the "
-             "single-agent data themselves: their scores are near 0 by construction.</p>"]
+    parts = [
+        "<h2>Combinations: response surface and synergy</h2>",
+        "<p>Scores are <b>reference − observed viability</b> (> 0: synergy, the combination left "
+        "fewer cells than the reference model predicts; < 0: antagonism), from the single-agent "
+        "fits above. Reference models:</p><ul>"
+        + "".join(f"<li><b>{k}</b>: {html.escape(v)}</li>" for k, v in REFERENCE_MODELS.items())
+        + "</ul><p>Loewe is left blank where a drug alone cannot reach the observed effect (its "
+        "curve flattens above it); CI is Loewe's combination index at the observed effect (< 1: "
+        "synergy). ZIP is not computed: it needs full dose matrices, which scattered "
+        "Bayesian-optimisation doses do not give. Wells whose partner counts as absent are the "
+        "single-agent data themselves: their scores are near 0 by construction.</p>",
+    ]
     for a, b in pairs:
         others = {r: c for r, c in cuts.items() if r not in (a, b)}
-        combo = [e for e in exps if doses[e.id].get(a, 0) > 0 and doses[e.id].get(b, 0) > 0
-                 and all(doses[e.id].get(r, 0) <= c for r, c in others.items())]
+        combo = [
+            e
+            for e in exps
+            if doses[e.id].get(a, 0) > 0
+            and doses[e.id].get(b, 0) > 0
+            and all(doses[e.id].get(r, 0) <= c for r, c in others.items())
+        ]
         parts.append(f"<h3>{html.escape(a)} + {html.escape(b)}</h3>")
         if not combo:
             parts.append("<p>No measured experiment holds both drugs.</p>")
@@ -58,10 +67,15 @@ def synergy_section(data: ReportData, curves: dict[tuple[str, str], DrugCurve], 
             metric = f"{line}_viability"
             pts = [e for e in combo if metric in e.outcomes]
             try:
-                scores = synergy_scores([(doses[e.id][a], doses[e.id][b], e.outcomes[metric]) for e in pts],
-                                        curves[(a, line)].fit, curves[(b, line)].fit)
+                scores = synergy_scores(
+                    [(doses[e.id][a], doses[e.id][b], e.outcomes[metric]) for e in pts],
+                    curves[(a, line)].fit,
+                    curves[(b, line)].fit,
+                )
             except ValueError as err:
-                parts.append(f"<p>{html.escape(line)}: no synergy scores: {html.escape(str(err))}</p>")
+                parts.append(
+                    f"<p>{html.escape(line)}: no synergy scores: {html.escape(str(err))}</p>"
+                )
                 continue
             scored[line] = list(zip(pts, scores, strict=True))
         parts.append(_figure(a, b, lines, combo, doses, scored, out))
@@ -72,8 +86,9 @@ def synergy_section(data: ReportData, curves: dict[tuple[str, str], DrugCurve], 
     return parts
 
 
-def _figure(a: str, b: str, lines: list[str], combo: list[Experiment], doses: dict, scored: dict,
-            out: Path) -> str:
+def _figure(
+    a: str, b: str, lines: list[str], combo: list[Experiment], doses: dict, scored: dict, out: Path
+) -> str:
     fig, axes = plt.subplots(len(lines), 3, figsize=(13, 3.6 * len(lines)), squeeze=False)
     for row, line in zip(axes, lines, strict=True):
         metric = f"{line}_viability"
@@ -83,11 +98,15 @@ def _figure(a: str, b: str, lines: list[str], combo: list[Experiment], doses: di
         z = np.array([e.outcomes[metric] for e in pts])
         ax = row[0]
         try:  # the surface interpolates between the measured points (a Delaunay mesh)
-            cs = ax.tricontourf(x, y, z, levels=np.linspace(0, 1.2, 13), cmap="viridis", extend="both")
+            cs = ax.tricontourf(
+                x, y, z, levels=np.linspace(0, 1.2, 13), cmap="viridis", extend="both"
+            )
             fig.colorbar(cs, ax=ax, label=f"{line} viability")
         except (ValueError, RuntimeError):
             pass  # fewer than three points, or all on a line: the points alone are shown
-        ax.scatter(x, y, c=z, cmap="viridis", vmin=0, vmax=1.2, edgecolors="k", linewidths=0.4, s=25)
+        ax.scatter(
+            x, y, c=z, cmap="viridis", vmin=0, vmax=1.2, edgecolors="k", linewidths=0.4, s=25
+        )
         ax.set_xlabel(f"log10 {a} (µM)")
         ax.set_ylabel(f"log10 {b} (µM)")
         ax.set_title(f"{line}: measured viability (surface interpolated)", fontsize=8)
@@ -103,8 +122,15 @@ def _figure(a: str, b: str, lines: list[str], combo: list[Experiment], doses: di
 
 
 def _summary(scored: dict[str, list[tuple[Experiment, SynergyPoint]]]) -> str:
-    head = ["line", "combinations", "Bliss mean (max)", "HSA mean (max)", "Loewe mean (defined)",
-            "CI median", "Bliss > 0.1"]
+    head = [
+        "line",
+        "combinations",
+        "Bliss mean (max)",
+        "HSA mean (max)",
+        "Loewe mean (defined)",
+        "CI median",
+        "Bliss > 0.1",
+    ]
     rows = []
     for line, pts in scored.items():
         sp = [p for _, p in pts]
@@ -112,32 +138,65 @@ def _summary(scored: dict[str, list[tuple[Experiment, SynergyPoint]]]) -> str:
         hs = np.array([p.hsa for p in sp if p.hsa is not None])
         lo = np.array([p.loewe for p in sp if p.loewe is not None])
         ci = np.array([p.combination_index for p in sp if p.combination_index is not None])
-        cells = [html.escape(line), str(len(sp)),
-                 f"{bl.mean():.3f} ({bl.max():.3f})" if bl.size else "",
-                 f"{hs.mean():.3f} ({hs.max():.3f})" if hs.size else "",
-                 f"{lo.mean():.3f} ({lo.size})" if lo.size else f"undefined (0 of {len(sp)})",
-                 f"{np.median(ci):.3g}" if ci.size else "", str(int((bl > 0.1).sum()))]
+        cells = [
+            html.escape(line),
+            str(len(sp)),
+            f"{bl.mean():.3f} ({bl.max():.3f})" if bl.size else "",
+            f"{hs.mean():.3f} ({hs.max():.3f})" if hs.size else "",
+            f"{lo.mean():.3f} ({lo.size})" if lo.size else f"undefined (0 of {len(sp)})",
+            f"{np.median(ci):.3g}" if ci.size else "",
+            str(int((bl > 0.1).sum())),
+        ]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    return ('<table class="synergy-summary"><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
-            + "".join(rows) + "</table>")
+    return (
+        '<table class="synergy-summary"><tr>'
+        + "".join(f"<th>{h}</th>" for h in head)
+        + "</tr>"
+        + "".join(rows)
+        + "</table>"
+    )
 
 
-def _table(a: str, b: str, line: str, rows: list[tuple[Experiment, SynergyPoint]], doses: dict) -> str:
+def _table(
+    a: str, b: str, line: str, rows: list[tuple[Experiment, SynergyPoint]], doses: dict
+) -> str:
     metric = f"{line}_viability"
-    head = ["experiment", f"{html.escape(a)} µM", f"{html.escape(b)} µM", "observed ± SD (n)", "Bliss",
-            "HSA", "Loewe", "CI"]
+    head = [
+        "experiment",
+        f"{html.escape(a)} µM",
+        f"{html.escape(b)} µM",
+        "observed ± SD (n)",
+        "Bliss",
+        "HSA",
+        "Loewe",
+        "CI",
+    ]
     ordered = sorted(rows, key=lambda t: -(t[1].bliss or 0.0))
     body = []
     for e, p in ordered:
         sd = replicate_sd(e, metric)
-        obs = f"{p.observed:.3f}" + (f" ± {sd:.3f}" if sd is not None else "") + f" ({e.n_valid_replicates})"
-        cells = [str(e.id), fmt(p.dose_a_um), fmt(p.dose_b_um), obs, fmt(p.bliss, 3), fmt(p.hsa, 3),
-                 fmt(p.loewe, 3), fmt(p.combination_index, 3)]
+        obs = (
+            f"{p.observed:.3f}"
+            + (f" ± {sd:.3f}" if sd is not None else "")
+            + f" ({e.n_valid_replicates})"
+        )
+        cells = [
+            str(e.id),
+            fmt(p.dose_a_um),
+            fmt(p.dose_b_um),
+            obs,
+            fmt(p.bliss, 3),
+            fmt(p.hsa, 3),
+            fmt(p.loewe, 3),
+            fmt(p.combination_index, 3),
+        ]
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     header = "<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
     shown, rest = body[:SHOWN_ROWS], body[SHOWN_ROWS:]
     table = f'<table class="synergy">{header}{"".join(shown)}</table>'
     if rest:
-        table += (f"<details><summary>{len(rest)} more combinations</summary>"
-                  f'<table class="synergy">{header}{"".join(rest)}</table></details>')
+        table += (
+            f"<details><summary>{len(rest)} more combinations</summary>"
+            f'<table class="synergy">{header}{"".join(rest)}</table></details>'
+        )
     return f"<h4>{html.escape(line)} line, by Bliss score</h4>{table}"

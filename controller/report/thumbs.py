@@ -41,10 +41,14 @@ def first_field(raw: RawData) -> np.ndarray:
     return img[None] if img.ndim == 2 else img
 
 
-def composite(images: list[np.ndarray], channels: list[str], px: int = THUMB_PX) -> list[np.ndarray]:
+def composite(
+    images: list[np.ndarray], channels: list[str], px: int = THUMB_PX
+) -> list[np.ndarray]:
     """RGB uint8 thumbnails of ``images`` (each (C, y, x)) with limits shared by all of them."""
-    kinds = ["nuclear" if c.lower() in NUCLEAR else ("marker" if i > 0 else "other")
-             for i, c in enumerate(channels)]
+    kinds = [
+        "nuclear" if c.lower() in NUCLEAR else ("marker" if i > 0 else "other")
+        for i, c in enumerate(channels)
+    ]
     limits = []
     shrunk = [_shrink(im, px) for im in images]
     for c in range(len(channels)):
@@ -89,8 +93,12 @@ def pick_tiles(data: ReportData, best: Experiment | None, worst: Experiment | No
         vals = ", ".join(f"{m.split('_')[0]} {v[w.id]:.2f}" for m, v in viab.items() if w.id in v)
         note = f" ⚑ {_short('; '.join(flags[w.id]))}" if w.id in flags else ""
         rnd = data.round_by_id[w.round_id]
-        return Tile(label, w, raw.get((w.round_id, w.well)),
-                    f"{label}: {rnd.plate_id} {w.well}" + (f" — {vals}" if vals else "") + note)
+        return Tile(
+            label,
+            w,
+            raw.get((w.round_id, w.well)),
+            f"{label}: {rnd.plate_id} {w.well}" + (f" — {vals}" if vals else "") + note,
+        )
 
     tiles: list[Tile] = []
     for label, e in (("best measured", best), ("worst measured", worst)):
@@ -113,13 +121,16 @@ def _short(text: str, n: int = 90) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def thumbs_section(data: ReportData, best: Experiment | None, worst: Experiment | None,
-                   out: Path) -> list[str]:
+def thumbs_section(
+    data: ReportData, best: Experiment | None, worst: Experiment | None, out: Path
+) -> list[str]:
     """The thumbnail strip (images embedded) with one caption per well."""
     tiles = pick_tiles(data, best, worst)
-    parts = ["<h2>Well images</h2>",
-             "<p>First field of each well (its centre); blue: nuclear stain, green: marker, so tumour nuclei look cyan. "
-             "All thumbnails share the same intensity limits.</p>"]
+    parts = [
+        "<h2>Well images</h2>",
+        "<p>First field of each well (its centre); blue: nuclear stain, green: marker, so tumour nuclei look cyan. "
+        "All thumbnails share the same intensity limits.</p>",
+    ]
     loaded, missing = [], []
     for t in tiles:
         if t.raw is None or not Path(t.raw.path).exists():
@@ -135,10 +146,15 @@ def thumbs_section(data: ReportData, best: Experiment | None, worst: Experiment 
         rgbs = composite([im for _, im in loaded], channels)
         parts.append('<div class="thumbs">')
         for (t, _), rgb in zip(loaded, rgbs, strict=True):
-            parts.append(f'<figure><img class="thumb" src="{png_data_uri(rgb)}" alt="{html.escape(t.caption)}">'
-                         f"<figcaption>{html.escape(t.caption)}</figcaption></figure>")
+            parts.append(
+                f'<figure><img class="thumb" src="{png_data_uri(rgb)}" alt="{html.escape(t.caption)}">'
+                f"<figcaption>{html.escape(t.caption)}</figcaption></figure>"
+            )
         parts.append("</div>")
     if missing:
-        parts.append("<p>No image for: " + "; ".join(html.escape(t.caption) for t in missing)
-                     + " (files moved, or never acquired).</p>")
+        parts.append(
+            "<p>No image for: "
+            + "; ".join(html.escape(t.caption) for t in missing)
+            + " (files moved, or never acquired).</p>"
+        )
     return parts

@@ -63,8 +63,8 @@ def _load(
                 .order_by(col(DecisionPoint.index))
             )
         )
-        props = {
-            (p.decision_point_id, p.unit): p
+        props: dict[tuple[int, str], Proposal] = {
+            (p.decision_point_id or 0, p.unit or ""): p
             for p in s.exec(
                 select(Proposal).where(col(Proposal.decision_point_id).in_([d.id for d in points]))
             )

@@ -18,13 +18,28 @@ def timeline_figure(timeline: Sequence[dict[str, Any]], now_h: float | None = No
     ax = fig.add_subplot()
     for seg in timeline:
         y = plates.index(seg["plate"])
-        end = seg["end_h"] if seg["end_h"] is not None else (now_h if now_h is not None else seg["start_h"])
-        width = max(end - seg["start_h"], 0.15)  # pipetting and imaging take minutes: keep them visible
-        ax.barh(y, width, left=seg["start_h"], height=0.6, color=COLOURS.get(seg["resource"], "#999"),
-                edgecolor="none", label=LABELS.get(seg["resource"], seg["resource"]))
+        end = (
+            seg["end_h"]
+            if seg["end_h"] is not None
+            else (now_h if now_h is not None else seg["start_h"])
+        )
+        width = max(
+            end - seg["start_h"], 0.15
+        )  # pipetting and imaging take minutes: keep them visible
+        ax.barh(
+            y,
+            width,
+            left=seg["start_h"],
+            height=0.6,
+            color=COLOURS.get(seg["resource"], "#999"),
+            edgecolor="none",
+            label=LABELS.get(seg["resource"], seg["resource"]),
+        )
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=False))
-    ax.legend(unique.values(), unique.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.legend(
+        unique.values(), unique.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0)
+    )
     ax.set_yticks(range(len(plates)), plates, fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("campaign clock (h)")

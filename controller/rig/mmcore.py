@@ -55,10 +55,13 @@ def _validate(settings: dict[str, Any], spec: Any, dry_run: bool) -> None:
         raise InstrumentConfigError(
             "instruments.microscope.settings.config: give a Micro-Manager .cfg path or 'simulated'"
         )
-    _microscope_options(settings, BuildContext(spec=spec, data_dir=Path("."), clock=None, dry_run=dry_run))
+    _microscope_options(
+        settings, BuildContext(spec=spec, data_dir=Path("."), clock=None, dry_run=dry_run)
+    )
     if not dry_run and str(config) != "simulated" and not _config_path(config).is_file():
         raise InstrumentConfigError(
-            f"instruments.microscope.settings.config: {str(_config_path(config))!r} does not exist")
+            f"instruments.microscope.settings.config: {str(_config_path(config))!r} does not exist"
+        )
 
 
 def _config_path(config: Any) -> Path:

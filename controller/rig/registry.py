@@ -81,8 +81,14 @@ class Driver:
         return self.factory(settings, ctx)
 
 
-def driver(role: str, name: str, *, dry_run: bool = False, validate: Validator | None = None,
-           channels: ChannelLister | None = None) -> Callable[[Factory], Driver]:
+def driver(
+    role: str,
+    name: str,
+    *,
+    dry_run: bool = False,
+    validate: Validator | None = None,
+    channels: ChannelLister | None = None,
+) -> Callable[[Factory], Driver]:
     """Decorator: turn a factory into a :class:`Driver` (point an entry point at the result)."""
     if role not in ROLES:
         raise InstrumentConfigError(f"unknown instrument role {role!r}; roles: {list(ROLES)}")
@@ -100,13 +106,15 @@ DRIVERS: PluginRegistry[Driver] = PluginRegistry(
 )
 
 
-def register_driver(role: str, name: str, *, dry_run: bool = False,
-                    validate: Validator | None = None) -> Callable[[Factory], Driver]:
+def register_driver(
+    role: str, name: str, *, dry_run: bool = False, validate: Validator | None = None
+) -> Callable[[Factory], Driver]:
     """Decorator: register ``factory(settings, ctx)`` in code as driver ``name`` for ``role``."""
 
     def deco(factory: Factory) -> Driver:
-        return DRIVERS.register(f"{role}.{name}", driver(role, name, dry_run=dry_run,
-                                                          validate=validate)(factory))
+        return DRIVERS.register(
+            f"{role}.{name}", driver(role, name, dry_run=dry_run, validate=validate)(factory)
+        )
 
     return deco
 
@@ -192,7 +200,9 @@ def build_instruments(
     return Instruments(built["liquid_handler"], built["microscope"], extras=ctx.shared)
 
 
-def check_devices(spec: CampaignSpec, *, dry_run: bool, data_dir: Path, clock: Clock) -> list[dict[str, Any]]:
+def check_devices(
+    spec: CampaignSpec, *, dry_run: bool, data_dir: Path, clock: Clock
+) -> list[dict[str, Any]]:
     """Connect to every instrument the campaign names; report each one's identity and state.
 
     For commissioning a rig: each role is built and asked ``identify()`` on its own, so one

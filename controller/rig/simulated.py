@@ -50,16 +50,27 @@ def _check_options(role: str, cls: type, settings: dict[str, Any], fixed: set[st
     unknown = sorted(set(settings) - known)
     if unknown:
         raise InstrumentConfigError(
-            f"instruments.{role}.settings: unknown settings {unknown}; known: {sorted(known)}")
+            f"instruments.{role}.settings: unknown settings {unknown}; known: {sorted(known)}"
+        )
     for key, value in settings.items():
         default = params[key].default
         if isinstance(default, (int, float)) and not isinstance(default, bool):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise InstrumentConfigError(f"instruments.{role}.settings.{key}: {value!r} is not a finite number")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+            ):
+                raise InstrumentConfigError(
+                    f"instruments.{role}.settings.{key}: {value!r} is not a finite number"
+                )
             if value < 0:
-                raise InstrumentConfigError(f"instruments.{role}.settings.{key}: {value!r} is negative")
+                raise InstrumentConfigError(
+                    f"instruments.{role}.settings.{key}: {value!r} is negative"
+                )
         elif isinstance(default, bool) and not isinstance(value, bool):
-            raise InstrumentConfigError(f"instruments.{role}.settings.{key}: {value!r} is not true or false")
+            raise InstrumentConfigError(
+                f"instruments.{role}.settings.{key}: {value!r} is not true or false"
+            )
 
 
 def _validate_handler(settings: dict[str, Any], spec: CampaignSpec, dry_run: bool) -> None:

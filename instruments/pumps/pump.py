@@ -405,7 +405,9 @@ class SyringePump:
         """Call ``listener(move)`` for every plunger move this driver has confirmed."""
         self._listeners.append(listener)
 
-    def _emit(self, kind: str, increments: int, valve: str | None, overloaded: bool = False) -> None:
+    def _emit(
+        self, kind: str, increments: int, valve: str | None, overloaded: bool = False
+    ) -> None:
         move = PlungerMove(
             address=self.address,
             kind=kind,  # type: ignore[arg-type]

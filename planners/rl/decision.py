@@ -77,10 +77,15 @@ class Decision(BaseModel):
         e = self.expected
         return Proposal(
             params=self.params,
-            predicted_mean={"tumour_viability": e.tumour_viability,
-                            "normal_viability": e.normal_viability, "drug_um": e.drug_um},
-            predicted_sd={"tumour_viability": e.tumour_viability_sd,
-                          "normal_viability": e.normal_viability_sd},
+            predicted_mean={
+                "tumour_viability": e.tumour_viability,
+                "normal_viability": e.normal_viability,
+                "drug_um": e.drug_um,
+            },
+            predicted_sd={
+                "tumour_viability": e.tumour_viability_sd,
+                "normal_viability": e.normal_viability_sd,
+            },
             probability_feasible=e.probability_feasible,
             planner=PLANNER_NAME,
         )
@@ -107,15 +112,20 @@ def decide(
     idx, prob = _act(policy, obs)
     levels = problem.dose_levels()
     action = UnitAction(
-        doses_um={d: float(levels[j][idx[0, j]]) for j, d in enumerate(problem.drugs)
-                  if idx[0, j] > 0},
+        doses_um={
+            d: float(levels[j][idx[0, j]]) for j, d in enumerate(problem.drugs) if idx[0, j] > 0
+        },
         exchange=bool(idx[0, -1]),
     )
     rng = np.random.default_rng([seed, _history_key(history)])
     expected = forecast(policy, unit, ctrl, doses, exchange, k, idx[0], rng, particles)
     return Decision(
-        decision=k, action=action, params=action.to_params(problem.drugs),
-        action_probability=float(prob[0]), expected=expected, policy_id=policy.policy_id,
+        decision=k,
+        action=action,
+        params=action.to_params(problem.drugs),
+        action_probability=float(prob[0]),
+        expected=expected,
+        policy_id=policy.policy_id,
         policy_sha256=policy.sha256,
     )
 
@@ -161,8 +171,15 @@ def forecast(
     w /= w.sum()
     ess = float(1.0 / np.sum(w**2))
     pick = rng.choice(particles, size=particles, p=w)
-    episodes.resume(cultures.take(pick), state.take(pick), *(
-        np.repeat(a, particles, axis=0) for a in (unit, ctrl, doses, exchange)), k, rng)
+    episodes.resume(
+        cultures.take(pick),
+        state.take(pick),
+        *(  # type: ignore[arg-type,call-arg]  # 4 arrays
+            np.repeat(a, particles, axis=0) for a in (unit, ctrl, doses, exchange)
+        ),
+        k,
+        rng,
+    )
     act = np.tile(action_idx, (particles, 1))
     while True:
         d, ex = episodes.actions_to_doses(act)
@@ -173,10 +190,14 @@ def forecast(
     out = episodes.outcome()
     tv, nv = out["tumour_viability"], out["normal_viability"]
     return ExpectedOutcome(
-        tumour_viability=float(tv.mean()), tumour_viability_sd=float(tv.std()),
-        normal_viability=float(nv.mean()), normal_viability_sd=float(nv.std()),
-        probability_feasible=float(out["feasible"].mean()), drug_um=float(out["drug_um"].mean()),
-        score=float(out["score"].mean()), effective_particles=ess,
+        tumour_viability=float(tv.mean()),
+        tumour_viability_sd=float(tv.std()),
+        normal_viability=float(nv.mean()),
+        normal_viability_sd=float(nv.std()),
+        probability_feasible=float(out["feasible"].mean()),
+        drug_um=float(out["drug_um"].mean()),
+        score=float(out["score"].mean()),
+        effective_particles=ess,
     )
 
 
@@ -213,17 +234,25 @@ def _log_likelihood(
         return np.zeros(predicted.shape[0])
     noise = problem.noise()
     m = noise.misclassified
-    seen_pred = np.concatenate([_mislabel(predicted[..., :2], m), _mislabel(predicted[..., 2:], m)],
-                               axis=-1)
+    seen_pred = np.concatenate(
+        [_mislabel(predicted[..., :2], m), _mislabel(predicted[..., 2:], m)], axis=-1
+    )
     obs = np.concatenate([unit[: k + 1], ctrl[: k + 1]], axis=-1)  # (k+1, 4) per field
     wells = np.array([problem.wells_per_unit] * 2 + [problem.protocol.negative_controls] * 2)
     total = obs * noise.fields_per_well * wells  # nuclei counted
-    var = 1.0 / (total[1:] + 1.0) + 1.0 / (total[:1] + 1.0) + 2 * noise.image_sd**2 / wells + MODEL_SLACK**2
+    var = (
+        1.0 / (total[1:] + 1.0)
+        + 1.0 / (total[:1] + 1.0)
+        + 2 * noise.image_sd**2 / wells
+        + MODEL_SLACK**2
+    )
     lo = np.log((obs[1:] + 1e-3) / (obs[:1] + 1e-3))
     lp = np.log(seen_pred[:, 1:] / seen_pred[:, :1])
-    return -0.5 * np.sum((lp - lo) ** 2 / var, axis=(1, 2))
+    return np.asarray(-0.5 * np.sum((lp - lo) ** 2 / var, axis=(1, 2)))
 
 
 def _mislabel(lines: np.ndarray, m: float) -> np.ndarray:
-    return np.stack([lines[..., 0] * (1 - m) + lines[..., 1] * m,
-                     lines[..., 1] * (1 - m) + lines[..., 0] * m], axis=-1)
+    return np.stack(
+        [lines[..., 0] * (1 - m) + lines[..., 1] * m, lines[..., 1] * (1 - m) + lines[..., 0] * m],
+        axis=-1,
+    )

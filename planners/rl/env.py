@@ -91,15 +91,15 @@ class DosingEpisodes:
     def _image(self, rng: np.random.Generator) -> None:
         assert self.state is not None
         counts = self.noise.count(rng, self.state.line_counts(), self.seeding)
-        controls = self.noise.count(rng, self.state.line_counts(control=True),
-                                    self.control_seeding)
+        controls = self.noise.count(rng, self.state.line_counts(control=True), self.control_seeding)
         self.unit[:, self.k] = counts.mean(axis=1)
         self.control[:, self.k] = controls.mean(axis=1)
 
     def observation(self) -> np.ndarray:
         """The units' encoded histories at the current decision, shape ``(n, obs)``."""
-        return encode_observation(self.problem, self.unit, self.control, self.doses,
-                                  self.exchange, self.k)
+        return encode_observation(
+            self.problem, self.unit, self.control, self.doses, self.exchange, self.k
+        )
 
     @property
     def done(self) -> bool:
@@ -118,8 +118,12 @@ class DosingEpisodes:
         """``state`` after one decision's liquid handling (the order and volumes of
         :meth:`protocols.adaptive_dosing.AdaptiveDosing.plan_action`)."""
         p = self.problem.protocol
-        state = self.model.exchange(state, np.asarray(exchange, bool), p.residual_volume_ul,
-                                    p.seeded_volume_ul - p.residual_volume_ul)
+        state = self.model.exchange(
+            state,
+            np.asarray(exchange, bool),
+            p.residual_volume_ul,
+            p.seeded_volume_ul - p.residual_volume_ul,
+        )
         volume = state.volume_ul
         for j, drug in enumerate(self.problem.drugs):
             v = addition_volumes(doses_um[:, j], volume, p.stocks[drug], p.min_volume_ul)
@@ -167,7 +171,7 @@ class DosingEpisodes:
             out = self.outcome()
             shortfall = out["penalised"] - out["score"]  # -penalty * max(0, bound - normal)
             reward = reward + (1.0 - out["tumour_viability"]) + shortfall
-        return reward
+        return np.asarray(reward)
 
     def outcome(self) -> dict[str, np.ndarray]:
         """Ground-truth outcome so far (see :meth:`DosingObjective.evaluate`)."""

@@ -26,8 +26,14 @@ CULTURE_STREAMS: dict[str, int] = {"train": 1, "dev": 2, "test": 3}
 Split = Literal["train", "dev", "test"]
 
 
-def cultures(problem: DosingProblem, split: Split, seed: int, n: int,
-             identical: bool = False, prior: CulturePrior | None = None) -> CultureParams:
+def cultures(
+    problem: DosingProblem,
+    split: Split,
+    seed: int,
+    n: int,
+    identical: bool = False,
+    prior: CulturePrior | None = None,
+) -> CultureParams:
     """``n`` cultures of stream ``split`` (``identical``: one culture repeated), from
     ``prior`` (default the problem's)."""
     rng = np.random.default_rng([CULTURE_STREAMS[split], 1000 + seed])
@@ -94,9 +100,11 @@ def shifted_prior(prior: CulturePrior) -> CulturePrior:
     """A harder population than ``prior``, for testing outside the training distribution:
     normal cells 1.4x as sensitive and tumour cells 0.7x, both spread wider (sd 0.6 of log),
     tumours doubling in 20 h, and a resistant share of 20 % on average (``Beta(2, 8)``)."""
-    return prior.model_copy(update={
-        "normal_sensitivity": LogNormal(median=1.4, sd=0.6, low=0.2, high=5.0),
-        "tumour_sensitivity": LogNormal(median=0.7, sd=0.6, low=0.2, high=5.0),
-        "tumour_doubling_h": LogNormal(median=20.0, sd=0.2, low=10.0, high=60.0),
-        "resistant_fraction": Beta(a=2.0, b=8.0),
-    })
+    return prior.model_copy(
+        update={
+            "normal_sensitivity": LogNormal(median=1.4, sd=0.6, low=0.2, high=5.0),
+            "tumour_sensitivity": LogNormal(median=0.7, sd=0.6, low=0.2, high=5.0),
+            "tumour_doubling_h": LogNormal(median=20.0, sd=0.2, low=10.0, high=60.0),
+            "resistant_fraction": Beta(a=2.0, b=8.0),
+        }
+    )

@@ -73,11 +73,17 @@ def history_arrays(
     k_max = problem.protocol.decisions
     k = len(history.time_points) - 1
     if k >= k_max:
-        raise InvalidHistory("time_points", f"{k + 1} time points but the protocol decides "
-                                            f"only {k_max} times (the last images end it)")
+        raise InvalidHistory(
+            "time_points",
+            f"{k + 1} time points but the protocol decides "
+            f"only {k_max} times (the last images end it)",
+        )
     if len(history.actions) != k:
-        raise InvalidHistory("actions", f"{len(history.actions)} actions for {k + 1} time "
-                                        f"points; expected {k} (one after each but the last)")
+        raise InvalidHistory(
+            "actions",
+            f"{len(history.actions)} actions for {k + 1} time "
+            f"points; expected {k} (one after each but the last)",
+        )
     unit = np.zeros((1, k_max + 1, 2))
     ctrl = np.zeros((1, k_max + 1, 2))
     for i, tp in enumerate(history.time_points):
@@ -141,4 +147,6 @@ def encode_observation(
     if k < k_max:
         step[:, k] = 1.0
     parts = [times.reshape(n, -1), acts.reshape(n, -1), conc / top, used, step]
-    return np.clip(np.concatenate(parts, axis=1), -OBS_LIMIT, OBS_LIMIT).astype(np.float32)
+    return np.asarray(
+        np.clip(np.concatenate(parts, axis=1), -OBS_LIMIT, OBS_LIMIT), dtype=np.float32
+    )

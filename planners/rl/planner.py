@@ -30,8 +30,16 @@ from planners.space import Objective, OutcomeConstraint, Params, SearchSpace
 from protocols.adaptive_dosing import AdaptiveDosing, AdaptiveDosingSettings
 
 #: protocol settings a policy's observations and actions depend on
-PROTOCOL_FIELDS = ("dose_steps_um", "interval_h", "decisions", "decision_unit", "replicates",
-                   "negative_controls", "seeded_volume_ul", "residual_volume_ul")
+PROTOCOL_FIELDS = (
+    "dose_steps_um",
+    "interval_h",
+    "decisions",
+    "decision_unit",
+    "replicates",
+    "negative_controls",
+    "seeded_volume_ul",
+    "residual_volume_ul",
+)
 
 
 class RLPlanner:
@@ -46,11 +54,15 @@ class RLPlanner:
 
     def __init__(self, policy: str | None = None, particles: int = 512, **unknown: Any) -> None:
         if unknown:
-            raise PlannerError(f"unknown setting(s) {sorted(unknown)} for planner 'rl'; "
-                               "known: ['particles', 'policy']")
+            raise PlannerError(
+                f"unknown setting(s) {sorted(unknown)} for planner 'rl'; "
+                "known: ['particles', 'policy']"
+            )
         if not policy:
-            raise PlannerError("planner 'rl' needs a policy file: planner: {name: rl, policy: "
-                               "PATH} (train one with python -m planners.rl.train)")
+            raise PlannerError(
+                "planner 'rl' needs a policy file: planner: {name: rl, policy: "
+                "PATH} (train one with python -m planners.rl.train)"
+            )
         self.policy: RLPolicy = load_policy(policy)
         self.particles = int(particles)
 
@@ -71,14 +83,19 @@ class RLPlanner:
         actions = AdaptiveDosing(self.policy.problem.protocol).action_space()
         if sorted(space.names) != sorted(actions.names):
             raise UnsupportedPlanningFeature(
-                self.name, f"the space {space.names}",
-                hint=f"its space is the action of one decision: {actions.names}")
+                self.name,
+                f"the space {space.names}",
+                hint=f"its space is the action of one decision: {actions.names}",
+            )
 
     def check_protocol(self, settings: AdaptiveDosingSettings | Mapping[str, Any]) -> None:
         """Raise :class:`IncompatiblePolicy` unless the campaign's ``adaptive_dosing``
         settings match the policy's training protocol where it matters."""
-        given = settings if isinstance(settings, AdaptiveDosingSettings) else \
-            AdaptiveDosingSettings.model_validate(dict(settings))
+        given = (
+            settings
+            if isinstance(settings, AdaptiveDosingSettings)
+            else AdaptiveDosingSettings.model_validate(dict(settings))
+        )
         trained = self.policy.problem.protocol
         for field in PROTOCOL_FIELDS:
             a, b = getattr(trained, field), getattr(given, field)
@@ -87,8 +104,11 @@ class RLPlanner:
             if a != b:
                 raise IncompatiblePolicy(field, a, b)
         if trained.imaging.fields_per_well != given.imaging.fields_per_well:
-            raise IncompatiblePolicy("imaging.fields_per_well", trained.imaging.fields_per_well,
-                                     given.imaging.fields_per_well)
+            raise IncompatiblePolicy(
+                "imaging.fields_per_well",
+                trained.imaging.fields_per_well,
+                given.imaging.fields_per_well,
+            )
 
     def propose(
         self,
@@ -104,17 +124,21 @@ class RLPlanner:
     ) -> list[Proposal]:
         """Not supported: the RL agent decides inside time-course plates (:meth:`decide_units`)."""
         raise UnsupportedPlanningFeature(
-            self.name, "one-shot proposals",
+            self.name,
+            "one-shot proposals",
             hint="it decides each unit's action at the decision points of an adaptive_dosing "
-                 "plate (decide_units)")
+            "plate (decide_units)",
+        )
 
     def decide_units(
         self, histories: Mapping[str, ObservationHistory], seed: int
     ) -> dict[str, Decision]:
         """One decision per unit. Pure: the same histories and seed give the same decisions
         (each unit's forecast is seeded by ``seed`` and its own history)."""
-        return {unit: decide(self.policy, h, seed=seed, particles=self.particles)
-                for unit, h in histories.items()}
+        return {
+            unit: decide(self.policy, h, seed=seed, particles=self.particles)
+            for unit, h in histories.items()
+        }
 
     def ledger_record(self) -> dict[str, Any]:
         """Policy identity to journal with every decision (id, sha256, path, versions)."""

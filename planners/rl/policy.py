@@ -57,8 +57,14 @@ class TrainConfig(BaseModel):
     @classmethod
     def tiny(cls, **overrides: Any) -> TrainConfig:
         """A policy in seconds, for tests and the CI dry-run (it decides, but badly)."""
-        base: dict[str, Any] = {"total_timesteps": 1024, "n_envs": 16, "n_steps": 16,
-                                "batch_size": 64, "n_epochs": 2, "net_arch": [16, 16]}
+        base: dict[str, Any] = {
+            "total_timesteps": 1024,
+            "n_envs": 16,
+            "n_steps": 16,
+            "batch_size": 64,
+            "n_epochs": 2,
+            "net_arch": [16, 16],
+        }
         base.update(overrides)
         return cls.model_validate(base)
 
@@ -123,8 +129,9 @@ class RLPolicy:
         }
 
 
-def save_policy(model: PPO, config: TrainConfig, path: str | Path,
-                extra: dict[str, Any] | None = None) -> RLPolicy:
+def save_policy(
+    model: PPO, config: TrainConfig, path: str | Path, extra: dict[str, Any] | None = None
+) -> RLPolicy:
     """Save ``model`` to ``path`` (a ``.zip``) and write its sidecar; returns it loaded."""
     path = Path(path)
     if path.suffix != ".zip":
@@ -155,8 +162,10 @@ def load_policy(path: str | Path) -> RLPolicy:
     side = sidecar_path(path)
     if not path.is_file():
         raise PolicyFileError(
-            str(path), f"no such file; train one with `python -m planners.rl.train --out {path}` "
-            "(--tiny: seconds, for trying the chain)")
+            str(path),
+            f"no such file; train one with `python -m planners.rl.train --out {path}` "
+            "(--tiny: seconds, for trying the chain)",
+        )
     if not side.is_file():
         raise PolicyFileError(str(path), f"its sidecar {side.name} is missing")
     try:
@@ -165,11 +174,14 @@ def load_policy(path: str | Path) -> RLPolicy:
     except (OSError, json.JSONDecodeError, KeyError, ValidationError) as e:
         raise PolicyFileError(str(path), f"unreadable sidecar: {e}") from None
     if meta.get("format") != SIDECAR_FORMAT:
-        raise PolicyFileError(str(path), f"sidecar format {meta.get('format')!r}, expected "
-                                         f"{SIDECAR_FORMAT!r}")
+        raise PolicyFileError(
+            str(path), f"sidecar format {meta.get('format')!r}, expected {SIDECAR_FORMAT!r}"
+        )
     digest = sha256_of(path)
     if digest != meta.get("sha256"):
-        raise PolicyFileError(str(path), f"checksum {digest[:12]} does not match the "
-                                         f"sidecar's {str(meta.get('sha256'))[:12]}")
+        raise PolicyFileError(
+            str(path),
+            f"checksum {digest[:12]} does not match the sidecar's {str(meta.get('sha256'))[:12]}",
+        )
     model = PPO.load(path, device="cpu")
     return RLPolicy(model=model, config=config, meta=meta, path=path)

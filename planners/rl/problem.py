@@ -92,8 +92,10 @@ class DosingProblem(BaseModel):
     @model_validator(mode="after")
     def _same_drugs(self) -> DosingProblem:
         if self.prior.drugs != self.drugs:
-            raise ValueError(f"prior.half_life_h names drugs {list(self.prior.drugs)} but the "
-                             f"protocol's dose_steps_um names {list(self.drugs)} (same order)")
+            raise ValueError(
+                f"prior.half_life_h names drugs {list(self.prior.drugs)} but the "
+                f"protocol's dose_steps_um names {list(self.drugs)} (same order)"
+            )
         return self
 
     @property

@@ -61,9 +61,11 @@ class _Outcomes(BaseCallback):
         self.updates += 1
         if self.log is not None and self.updates % self.every == 0:
             s = self.summary()
-            self.log(f"{self.num_timesteps:>9} steps  {self.episodes:>7} episodes  "
-                     f"penalised {s['penalised']:.3f}  feasible {s['feasible']:.2f}  "
-                     f"tumour {s['tumour_viability']:.3f}  drug {s['drug_um']:.1f} uM")
+            self.log(
+                f"{self.num_timesteps:>9} steps  {self.episodes:>7} episodes  "
+                f"penalised {s['penalised']:.3f}  feasible {s['feasible']:.2f}  "
+                f"tumour {s['tumour_viability']:.3f}  drug {s['drug_um']:.1f} uM"
+            )
 
     def summary(self) -> dict[str, float]:
         if not self.recent:
@@ -75,13 +77,23 @@ class _Outcomes(BaseCallback):
 def train(config: TrainConfig, out: str | Path, log: Any = None) -> RLPolicy:
     """Train a policy as ``config`` says and save it (with its sidecar) to ``out``."""
     torch.set_num_threads(1)
-    env = DosingVecEnv(config.problem, config.n_envs, seed=config.seed,
-                       sampler=_training_sampler(config))
+    env = DosingVecEnv(
+        config.problem, config.n_envs, seed=config.seed, sampler=_training_sampler(config)
+    )
     model = PPO(
-        "MlpPolicy", env, n_steps=config.n_steps, batch_size=config.batch_size,
-        n_epochs=config.n_epochs, learning_rate=config.learning_rate, gamma=config.gamma,
-        gae_lambda=config.gae_lambda, ent_coef=config.ent_coef, seed=config.seed,
-        policy_kwargs={"net_arch": list(config.net_arch)}, device="cpu", verbose=0,
+        "MlpPolicy",
+        env,
+        n_steps=config.n_steps,
+        batch_size=config.batch_size,
+        n_epochs=config.n_epochs,
+        learning_rate=config.learning_rate,
+        gamma=config.gamma,
+        gae_lambda=config.gae_lambda,
+        ent_coef=config.ent_coef,
+        seed=config.seed,
+        policy_kwargs={"net_arch": list(config.net_arch)},
+        device="cpu",
+        verbose=0,
     )
     callback = _Outcomes(every=10, log=log)
     start, cpu = time.perf_counter(), time.process_time()
@@ -117,8 +129,11 @@ def load_config(path: str | Path | None, tiny: bool = False, **overrides: Any) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m planners.rl.train", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m planners.rl.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--config", help="TrainConfig as YAML or JSON (default: the defaults)")
     ap.add_argument("--out", required=True, help="policy file to write (.zip)")
     ap.add_argument("--tiny", action="store_true", help="a tiny policy in seconds (tests, CI)")
@@ -127,17 +142,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     try:
-        config = load_config(args.config, args.tiny, total_timesteps=args.timesteps,
-                             seed=args.seed)
+        config = load_config(args.config, args.tiny, total_timesteps=args.timesteps, seed=args.seed)
     except Exception as e:  # a bad file: one paragraph naming the problem, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
     log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     policy = train(config, args.out, log)
     m = policy.meta
-    print(f"{policy.path}: {policy.policy_id}, {m['timesteps']} steps, {m['episodes']} episodes, "
-          f"{m['train_seconds']} s; last episodes: "
-          + ", ".join(f"{k} {v:.3f}" for k, v in m["last_episodes"].items()))
+    print(
+        f"{policy.path}: {policy.policy_id}, {m['timesteps']} steps, {m['episodes']} episodes, "
+        f"{m['train_seconds']} s; last episodes: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in m["last_episodes"].items())
+    )
     return 0
 
 

@@ -36,7 +36,10 @@ def test_a_worker_pool_measures_the_same_as_the_caller(monkeypatch: pytest.Monke
                     got = np.asarray(getattr(a, name), dtype=float)
                     want = np.asarray(value, dtype=float)
                     assert np.allclose(got, want, rtol=1e-6, atol=0), (
-                        well, name, float(np.max(np.abs(got - want) / np.abs(want))))
+                        well,
+                        name,
+                        float(np.max(np.abs(got - want) / np.abs(want))),
+                    )
     assert pooled.threshold.value == pytest.approx(serial.threshold.value, rel=1e-6)
     assert sum(f.area_px.size for fs in pooled.fields.values() for f in fs) > 100
 

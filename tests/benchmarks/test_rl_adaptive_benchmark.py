@@ -57,9 +57,31 @@ def test_simulator_search_is_at_least_as_good_as_its_start_on_dev(bench):
 def test_benchmark_runs_all_methods_and_writes_json(bench, tmp_path, capsys):
     policy = train(TrainConfig.tiny(), tmp_path / "tiny.zip")
     out = tmp_path / "rl.json"
-    assert bench.main(["--policy", str(policy.path), "--plates", "2", "--bo-seeds", "1",
-                       "--identical", "1", "--test-cultures", "16", "--dev-cultures", "16",
-                       "--candidates", "4", "--forecast-cultures", "2", "--json", str(out)]) == 0
+    assert (
+        bench.main(
+            [
+                "--policy",
+                str(policy.path),
+                "--plates",
+                "2",
+                "--bo-seeds",
+                "1",
+                "--identical",
+                "1",
+                "--test-cultures",
+                "16",
+                "--dev-cultures",
+                "16",
+                "--candidates",
+                "4",
+                "--forecast-cultures",
+                "2",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "== variable cultures" in text and "== identical cultures" in text
     assert "normal_within_2sd" in text

@@ -58,18 +58,34 @@ def seeded(ledger_url):
     add_accounts(db)
     spec = CampaignSpec.model_validate(small_campaign_data(approval={"mode": "manual"}))
     with Session(db) as s:
-        camp = Campaign(name=spec.name, spec=spec.model_dump(mode="json"), spec_hash=spec.spec_hash(),
-                        dry_run=True, status="running")
+        camp = Campaign(
+            name=spec.name,
+            spec=spec.model_dump(mode="json"),
+            spec_hash=spec.spec_hash(),
+            dry_run=True,
+            status="running",
+        )
         s.add(camp)
         s.flush()
         rnd = Round(campaign_id=camp.id, index=0, plate_id="small-P001")
         s.add(rnd)
         s.flush()
         for i, (a, b) in enumerate([(0.1, 0.123456789), (1.0, 2.0), (5.0, 0.05)]):
-            s.add(Proposal(campaign_id=camp.id, round_id=rnd.id, position=i, params={"drug_a_um": a, "drug_b_um": b},
-                           predicted_mean={"selectivity": 0.3 + i / 10}, predicted_sd={"selectivity": 0.05},
-                           acquisition_value=0.01 * (i + 1), planner="bayesian",
-                           escalation="drug_a_um=5 is outside the signed bounds [0.01, 3]" if i == 2 else None))
+            s.add(
+                Proposal(
+                    campaign_id=camp.id,
+                    round_id=rnd.id,
+                    position=i,
+                    params={"drug_a_um": a, "drug_b_um": b},
+                    predicted_mean={"selectivity": 0.3 + i / 10},
+                    predicted_sd={"selectivity": 0.05},
+                    acquisition_value=0.01 * (i + 1),
+                    planner="bayesian",
+                    escalation="drug_a_um=5 is outside the signed bounds [0.01, 3]"
+                    if i == 2
+                    else None,
+                )
+            )
         append_event(s, camp.id, EventKind.ALERT_SENT, {"text": "round 1 is waiting"}, clock_s=0.0)
         s.commit()
     return db
@@ -79,8 +95,16 @@ def login(client, name: str, password: str | None = None):
     """Log a TestClient in through the login form; return the campaign page's CSRF token getter."""
     page = client.get("/login")
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-    return client.post("/login", data={"username": name, "password": password or PASSWORDS[name],
-                                       "csrf_token": token, "next": "/"}, follow_redirects=False)
+    return client.post(
+        "/login",
+        data={
+            "username": name,
+            "password": password or PASSWORDS[name],
+            "csrf_token": token,
+            "next": "/",
+        },
+        follow_redirects=False,
+    )
 
 
 def csrf_of(client, path: str = "/campaigns/small") -> str:
@@ -88,6 +112,7 @@ def csrf_of(client, path: str = "/campaigns/small") -> str:
 
 
 # -- subprocesses for the browser tests ------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -101,22 +126,47 @@ def _env() -> dict:
 
 def write_manual_campaign(tmp_path: Path, **overrides) -> Path:
     data = small_campaign_data(approval={"mode": "manual", "poll_s": 0.2}, **overrides)
-    data["ledger"] = {"url": f"sqlite:///{tmp_path / 'ledger.db'}", "data_dir": str(tmp_path / "data")}
+    data["ledger"] = {
+        "url": f"sqlite:///{tmp_path / 'ledger.db'}",
+        "data_dir": str(tmp_path / "data"),
+    }
     path = tmp_path / "small.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
 
 def start_campaign(path: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "controller.cli", "run", str(path), "--dry-run", "--quiet"],
-                            cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "controller.cli", "run", str(path), "--dry-run", "--quiet"],
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def start_console(url: str, port: int, log: Path, host: str | None = None) -> subprocess.Popen:
     out = log.open("w")
     where = ["--host", host] if host else []
-    return subprocess.Popen([sys.executable, "-m", "controller.cli", "serve", "--port", str(port), "--ledger", url,
-                             *where], cwd=ROOT, env=_env(), stdout=out, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "controller.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--ledger",
+            url,
+            *where,
+        ],
+        cwd=ROOT,
+        env=_env(),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def wait_http(port: int, proc: subprocess.Popen, log: Path, timeout: float = 40.0) -> None:

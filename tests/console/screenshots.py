@@ -50,9 +50,16 @@ def _campaign(tmp: Path, hook_url: str) -> Path:
         name="drug-combo-demo",
         planner={"name": "bayesian", "batch_size": 6, "settings": {"profile": "fast"}},
         budget={"rounds": 5},
-        approval={"mode": "policy", "poll_s": 0.2, "timeout_h": 12,
-                  "policy": {"signed_by": "ana", "outside": "wait",
-                             "parameter_bounds": {"drug_a_um": [0.01, 0.3]}}},
+        approval={
+            "mode": "policy",
+            "poll_s": 0.2,
+            "timeout_h": 12,
+            "policy": {
+                "signed_by": "ana",
+                "outside": "wait",
+                "parameter_bounds": {"drug_a_um": [0.01, 0.3]},
+            },
+        },
         alerts={"webhook_url": hook_url},
     )
     data["name"] = "drug-combo-demo"
@@ -68,7 +75,9 @@ def _wait_pending(db, run, predicted: bool, timeout: float = 180.0) -> list[dict
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if run.poll() is not None:
-            raise RuntimeError(f"the campaign stopped ({run.returncode}): {run.stderr.read()[-2000:]}")
+            raise RuntimeError(
+                f"the campaign stopped ({run.returncode}): {run.stderr.read()[-2000:]}"
+            )
         try:
             rows = pending_proposals(db, "drug-combo-demo")
         except OperatorError:
@@ -93,7 +102,9 @@ def _login(browser, base: str, name: str, path: str = "/"):
 
 
 def _images_loaded(page) -> None:
-    page.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function(
+        "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"
+    )
 
 
 def take(out: Path) -> list[Path]:
@@ -117,7 +128,9 @@ def take(out: Path) -> list[Path]:
             wait_http(port, serve, log)
             _wait_pending(db, run, predicted=False)
             with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+                browser = p.chromium.launch(
+                    executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+                )
                 page = browser.new_page(viewport={"width": 1360, "height": 760})
                 page.goto(f"{base}/campaigns/drug-combo-demo")
                 page.fill("input[name=username]", "ana")
@@ -127,7 +140,9 @@ def take(out: Path) -> list[Path]:
 
                 page = _login(browser, base, "ana", "/campaigns/drug-combo-demo")
                 page.wait_for_selector("[data-proposal]")
-                if page.locator("[data-testid=approve-all]").count():  # round 1: those inside the policy
+                if page.locator(
+                    "[data-testid=approve-all]"
+                ).count():  # round 1: those inside the policy
                     page.click("[data-testid=approve-all]")
                 _wait_pending(db, run, predicted=True)
                 page.goto(f"{base}/")
@@ -148,8 +163,16 @@ def take(out: Path) -> list[Path]:
                 page.locator("#proposals").screenshot(path=shots[-1])
                 shots.append(out / "event_log.png")
                 box = page.locator("#events").bounding_box()
-                page.screenshot(path=shots[-1], full_page=True, clip={
-                    "x": box["x"], "y": box["y"], "width": box["width"], "height": min(box["height"], 1000)})
+                page.screenshot(
+                    path=shots[-1],
+                    full_page=True,
+                    clip={
+                        "x": box["x"],
+                        "y": box["y"],
+                        "width": box["width"],
+                        "height": min(box["height"], 1000),
+                    },
+                )
                 page.close()
 
                 page = _login(browser, base, "ana", "/campaigns/drug-combo-demo")

@@ -25,15 +25,26 @@ def app(seeded, ledger_url):
 
 def _account_log(db) -> list[tuple[str, str, dict]]:
     with Session(db) as s:
-        return [(e.kind, e.actor, e.payload) for e in
-                s.exec(select(Event).where(col(Event.campaign_id).is_(None)).order_by(col(Event.seq)))]
+        return [
+            (e.kind, e.actor, e.payload)
+            for e in s.exec(
+                select(Event).where(col(Event.campaign_id).is_(None)).order_by(col(Event.seq))
+            )
+        ]
 
 
 def test_account_changes_and_logins_are_in_the_log(app, seeded, ledger_url):
     root = TestClient(app)
     assert login(root, "root").status_code == 303
-    r = root.post("/admin/users", data={"csrf_token": csrf_of(root, "/admin/users"), "name": "nia",
-                                        "password": "nia-password", "role": "admin"})
+    r = root.post(
+        "/admin/users",
+        data={
+            "csrf_token": csrf_of(root, "/admin/users"),
+            "name": "nia",
+            "password": "nia-password",
+            "role": "admin",
+        },
+    )
     assert "user nia added as admin" in r.text
     bad = TestClient(app)
     login(bad, "ana", "wrong-password")
@@ -45,15 +56,30 @@ def test_account_changes_and_logins_are_in_the_log(app, seeded, ledger_url):
 
     from controller.cli import app as cli
 
-    assert CliRunner().invoke(cli, ["users", "role", "vic", "operator", "--ledger", ledger_url]).exit_code == 0
+    assert (
+        CliRunner()
+        .invoke(cli, ["users", "role", "vic", "operator", "--ledger", ledger_url])
+        .exit_code
+        == 0
+    )
     log = _account_log(seeded)
     kinds = [k for k, _, _ in log]
     created = [(a, p) for k, a, p in log if k == "account_created"]
     assert ("root", {"name": "nia", "role": "admin"}) in created  # who made whom an admin
     assert ("login_succeeded", "root") in [(k, a) for k, a, _ in log]
     failed = [p for k, _, p in log if k == "login_failed"]
-    assert {"name": "ana", "known_user": True, "address": "testclient", "channel": "console"} in failed
-    assert {"name": None, "known_user": False, "address": "testclient", "channel": "console"} in failed
+    assert {
+        "name": "ana",
+        "known_user": True,
+        "address": "testclient",
+        "channel": "console",
+    } in failed
+    assert {
+        "name": None,
+        "known_user": False,
+        "address": "testclient",
+        "channel": "console",
+    } in failed
     assert "nobody-typed-a-password-here" not in str(log)  # a mistyped name may be a password
     assert ("logout", "ana") in [(k, a) for k, a, _ in log]
     role = [(a, p) for k, a, p in log if k == "account_role_changed"][-1]
@@ -128,8 +154,14 @@ class _Spy:
 def test_at_most_two_password_hashes_run_at_once(seeded, monkeypatch):
     spy = _Spy(auth._hasher)
     monkeypatch.setattr(auth, "_hasher", spy)
-    threads = [threading.Thread(target=auth.authenticate, args=(seeded, f"user{i}", f"wrong-{i}"),
-                                kwargs={"address": f"10.0.0.{i}"}) for i in range(8)]
+    threads = [
+        threading.Thread(
+            target=auth.authenticate,
+            args=(seeded, f"user{i}", f"wrong-{i}"),
+            kwargs={"address": f"10.0.0.{i}"},
+        )
+        for i in range(8)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -146,12 +178,34 @@ def test_cli_account_changes_are_audited_with_the_os_user(ledger_url):
     from controller.ledger.db import open_ledger_engine
 
     run = CliRunner()
-    assert run.invoke(cli, ["users", "add", "kim", "--role", "operator", "--password-stdin", "--ledger", ledger_url],
-                      input="kim-password\n").exit_code == 0
-    run.invoke(cli, ["users", "passwd", "kim", "--password-stdin", "--ledger", ledger_url], input="kim-password-2\n")
+    assert (
+        run.invoke(
+            cli,
+            [
+                "users",
+                "add",
+                "kim",
+                "--role",
+                "operator",
+                "--password-stdin",
+                "--ledger",
+                ledger_url,
+            ],
+            input="kim-password\n",
+        ).exit_code
+        == 0
+    )
+    run.invoke(
+        cli,
+        ["users", "passwd", "kim", "--password-stdin", "--ledger", ledger_url],
+        input="kim-password-2\n",
+    )
     run.invoke(cli, ["users", "remove", "kim", "--ledger", ledger_url])
     log = _account_log(open_ledger_engine(ledger_url))
     me = getpass.getuser()
     assert [(k, a) for k, a, _ in log if k.startswith("account_")] == [
-        ("account_created", me), ("account_password_changed", me), ("account_removed", me)]
+        ("account_created", me),
+        ("account_password_changed", me),
+        ("account_removed", me),
+    ]
     assert PASSWORDS["ana"] not in str(log) and "kim-password" not in str(log)

@@ -30,14 +30,26 @@ from tests.console.conftest import (
 )
 
 CHROMIUM = os.environ.get("CELLPILOT_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="browser tests need Playwright's Python package: pip install playwright==1.65.2")
+    "playwright.sync_api",
+    reason="browser tests need Playwright's Python package: pip install playwright==1.65.2",
+)
 if shutil.which(CHROMIUM) is None:
-    pytest.skip(f"browser tests need Debian's Chromium at {CHROMIUM}: apt-get install -y chromium",
-                allow_module_level=True)
+    pytest.skip(
+        f"browser tests need Debian's Chromium at {CHROMIUM}: apt-get install -y chromium",
+        allow_module_level=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +111,12 @@ def _login(browser, base: str, name: str, **page_options):
 
 def _pending_ids(page) -> list[int]:
     page.wait_for_selector("[data-proposal]")
-    return [int(x) for x in page.eval_on_selector_all("[data-proposal]", "els => els.map(e => e.dataset.proposal)")]
+    return [
+        int(x)
+        for x in page.eval_on_selector_all(
+            "[data-proposal]", "els => els.map(e => e.dataset.proposal)"
+        )
+    ]
 
 
 def test_operator_approves_and_edits_and_the_campaign_moves_on(lab, browser):
@@ -128,9 +145,13 @@ def test_operator_approves_and_edits_and_the_campaign_moves_on(lab, browser):
     assert "approved 2 proposal(s)" in page.inner_text("[data-testid=flash]")
     # the runner picks the approvals up: the plate runs, and round 2's proposals appear live
     # (server-sent events refresh the sections; no reload here)
-    page.wait_for_function("document.querySelector('[data-testid=steps]') && "
-                           "parseInt(document.querySelector('[data-testid=steps]').textContent) > 0")
-    page.wait_for_function("document.querySelector('#proposals').innerText.includes('Round 2')", timeout=60_000)
+    page.wait_for_function(
+        "document.querySelector('[data-testid=steps]') && "
+        "parseInt(document.querySelector('[data-testid=steps]').textContent) > 0"
+    )
+    page.wait_for_function(
+        "document.querySelector('#proposals').innerText.includes('Round 2')", timeout=60_000
+    )
     assert len(_pending_ids(page)) == 6
     assert page.locator("[data-testid=thumbs] img").count() > 0
     assert "proposal_edited" in page.inner_text("#events")
@@ -149,11 +170,14 @@ def test_viewer_cannot_approve(lab, browser):
     assert page.locator("[data-testid=controls]").count() == 0
     assert "viewer" in page.inner_text("[data-testid=viewer-note]")
     # forge the approve request with the viewer's own valid session and CSRF token
-    status = page.evaluate("""async (id) => {
+    status = page.evaluate(
+        """async (id) => {
         const token = document.querySelector('input[name=csrf_token]').value;
         const r = await fetch(`/proposals/${id}/approve`, {method: 'POST',
             body: new URLSearchParams({csrf_token: token})});
-        return r.status; }""", ids[0])
+        return r.status; }""",
+        ids[0],
+    )
     assert status == 403
     with Session(lab["db"]) as s:
         assert not s.exec(select(Approval).where(Approval.proposal_id == ids[0])).all()
@@ -164,9 +188,14 @@ def test_unauthenticated_requests_are_refused(lab, browser):
     ctx = browser.new_context()
     page = ctx.new_page()
     page.goto(f"{lab['base']}/campaigns/small")
-    assert "/login?next=/campaigns/small" in page.url and page.locator("input[name=password]").count() == 1
+    assert (
+        "/login?next=/campaigns/small" in page.url
+        and page.locator("input[name=password]").count() == 1
+    )
     assert ctx.request.get(f"{lab['base']}/api/campaigns").status == 401
-    assert ctx.request.post(f"{lab['base']}/campaigns/small/approve", form={"all": "1"}).status == 401
+    assert (
+        ctx.request.post(f"{lab['base']}/campaigns/small/approve", form={"all": "1"}).status == 401
+    )
     ctx.close()
 
 
@@ -177,8 +206,15 @@ def _in_view(page, locator, width: int, height: int) -> None:
 
 
 def test_on_a_phone_the_decision_buttons_are_on_screen_and_the_result_in_view(lab, browser):
-    page = _login(browser, lab["base"], "ana", viewport={"width": 390, "height": 844}, is_mobile=True,
-                  has_touch=True, device_scale_factor=2)
+    page = _login(
+        browser,
+        lab["base"],
+        "ana",
+        viewport={"width": 390, "height": 844},
+        is_mobile=True,
+        has_touch=True,
+        device_scale_factor=2,
+    )
     ids = _pending_ids(page)
     page.wait_for_timeout(1500)  # the live refresh right after loading replaces the buttons
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing off to the side
@@ -214,7 +250,9 @@ def test_an_idle_page_notices_the_ended_session_and_leads_to_login(lab, browser)
     page = _login(browser, lab["base"], "vic")
     _pending_ids(page)
     page.context.clear_cookies()
-    page.evaluate("document.dispatchEvent(new Event('cellpilot:refresh'))")  # as a live update would
+    page.evaluate(
+        "document.dispatchEvent(new Event('cellpilot:refresh'))"
+    )  # as a live update would
     page.wait_for_url(lambda url: "/login?expired=2&next=" in url and "campaigns" in url)
     assert "log in to continue" in page.inner_text("[data-testid=login-expired]")
     page.close()

@@ -56,7 +56,9 @@ def test_two_consoles_keep_their_own_session_cookies(seeded, ledger_url):
     assert cb.get("/api/campaigns").status_code == 401
     login(cb, "vic")
     assert {"cellpilot_session_8001", "cellpilot_session_8002"} <= set(cb.cookies)
-    assert TestClient(a, cookies=cb.cookies).get("/api/campaigns").status_code == 200  # ana still logged in
+    assert (
+        TestClient(a, cookies=cb.cookies).get("/api/campaigns").status_code == 200
+    )  # ana still logged in
 
 
 def test_approve_all_approves_exactly_the_rows_shown_and_no_escalated_one(app, seeded):
@@ -67,12 +69,19 @@ def test_approve_all_approves_exactly_the_rows_shown_and_no_escalated_one(app, s
     assert shown == [a, b] and "Approve all 2 inside the policy" in page and "1 escalated" in page
     with Session(seeded) as s:  # the planner adds a proposal after the page was drawn
         p = s.get(Proposal, a)
-        late = Proposal(campaign_id=p.campaign_id, round_id=p.round_id, position=9, planner="bayesian",
-                        params={"drug_a_um": 0.4, "drug_b_um": 0.4})
+        late = Proposal(
+            campaign_id=p.campaign_id,
+            round_id=p.round_id,
+            position=9,
+            planner="bayesian",
+            params={"drug_a_um": 0.4, "drug_b_um": 0.4},
+        )
         s.add(late)
         s.commit()
         late_id = late.id
-    r = c.post("/campaigns/small/approve", data={"csrf_token": csrf_of(c), "all": "1", "shown": shown})
+    r = c.post(
+        "/campaigns/small/approve", data={"csrf_token": csrf_of(c), "all": "1", "shown": shown}
+    )
     assert f"approved 2 proposal(s): {a}, {b}" in r.text
     assert _status(seeded, e) == "proposed" and _status(seeded, late_id) == "proposed"
 
@@ -98,7 +107,10 @@ def test_a_row_decided_meanwhile_stops_the_bulk_approval(app, seeded):
     token = csrf_of(c)
     reject(seeded, b, "precipitates", "ben")  # another operator, between drawing and clicking
     r = c.post("/campaigns/small/approve", data={"csrf_token": token, "all": "1", "shown": [a, b]})
-    assert f"proposal {b} was already rejected by ben at" in r.text and "nothing was approved" in r.text
+    assert (
+        f"proposal {b} was already rejected by ben at" in r.text
+        and "nothing was approved" in r.text
+    )
     assert _status(seeded, a) == "proposed"
 
 
@@ -130,8 +142,14 @@ def test_predictions_that_break_a_constraint_and_failed_plates_are_flagged(app, 
         p = s.get(Proposal, _ids(seeded)[0])
         p.predicted_mean = {**p.predicted_mean, "normal_viability": 0.41}
         s.add(p)
-        old = Round(campaign_id=p.campaign_id, index=1, plate_id="small-P000", status="analyzed", plate_ok=False,
-                    z_prime={"tumour_count": 0.21})
+        old = Round(
+            campaign_id=p.campaign_id,
+            index=1,
+            plate_id="small-P000",
+            status="analyzed",
+            plate_ok=False,
+            z_prime={"tumour_count": 0.21},
+        )
         s.add(old)
         s.commit()
     page = _as(app, "vic").get("/campaigns/small").text
@@ -143,8 +161,11 @@ def test_predictions_that_break_a_constraint_and_failed_plates_are_flagged(app, 
 def test_a_refused_edit_redirects_and_shows_the_error_next_to_the_form(app, seeded):
     c = _as(app, "ana")
     a = _ids(seeded)[0]
-    r = c.post(f"/proposals/{a}/edit", data={"csrf_token": csrf_of(c), "p:drug_a_um": "50", "reason": "try"},
-               follow_redirects=False)
+    r = c.post(
+        f"/proposals/{a}/edit",
+        data={"csrf_token": csrf_of(c), "p:drug_a_um": "50", "reason": "try"},
+        follow_redirects=False,
+    )
     assert r.status_code == 303 and r.headers["location"] == f"/campaigns/small#p{a}"
     page = c.get(r.headers["location"]).text
     assert 'data-testid="edit-error"' in page and "outside [0.01, 10.0]" in page
@@ -156,32 +177,56 @@ def test_a_refused_edit_redirects_and_shows_the_error_next_to_the_form(app, seed
 def test_an_expired_session_sends_a_browser_to_login_and_back(app, seeded):
     c = TestClient(app)
     back = "http://testserver/campaigns/small"
-    r = c.post(f"/proposals/{_ids(seeded)[0]}/approve", data={"csrf_token": "old"},
-               headers={**HTML, "Referer": back}, follow_redirects=False)
-    assert r.status_code == 303 and r.headers["location"] == "/login?expired=1&next=/campaigns/small"
+    r = c.post(
+        f"/proposals/{_ids(seeded)[0]}/approve",
+        data={"csrf_token": "old"},
+        headers={**HTML, "Referer": back},
+        follow_redirects=False,
+    )
+    assert (
+        r.status_code == 303 and r.headers["location"] == "/login?expired=1&next=/campaigns/small"
+    )
     page = c.get(r.headers["location"]).text
     assert "Your session ended, so your last action was not done" in page
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    done = c.post("/login", data={"username": "ana", "password": "ana-operator-pw", "csrf_token": token,
-                                  "next": "/campaigns/small"}, follow_redirects=False)
+    done = c.post(
+        "/login",
+        data={
+            "username": "ana",
+            "password": "ana-operator-pw",
+            "csrf_token": token,
+            "next": "/campaigns/small",
+        },
+        follow_redirects=False,
+    )
     assert done.headers["location"] == "/campaigns/small"
     assert not Session(seeded).exec(select(Approval)).all()
 
 
 def test_a_stale_csrf_token_goes_back_to_the_page_with_the_reason(app, seeded):
     c = _as(app, "ana")
-    r = c.post("/campaigns/small/control/pause", data={"csrf_token": "from-an-old-tab"},
-               headers={**HTML, "Referer": "http://testserver/campaigns/small"}, follow_redirects=False)
+    r = c.post(
+        "/campaigns/small/control/pause",
+        data={"csrf_token": "from-an-old-tab"},
+        headers={**HTML, "Referer": "http://testserver/campaigns/small"},
+        follow_redirects=False,
+    )
     assert r.status_code == 303 and r.headers["location"] == "/campaigns/small"
     assert "the page was out of date, so nothing was done" in c.get("/campaigns/small").text
-    scripted = c.post("/campaigns/small/control/pause", data={"csrf_token": "x"})  # not a browser: JSON
+    scripted = c.post(
+        "/campaigns/small/control/pause", data={"csrf_token": "x"}
+    )  # not a browser: JSON
     assert scripted.status_code == 403 and "CSRF" in scripted.json()["detail"]
 
 
 def test_a_stale_login_form_is_replaced_not_refused(app):
     c = TestClient(app)
-    r = c.post("/login", data={"username": "ana", "password": "x", "csrf_token": "old", "next": "/"},
-               headers=HTML, follow_redirects=False)
+    r = c.post(
+        "/login",
+        data={"username": "ana", "password": "x", "csrf_token": "old", "next": "/"},
+        headers=HTML,
+        follow_redirects=False,
+    )
     assert r.status_code == 303 and "error=expired" in r.headers["location"]
 
 
@@ -198,7 +243,9 @@ def test_pause_requested_gives_way_to_paused_once_the_runner_holds(app, seeded):
     assert "Paused by ana" in page and "pause requested" not in page and "Resume" in page
 
 
-def test_serve_warns_about_plain_http_off_loopback_and_names_its_cookies(tmp_path, seeded, ledger_url):
+def test_serve_warns_about_plain_http_off_loopback_and_names_its_cookies(
+    tmp_path, seeded, ledger_url
+):
     from tests.console.conftest import free_port, start_console, stop, wait_http
 
     port = free_port()

@@ -8,8 +8,27 @@ from collections.abc import Iterator
 from typing import Any
 
 ODD_VALUES: list[Any] = [
-    None, "", -1, 0, 1, 1e9, 1e40, float("inf"), float("-inf"), float("nan"), 10**40, -(10**40),
-    "x" * 5000, [], {}, True, "DAPI ", [1, 2], {"a": 1}, "1e9", 0.0001,
+    None,
+    "",
+    -1,
+    0,
+    1,
+    1e9,
+    1e40,
+    float("inf"),
+    float("-inf"),
+    float("nan"),
+    10**40,
+    -(10**40),
+    "x" * 5000,
+    [],
+    {},
+    True,
+    "DAPI ",
+    [1, 2],
+    {"a": 1},
+    "1e9",
+    0.0001,
 ]
 
 

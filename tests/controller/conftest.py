@@ -23,8 +23,10 @@ def small_campaign_data(**overrides) -> dict:
     # One 160 px field per well holds too few nuclei for a meaningful Z' or control CV: the QC
     # gate would hold most plates. Its thresholds are relaxed here; tests/controller/test_qc_gate.py
     # exercises the gate with the analyzer's defaults.
-    data["analyzer"] = {"name": "nuclei_coculture",
-                        "settings": {"z_prime_min": -1000.0, "max_control_cv": 100.0, "max_flagged_fraction": 1.0}}
+    data["analyzer"] = {
+        "name": "nuclei_coculture",
+        "settings": {"z_prime_min": -1000.0, "max_control_cv": 100.0, "max_flagged_fraction": 1.0},
+    }
     data["planner"] = {"name": "sobol", "batch_size": 6}
     s = data["protocol"]["settings"]
     s.update(replicates=2, negative_controls=4, positive_controls=4, time_zero_wells=0)
@@ -44,7 +46,10 @@ def write_campaign(tmp_path):
     def write(filename: str = "small.yaml", **overrides) -> Path:
         data = small_campaign_data(**overrides)
         data.setdefault("ledger", {})
-        data["ledger"] = {"url": f"sqlite:///{tmp_path / 'ledger.db'}", "data_dir": str(tmp_path / "data")}
+        data["ledger"] = {
+            "url": f"sqlite:///{tmp_path / 'ledger.db'}",
+            "data_dir": str(tmp_path / "data"),
+        }
         path = tmp_path / filename
         path.write_text(yaml.safe_dump(data, sort_keys=False))
         return path
@@ -52,14 +57,24 @@ def write_campaign(tmp_path):
     return write
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 300,
-            input_text: str | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict | None = None, timeout: float = 300, input_text: str | None = None
+) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "controller.cli", *args], capture_output=True,
-                          text=True, env=full_env, timeout=timeout, cwd=ROOT, input=input_text)
+    return subprocess.run(
+        [sys.executable, "-m", "controller.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        cwd=ROOT,
+        input=input_text,
+    )
 
 
-PG_ADMIN = os.environ.get("CELLPILOT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN = os.environ.get(
+    "CELLPILOT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 
 
 @pytest.fixture

@@ -24,8 +24,13 @@ def _events(url: str, kind: str) -> list[dict]:
 def test_plate_pipetted_under_one_file_is_analysed_under_the_amended_one(write_campaign) -> None:
     path: Path = write_campaign(budget={"rounds": 1})
     url = load_campaign(path).ledger.url
-    killed = run_cli("run", str(path), "--dry-run", "--quiet",
-                     env={"CELLPILOT_FAILPOINT": "step_executed/dispense:6"})
+    killed = run_cli(
+        "run",
+        str(path),
+        "--dry-run",
+        "--quiet",
+        env={"CELLPILOT_FAILPOINT": "step_executed/dispense:6"},
+    )
     assert killed.returncode != 0  # killed mid-plate, wells already dispensed
 
     data = yaml.safe_load(path.read_text())
@@ -40,7 +45,9 @@ def test_plate_pipetted_under_one_file_is_analysed_under_the_amended_one(write_c
     status = json.loads(run_cli("status", "--campaign", "small", "--json", "--ledger", url).stdout)
     assert status["status"] == "completed" and status["valid_experiments"] == 6
     (amended,) = _events(url, "campaign_amended")
-    assert amended["changed"] == ["analyzer.settings.min_snr"] and amended["old"] == {"analyzer.settings.min_snr": None}
+    assert amended["changed"] == ["analyzer.settings.min_snr"] and amended["old"] == {
+        "analyzer.settings.min_snr": None
+    }
     assert run_cli("verify", "--ledger", url).returncode == 0
     # The amended file is now the campaign's file: a plain resume needs no --amend.
     assert run_cli("run", str(path), "--dry-run", "--quiet").returncode == 0

@@ -28,9 +28,14 @@ def _refused(data: dict, match: str) -> None:
 
 
 def test_unknown_analyzer_and_settings_are_refused() -> None:
-    _refused(small_campaign_data(analyzer={"name": "nuclei_cocultur"}), "analyzer.name: .*nuclei_cocultur")
-    _refused(small_campaign_data(analyzer={"name": "nuclei_coculture", "settings": {"min_snrr": 3}}),
-             r"analyzer.settings: min_snrr: unknown field")
+    _refused(
+        small_campaign_data(analyzer={"name": "nuclei_cocultur"}),
+        "analyzer.name: .*nuclei_cocultur",
+    )
+    _refused(
+        small_campaign_data(analyzer={"name": "nuclei_coculture", "settings": {"min_snrr": 3}}),
+        r"analyzer.settings: min_snrr: unknown field",
+    )
 
 
 def test_metrics_must_be_produced_by_the_analyzer() -> None:
@@ -48,16 +53,27 @@ def test_channels_must_exist_on_the_microscope_and_feed_the_analyzer() -> None:
     _refused(data, r"analyzer.settings: needs channels \['RFP'\] the protocol does not image")
 
 
-@pytest.mark.parametrize(("path", "value", "match"), [
-    (("protocol", "settings", "imaging", "fields_per_well"), 10**9, "fields_per_well: .*less than or equal to 400"),
-    (("protocol", "settings", "incubation_h"), math.inf, "incubation_h: .*finite"),
-    (("protocol", "settings", "incubation_h"), 1e40, "incubation_h: .*less than or equal"),
-    (("seed",), 10**40, "seed: .*less than or equal"),
-    (("planner", "settings"), {"profile": {}}, "planner.settings: "),
-    (("planner", "batch_size"), 0, "batch_size must be"),
-    (("instruments", "microscope", "settings"), {"zoom": 2}, r"unknown settings \['zoom'\]"),
-    (("instruments", "liquid_handler", "settings"), {"tip_capacity_ul": "big"}, "not a finite number"),
-])
+@pytest.mark.parametrize(
+    ("path", "value", "match"),
+    [
+        (
+            ("protocol", "settings", "imaging", "fields_per_well"),
+            10**9,
+            "fields_per_well: .*less than or equal to 400",
+        ),
+        (("protocol", "settings", "incubation_h"), math.inf, "incubation_h: .*finite"),
+        (("protocol", "settings", "incubation_h"), 1e40, "incubation_h: .*less than or equal"),
+        (("seed",), 10**40, "seed: .*less than or equal"),
+        (("planner", "settings"), {"profile": {}}, "planner.settings: "),
+        (("planner", "batch_size"), 0, "batch_size must be"),
+        (("instruments", "microscope", "settings"), {"zoom": 2}, r"unknown settings \['zoom'\]"),
+        (
+            ("instruments", "liquid_handler", "settings"),
+            {"tip_capacity_ul": "big"},
+            "not a finite number",
+        ),
+    ],
+)
 def test_numbers_and_settings_are_bounded(path: tuple, value: object, match: str) -> None:
     data = small_campaign_data()
     parent = data

@@ -21,16 +21,35 @@ runner = CliRunner()
 def test_ome_tiff_and_png_outputs(tmp_path: Path) -> None:
     img, n = render_nuclei(20, 12, 3, seed=1)
     ome = tmp_path / "field.ome.tif"
-    tifffile.imwrite(ome, np.stack([img, img // 3]), ome=True, metadata={
-        "axes": "CYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5,
-        "Channel": {"Name": ["DAPI", "GFP"]},
-    })
+    tifffile.imwrite(
+        ome,
+        np.stack([img, img // 3]),
+        ome=True,
+        metadata={
+            "axes": "CYX",
+            "PhysicalSizeX": 0.5,
+            "PhysicalSizeY": 0.5,
+            "Channel": {"Name": ["DAPI", "GFP"]},
+        },
+    )
     png = tmp_path / "field2.png"
     Image.fromarray((img // 256).astype(np.uint8)).save(png)
     out = tmp_path / "out"
     for path, channel in ((ome, ["--channel", "DAPI"]), (png, [])):
-        result = runner.invoke(app, ["analyze", str(path), *channel, "--nucleus-diameter-um",
-                                     "10", "--pixel-size-um", "0.5", "--out", str(out)])
+        result = runner.invoke(
+            app,
+            [
+                "analyze",
+                str(path),
+                *channel,
+                "--nucleus-diameter-um",
+                "10",
+                "--pixel-size-um",
+                "0.5",
+                "--out",
+                str(out),
+            ],
+        )
         assert result.exit_code == 0, result.output
     for stem in ("field", "field2"):
         labels = tifffile.imread(out / f"{stem}_labels.tif")
@@ -47,8 +66,9 @@ def test_pixel_size_from_ome_metadata(tmp_path: Path) -> None:
     img, _ = render_nuclei(16, 10, 2, seed=2)
     path = tmp_path / "a.ome.tif"
     tifffile.imwrite(path, img, ome=True, metadata={"axes": "YX", "PhysicalSizeX": 0.625})
-    result = runner.invoke(app, ["analyze", str(path), "--nucleus-diameter-um", "10",
-                                 "--out", str(tmp_path / "o")])
+    result = runner.invoke(
+        app, ["analyze", str(path), "--nucleus-diameter-um", "10", "--out", str(tmp_path / "o")]
+    )
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "o" / "a_nuclei.json").read_text())
     assert data["pixel_size_um"] == 0.625 and data["diameter_px"] == 16.0
@@ -57,10 +77,15 @@ def test_pixel_size_from_ome_metadata(tmp_path: Path) -> None:
 def _bad_files(tmp: Path) -> dict[str, tuple[Path, list[str], str]]:
     img, _ = render_nuclei(12, 4, 0, seed=3, shape=(64, 64))
     (tmp / "text.tif").write_text("not an image")
-    tifffile.imwrite(tmp / "stack.tif", np.stack([img] * 4), photometric="minisblack",
-                     metadata={"axes": "ZYX"})
-    tifffile.imwrite(tmp / "two.ome.tif", np.stack([img, img]), ome=True,
-                     metadata={"axes": "CYX", "Channel": {"Name": ["DAPI", "GFP"]}})
+    tifffile.imwrite(
+        tmp / "stack.tif", np.stack([img] * 4), photometric="minisblack", metadata={"axes": "ZYX"}
+    )
+    tifffile.imwrite(
+        tmp / "two.ome.tif",
+        np.stack([img, img]),
+        ome=True,
+        metadata={"axes": "CYX", "Channel": {"Name": ["DAPI", "GFP"]}},
+    )
     tifffile.imwrite(tmp / "flat.tif", np.zeros((64, 64), np.uint16))
     Image.fromarray(np.zeros((1, 1), np.uint8)).save(tmp / "tiny.png")
     return {
@@ -74,8 +99,10 @@ def _bad_files(tmp: Path) -> dict[str, tuple[Path, list[str], str]]:
     }
 
 
-@pytest.mark.parametrize("case", ["not an image", "3-D", "wrong channel", "no channel chosen",
-                                  "empty", "too small", "missing"])
+@pytest.mark.parametrize(
+    "case",
+    ["not an image", "3-D", "wrong channel", "no channel chosen", "empty", "too small", "missing"],
+)
 def test_bad_file_one_line_exit_2(tmp_path: Path, case: str) -> None:
     path, extra, message = _bad_files(tmp_path)[case]
     result = runner.invoke(app, ["analyze", str(path), *extra, "--out", str(tmp_path / "o")])
@@ -89,8 +116,9 @@ def test_diameter_in_um_needs_a_pixel_size(tmp_path: Path) -> None:
     img, _ = render_nuclei(12, 6, 0, seed=4, shape=(96, 96))
     path = tmp_path / "plain.png"
     Image.fromarray((img // 256).astype(np.uint8)).save(path)
-    result = runner.invoke(app, ["analyze", str(path), "--nucleus-diameter-um", "10",
-                                 "--out", str(tmp_path / "o")])
+    result = runner.invoke(
+        app, ["analyze", str(path), "--nucleus-diameter-um", "10", "--out", str(tmp_path / "o")]
+    )
     assert result.exit_code == 2 and "--pixel-size-um" in result.stderr
 
 
@@ -98,8 +126,9 @@ def test_good_and_bad_files_together(tmp_path: Path) -> None:
     img, _ = render_nuclei(12, 8, 2, seed=5, shape=(128, 128))
     good = tmp_path / "good.tif"
     tifffile.imwrite(good, img)
-    result = runner.invoke(app, ["analyze", str(good), str(tmp_path / "missing.png"),
-                                 "--out", str(tmp_path / "o")])
+    result = runner.invoke(
+        app, ["analyze", str(good), str(tmp_path / "missing.png"), "--out", str(tmp_path / "o")]
+    )
     assert result.exit_code == 2
     assert (tmp_path / "o" / "good_labels.tif").exists()
     assert len([ln for ln in result.stderr.splitlines() if ln.strip()]) == 1

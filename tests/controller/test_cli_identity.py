@@ -40,30 +40,69 @@ def test_a_shared_ledger_needs_an_account(pg_url):
 
     anon = run_cli("approve", str(ids[0]), "--as", "boss", "--ledger", pg_url)
     assert anon.returncode == 2 and "shared" in anon.stderr and "--user" in anon.stderr
-    wrong = run_cli("approve", str(ids[0]), "--user", "ana", "--password-stdin", "--ledger", pg_url,
-                    input_text="nope\n")
+    wrong = run_cli(
+        "approve",
+        str(ids[0]),
+        "--user",
+        "ana",
+        "--password-stdin",
+        "--ledger",
+        pg_url,
+        input_text="nope\n",
+    )
     assert wrong.returncode == 2 and "wrong user name or password" in wrong.stderr
-    ok = run_cli("approve", str(ids[0]), "--user", "ana", "--password-stdin", "--ledger", pg_url,
-                 input_text="ana-password\n")
+    ok = run_cli(
+        "approve",
+        str(ids[0]),
+        "--user",
+        "ana",
+        "--password-stdin",
+        "--ledger",
+        pg_url,
+        input_text="ana-password\n",
+    )
     assert ok.returncode == 0, ok.stderr
-    viewer = run_cli("reject", str(ids[1]), "--reason", "x", "--user", "vic", "--password-stdin",
-                     "--ledger", pg_url, input_text="vic-password\n")
+    viewer = run_cli(
+        "reject",
+        str(ids[1]),
+        "--reason",
+        "x",
+        "--user",
+        "vic",
+        "--password-stdin",
+        "--ledger",
+        pg_url,
+        input_text="vic-password\n",
+    )
     assert viewer.returncode == 2 and "viewer" in viewer.stderr
 
     made = run_cli("users", "token", "ana", "--label", "night shift", "--ledger", pg_url)
     assert made.returncode == 0 and made.stdout.startswith("cpt_")
     token = made.stdout.strip()
-    by_token = run_cli("reject", str(ids[1]), "--reason", "precipitates", "--as", "boss", "--ledger", pg_url,
-                       env={"CELLPILOT_TOKEN": token})
+    by_token = run_cli(
+        "reject",
+        str(ids[1]),
+        "--reason",
+        "precipitates",
+        "--as",
+        "boss",
+        "--ledger",
+        pg_url,
+        env={"CELLPILOT_TOKEN": token},
+    )
     assert by_token.returncode == 0, by_token.stderr
-    bad = run_cli("approve", str(ids[2]), "--ledger", pg_url, env={"CELLPILOT_TOKEN": token[:-2] + "xx"})
+    bad = run_cli(
+        "approve", str(ids[2]), "--ledger", pg_url, env={"CELLPILOT_TOKEN": token[:-2] + "xx"}
+    )
     assert bad.returncode == 2 and "not a valid token" in bad.stderr
     assert run_cli("users", "revoke-tokens", "ana", "--ledger", pg_url).returncode == 0
     revoked = run_cli("approve", str(ids[2]), "--ledger", pg_url, env={"CELLPILOT_TOKEN": token})
     assert revoked.returncode == 2
 
     with Session(db) as s:
-        decisions = {a.proposal_id: (a.decision, a.actor, a.claimed_as) for a in s.exec(select(Approval))}
+        decisions = {
+            a.proposal_id: (a.decision, a.actor, a.claimed_as) for a in s.exec(select(Approval))
+        }
         assert decisions == {ids[0]: ("approved", "ana", None), ids[1]: ("rejected", "ana", "boss")}
         kinds = [e.kind for e in s.exec(select(Event).where(Event.campaign_id.is_(None)))]
         assert {"token_created", "token_revoked", "login_succeeded", "login_failed"} <= set(kinds)

@@ -29,8 +29,10 @@ from tests.controller.conftest import run_cli
 
 
 def test_closed_loop_records_everything(write_campaign, tmp_path):
-    path = write_campaign(planner={"name": "bayesian", "batch_size": 6, "settings": {"profile": "fast"}},
-                          budget={"rounds": 3})
+    path = write_campaign(
+        planner={"name": "bayesian", "batch_size": 6, "settings": {"profile": "fast"}},
+        budget={"rounds": 3},
+    )
     spec = load_campaign(path)
     seen: list[EventKind] = []
     bus = EventBus()
@@ -56,7 +58,9 @@ def test_closed_loop_records_everything(write_campaign, tmp_path):
             assert r.status == "analyzed" and r.z_prime["tumour_count"] is not None
             wells = s.exec(select(Well).where(Well.round_id == r.id)).all()
             assert len(wells) == 6 * 2 + 4 + 4
-            assert {st.status for st in s.exec(select(Step).where(Step.round_id == r.id))} == {"done"}
+            assert {st.status for st in s.exec(select(Step).where(Step.round_id == r.id))} == {
+                "done"
+            }
             raws = s.exec(select(RawData).where(RawData.round_id == r.id)).all()
             assert {w.well for w in wells} == {raw.well for raw in raws}
             for raw in raws:
@@ -72,8 +76,14 @@ def test_closed_loop_records_everything(write_campaign, tmp_path):
         per_exp = s.exec(select(Measurement).where(Measurement.well_id.is_(None))).all()
         assert len({m.experiment_id for m in per_exp}) == 18
         assert verify_chain(s, camp.id)[0]
-    for kind in (EventKind.ROUND_PROPOSED, EventKind.ROUND_COMPILED, EventKind.STEP_DONE,
-                 EventKind.IMAGE_ACQUIRED, EventKind.ROUND_ANALYZED, EventKind.CAMPAIGN_COMPLETED):
+    for kind in (
+        EventKind.ROUND_PROPOSED,
+        EventKind.ROUND_COMPILED,
+        EventKind.STEP_DONE,
+        EventKind.IMAGE_ACQUIRED,
+        EventKind.ROUND_ANALYZED,
+        EventKind.CAMPAIGN_COMPLETED,
+    ):
         assert kind in seen
 
     status = run_cli("status", "--campaign", "small", "--json", "--ledger", spec.ledger.url)

@@ -29,13 +29,13 @@ from simulators.world import SimulatedLab
 from tests.controller.conftest import run_cli
 
 KILL_POINTS = [
-    "round_proposed:1",               # proposals committed, nothing approved
-    "step_started/dispense:7",        # journaled started, liquid not moved
-    "step_executed/dispense:9",       # liquid moved, done not journaled
-    "step_started/aspirate:30",       # tip being filled
-    "step_started/incubate:1",        # in the incubator
-    "step_executed/acquire:5",        # image written, not journaled
-    "before_analysis_commit:1",       # measurements computed, not committed
+    "round_proposed:1",  # proposals committed, nothing approved
+    "step_started/dispense:7",  # journaled started, liquid not moved
+    "step_executed/dispense:9",  # liquid moved, done not journaled
+    "step_started/aspirate:30",  # tip being filled
+    "step_started/incubate:1",  # in the incubator
+    "step_executed/acquire:5",  # image written, not journaled
+    "before_analysis_commit:1",  # measurements computed, not committed
 ]
 
 
@@ -52,11 +52,20 @@ def _check_wells_exact(spec, db, data_dir):
     with Session(db) as s:
         camp = s.exec(select(Campaign).where(Campaign.name == spec.name)).one()
         for r in s.exec(select(Round).where(Round.campaign_id == camp.id)):
-            steps = [STEP_ADAPTER.validate_python(st.payload)
-                     for st in s.exec(select(Step).where(Step.round_id == r.id).order_by(Step.seq))]
-            exps = s.exec(select(Experiment).where(Experiment.round_id == r.id).order_by(Experiment.position))
-            compiled = CompiledPlate(protocol=spec.protocol.name, layout=PlateLayout.model_validate(r.layout),
-                                     steps=steps, experiments=[e.params for e in exps], seed=0)
+            steps = [
+                STEP_ADAPTER.validate_python(st.payload)
+                for st in s.exec(select(Step).where(Step.round_id == r.id).order_by(Step.seq))
+            ]
+            exps = s.exec(
+                select(Experiment).where(Experiment.round_id == r.id).order_by(Experiment.position)
+            )
+            compiled = CompiledPlate(
+                protocol=spec.protocol.name,
+                layout=PlateLayout.model_validate(r.layout),
+                steps=steps,
+                experiments=[e.params for e in exps],
+                seed=0,
+            )
             expected = proto.expected_contents(compiled)
             wells = {w.well: w for w in s.exec(select(Well).where(Well.round_id == r.id))}
             for name, exp in expected.items():
@@ -67,7 +76,11 @@ def _check_wells_exact(spec, db, data_dir):
                 got = state.concentrations_um()
                 assert set(got) == set(exp.concentrations_um), (r.plate_id, name)
                 for reagent, conc in exp.concentrations_um.items():
-                    assert got[reagent] == pytest.approx(conc, rel=1e-6), (r.plate_id, name, reagent)
+                    assert got[reagent] == pytest.approx(conc, rel=1e-6), (
+                        r.plate_id,
+                        name,
+                        reagent,
+                    )
 
 
 def test_sigkill_at_every_kind_of_point_then_resume(write_campaign, tmp_path):
@@ -94,7 +107,9 @@ def test_sigkill_at_every_kind_of_point_then_resume(write_campaign, tmp_path):
         steps = list(s.exec(select(Step)))
         assert {st.status for st in steps} <= {"done", "skipped"}
         # the uncertain dispense was resolved by asking the handler, not by repeating it
-        assert any("confirmed by the handler" in (st.result or {}).get("resolution", "") for st in steps)
+        assert any(
+            "confirmed by the handler" in (st.result or {}).get("resolution", "") for st in steps
+        )
         raws = list(s.exec(select(RawData)))
         assert len(raws) == len({(r.round_id, r.well) for r in raws})
         for r in raws:
@@ -106,15 +121,25 @@ def test_sigkill_at_every_kind_of_point_then_resume(write_campaign, tmp_path):
     assert ref.returncode == 0, ref.stderr
     with Session(db) as s:
         ref_camp = s.exec(select(Campaign).where(Campaign.name == "reference")).one()
-        n_ref = len(s.exec(select(Experiment).where(Experiment.campaign_id == ref_camp.id,
-                                                    Experiment.status == "measured")).all())
+        n_ref = len(
+            s.exec(
+                select(Experiment).where(
+                    Experiment.campaign_id == ref_camp.id, Experiment.status == "measured"
+                )
+            ).all()
+        )
     assert n_ref == len(valid)
 
 
 def test_uncertain_dispense_without_volume_sensing_is_quarantined(write_campaign, tmp_path):
     path = write_campaign(simulation={"reports_volumes": False}, budget={"rounds": 1})
-    proc = run_cli("run", str(path), "--dry-run", "--quiet",
-                   env={"CELLPILOT_FAILPOINT": "step_executed/dispense:4"})
+    proc = run_cli(
+        "run",
+        str(path),
+        "--dry-run",
+        "--quiet",
+        env={"CELLPILOT_FAILPOINT": "step_executed/dispense:4"},
+    )
     assert proc.returncode == -signal.SIGKILL
     final = run_cli("run", str(path), "--dry-run", "--quiet")
     assert final.returncode == 0, final.stderr

@@ -25,8 +25,14 @@ from tests.controller.conftest import ROOT, run_cli
 
 def _start(path, *extra):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    return subprocess.Popen([sys.executable, "-m", "controller.cli", "run", str(path), "--dry-run", "--quiet", *extra],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "controller.cli", "run", str(path), "--dry-run", "--quiet", *extra],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for(predicate, timeout=60.0, what="condition"):
@@ -48,12 +54,17 @@ def _pending(url):
 
 
 def test_policy_verdict():
-    pol = ApprovalPolicySpec(signed_by="ana", parameter_bounds={"x": (0, 1)}, max_plates=2,
-                             max_reagent_ul={"drug_a": 10})
+    pol = ApprovalPolicySpec(
+        signed_by="ana", parameter_bounds={"x": (0, 1)}, max_plates=2, max_reagent_ul={"drug_a": 10}
+    )
     assert policy_verdict(pol, {"x": 0.5}, plates_run=0, reagent_needed_ul={"drug_a": 5}) is None
-    assert "outside the signed bounds" in policy_verdict(pol, {"x": 2}, plates_run=0, reagent_needed_ul={})
+    assert "outside the signed bounds" in policy_verdict(
+        pol, {"x": 2}, plates_run=0, reagent_needed_ul={}
+    )
     assert "allows 2 plates" in policy_verdict(pol, {"x": 0.5}, plates_run=2, reagent_needed_ul={})
-    assert "drug_a would reach 12.0" in policy_verdict(pol, {"x": 0.5}, plates_run=0, reagent_needed_ul={"drug_a": 12})
+    assert "drug_a would reach 12.0" in policy_verdict(
+        pol, {"x": 0.5}, plates_run=0, reagent_needed_ul={"drug_a": 12}
+    )
 
 
 def test_manual_approval_edit_and_rejection_from_another_process(write_campaign):
@@ -66,13 +77,34 @@ def test_manual_approval_edit_and_rejection_from_another_process(write_campaign)
         ids = [p["id"] for p in first]
         bad = run_cli("edit", str(ids[0]), "drug_a_um=50", "--ledger", url, "--as", "ana")
         assert bad.returncode == 2 and "outside" in bad.stderr
-        assert run_cli("edit", str(ids[0]), "drug_a_um=0.5", "--reason", "known toxic above 1 uM",
-                       "--ledger", url, "--as", "ana").returncode == 0
-        assert run_cli("reject", str(ids[1]), "--reason", "precipitates", "--ledger", url, "--as", "ana").returncode == 0
+        assert (
+            run_cli(
+                "edit",
+                str(ids[0]),
+                "drug_a_um=0.5",
+                "--reason",
+                "known toxic above 1 uM",
+                "--ledger",
+                url,
+                "--as",
+                "ana",
+            ).returncode
+            == 0
+        )
+        assert (
+            run_cli(
+                "reject", str(ids[1]), "--reason", "precipitates", "--ledger", url, "--as", "ana"
+            ).returncode
+            == 0
+        )
         again = run_cli("reject", str(ids[1]), "--reason", "twice", "--ledger", url)
         assert again.returncode == 5 and f"already rejected by {ME} at" in again.stderr
-        assert run_cli("approve", *map(str, ids[2:]), "--ledger", url, "--as", "ben").returncode == 0
-        second = _wait_for(lambda: [p for p in _pending(url) if p["round"] == 2], what="round 2 proposals")
+        assert (
+            run_cli("approve", *map(str, ids[2:]), "--ledger", url, "--as", "ben").returncode == 0
+        )
+        second = _wait_for(
+            lambda: [p for p in _pending(url) if p["round"] == 2], what="round 2 proposals"
+        )
         assert run_cli("approve", "--all", "--ledger", url, "--as", "ben", "--json").returncode == 0
         assert proc.wait(timeout=120) == 0, proc.stderr.read()
     finally:
@@ -81,19 +113,35 @@ def test_manual_approval_edit_and_rejection_from_another_process(write_campaign)
     with Session(db) as s:
         edited = s.exec(select(Proposal).where(Proposal.id == ids[0])).one()
         exp = s.exec(select(Experiment).where(Experiment.proposal_id == ids[0])).one()
-        assert edited.status == "edited" and edited.params["drug_a_um"] != 0.5  # planner's original kept
-        assert exp.params["drug_a_um"] == 0.5 and exp.status == "measured"  # the operator's version ran
+        assert (
+            edited.status == "edited" and edited.params["drug_a_um"] != 0.5
+        )  # planner's original kept
+        assert (
+            exp.params["drug_a_um"] == 0.5 and exp.status == "measured"
+        )  # the operator's version ran
         assert not s.exec(select(Experiment).where(Experiment.proposal_id == ids[1])).all()
         rejected = s.exec(select(Approval).where(Approval.proposal_id == ids[1])).one()
         # on a local SQLite ledger the actor is the OS user; --as is recorded as a claim beside it
         assert (rejected.decision, rejected.actor, rejected.claimed_as, rejected.reason) == (
-            "rejected", ME, "ana", "precipitates")
-        assert {(a.actor, a.claimed_as) for a in s.exec(select(Approval))} == {(ME, "ana"), (ME, "ben")}
+            "rejected",
+            ME,
+            "ana",
+            "precipitates",
+        )
+        assert {(a.actor, a.claimed_as) for a in s.exec(select(Approval))} == {
+            (ME, "ana"),
+            (ME, "ben"),
+        }
         rej_params = s.get(Proposal, ids[1]).params
         assert all(p["params"] != rej_params for p in second)
         assert len([e for e in s.exec(select(Experiment)) if e.status == "measured"]) == 11
         kinds = [e.kind for e in s.exec(select(Event))]
-        assert {"proposal_edited", "proposal_rejected", "proposal_approved", "round_awaiting_approval"} <= set(kinds)
+        assert {
+            "proposal_edited",
+            "proposal_rejected",
+            "proposal_approved",
+            "round_awaiting_approval",
+        } <= set(kinds)
         assert verify_chain(s, s.exec(select(Campaign)).one().id)[0]
 
 
@@ -122,9 +170,17 @@ def webhook():
 def test_policy_mode_runs_unattended_and_escalates_with_alerts(write_campaign, webhook):
     url_hook, received = webhook
     path = write_campaign(
-        approval={"mode": "policy", "poll_s": 0.1, "timeout_h": 0.0004, "on_timeout": "skip_round",
-                  "policy": {"signed_by": "ana", "outside": "wait",
-                             "parameter_bounds": {"drug_a_um": [0.01, 3.0], "drug_b_um": [0.01, 3.0]}}},
+        approval={
+            "mode": "policy",
+            "poll_s": 0.1,
+            "timeout_h": 0.0004,
+            "on_timeout": "skip_round",
+            "policy": {
+                "signed_by": "ana",
+                "outside": "wait",
+                "parameter_bounds": {"drug_a_um": [0.01, 3.0], "drug_b_um": [0.01, 3.0]},
+            },
+        },
         alerts={"webhook_url": url_hook},
     )
     proc = run_cli("run", str(path), "--dry-run", "--quiet")
@@ -148,9 +204,17 @@ def test_policy_mode_runs_unattended_and_escalates_with_alerts(write_campaign, w
 
 
 def test_policy_clip_edits_into_the_envelope(write_campaign):
-    path = write_campaign(approval={"mode": "policy", "policy": {
-        "signed_by": "ana", "outside": "clip", "parameter_bounds": {"drug_a_um": [0.01, 1.0]}}},
-        budget={"rounds": 1})
+    path = write_campaign(
+        approval={
+            "mode": "policy",
+            "policy": {
+                "signed_by": "ana",
+                "outside": "clip",
+                "parameter_bounds": {"drug_a_um": [0.01, 1.0]},
+            },
+        },
+        budget={"rounds": 1},
+    )
     assert run_cli("run", str(path), "--dry-run", "--quiet").returncode == 0
     db = open_ledger_engine(load_campaign(path).ledger.url)
     with Session(db) as s:
@@ -160,12 +224,17 @@ def test_policy_clip_edits_into_the_envelope(write_campaign):
 
 
 def test_manual_timeout_pauses_the_campaign(write_campaign):
-    path = write_campaign(approval={"mode": "manual", "poll_s": 0.1, "timeout_h": 0.0002, "on_timeout": "pause"})
+    path = write_campaign(
+        approval={"mode": "manual", "poll_s": 0.1, "timeout_h": 0.0002, "on_timeout": "pause"}
+    )
     proc = run_cli("run", str(path), "--dry-run", "--quiet")
     assert proc.returncode == 3
     assert "nobody decided 6 proposals" in proc.stdout
-    status = json.loads(run_cli("status", "--campaign", "small", "--json",
-                                "--ledger", load_campaign(path).ledger.url).stdout)
+    status = json.loads(
+        run_cli(
+            "status", "--campaign", "small", "--json", "--ledger", load_campaign(path).ledger.url
+        ).stdout
+    )
     assert status["status"] == "paused"
 
 
@@ -182,9 +251,17 @@ def test_pause_resume_and_abort_reach_a_running_campaign(write_campaign):
     try:
         _wait_for(lambda: steps_done() > 20, what="steps")
         assert run_cli("pause", "--ledger", url, "--as", "ana").returncode == 0
-        held = _wait_for(lambda: json.loads(run_cli("status", "--campaign", "small", "--json", "--ledger", url).stdout)
-                         if f"paused by {ME}" in run_cli("status", "--campaign", "small", "--json", "--ledger", url).stdout
-                         else None, what="held")
+        held = _wait_for(
+            lambda: (
+                json.loads(
+                    run_cli("status", "--campaign", "small", "--json", "--ledger", url).stdout
+                )
+                if f"paused by {ME}"
+                in run_cli("status", "--campaign", "small", "--json", "--ledger", url).stdout
+                else None
+            ),
+            what="held",
+        )
         assert held["status"] == "paused"
         n = steps_done()
         time.sleep(1.0)
@@ -199,6 +276,12 @@ def test_pause_resume_and_abort_reach_a_running_campaign(write_campaign):
         camp = s.exec(select(Campaign)).one()
         assert camp.status == "aborted"
         kinds = [e.kind for e in s.exec(select(Event))]
-        assert {"pause_requested", "campaign_held", "campaign_resumed", "abort_requested", "campaign_aborted"} <= set(kinds)
+        assert {
+            "pause_requested",
+            "campaign_held",
+            "campaign_resumed",
+            "abort_requested",
+            "campaign_aborted",
+        } <= set(kinds)
     again = run_cli("run", str(path), "--dry-run", "--quiet")
     assert again.returncode == 2 and "aborted" in again.stderr

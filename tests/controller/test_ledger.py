@@ -45,15 +45,23 @@ def test_older_ledger_opens_in_newer_version(tmp_path):
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "0001")
     with db.begin() as conn:  # what the first version wrote, in its own columns
-        conn.execute(text(
-            "INSERT INTO campaign (name, spec, spec_hash, status, dry_run, clock_s, started_clock_s, "
-            "created_at, updated_at) VALUES ('old', '{}', 'x', 'completed', 1, 5.0, 0.0, "
-            "'2026-01-01 00:00:00', '2026-01-01 00:00:00')"))
+        conn.execute(
+            text(
+                "INSERT INTO campaign (name, spec, spec_hash, status, dry_run, clock_s, started_clock_s, "
+                "created_at, updated_at) VALUES ('old', '{}', 'x', 'completed', 1, 5.0, 0.0, "
+                "'2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+            )
+        )
     db2 = open_ledger_engine(url)
     assert schema_revision(db2) == head_revision()
     with Session(db2) as s:
         camp = s.exec(select(Campaign)).one()
-        assert (camp.name, camp.status, camp.clock_s, camp.control_request) == ("old", "completed", 5.0, None)
+        assert (camp.name, camp.status, camp.clock_s, camp.control_request) == (
+            "old",
+            "completed",
+            5.0,
+            None,
+        )
 
 
 def test_event_chain_detects_tampering_and_deletion(ledger_url):

@@ -24,15 +24,28 @@ def seed_proposals(db, n: int, name: str = "small") -> tuple[int, list[int]]:
     """A campaign whose round 1 holds ``n`` undecided proposals (written directly)."""
     spec = CampaignSpec.model_validate(small_campaign_data(approval={"mode": "manual"}))
     with Session(db) as s:
-        camp = Campaign(name=name, spec=spec.model_dump(mode="json"), spec_hash=spec.spec_hash(), dry_run=True,
-                        status="running")
+        camp = Campaign(
+            name=name,
+            spec=spec.model_dump(mode="json"),
+            spec_hash=spec.spec_hash(),
+            dry_run=True,
+            status="running",
+        )
         s.add(camp)
         s.flush()
         rnd = Round(campaign_id=camp.id, index=0, plate_id=f"{name}-P001")
         s.add(rnd)
         s.flush()
-        props = [Proposal(campaign_id=camp.id, round_id=rnd.id, position=i, planner="sobol",
-                          params={"drug_a_um": 0.1 + i, "drug_b_um": 0.2}) for i in range(n)]
+        props = [
+            Proposal(
+                campaign_id=camp.id,
+                round_id=rnd.id,
+                position=i,
+                planner="sobol",
+                params={"drug_a_um": 0.1 + i, "drug_b_um": 0.2},
+            )
+            for i in range(n)
+        ]
         s.add_all(props)
         append_event(s, camp.id, EventKind.ROUND_PROPOSED, {"round": 1, "n": n})
         s.commit()
@@ -71,7 +84,7 @@ def test_concurrent_decisions_never_fork_the_chain(ledger_url):
     db = open_ledger_engine(ledger_url)
     cid, ids = seed_proposals(db, 20)
     for batch in range(5):
-        chunk = ids[4 * batch: 4 * batch + 4]
+        chunk = ids[4 * batch : 4 * batch + 4]
         results = _together([lambda i=i: operator.approve(db, [i], f"op{i}") for i in chunk])
         assert results == [[i] for i in chunk]
     _chain_ok(db, cid, 1 + 20)
@@ -82,7 +95,10 @@ def test_processes_appending_to_one_chain_keep_it_linear(ledger_url):
     cid, _ = seed_proposals(db, 1)
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(3)
-    procs = [ctx.Process(target=ledger_workers.append_many, args=(ledger_url, cid, 15, barrier)) for _ in range(3)]
+    procs = [
+        ctx.Process(target=ledger_workers.append_many, args=(ledger_url, cid, 15, barrier))
+        for _ in range(3)
+    ]
     for p in procs:
         p.start()
     for p in procs:
@@ -95,8 +111,12 @@ def test_approve_and_reject_race_has_one_winner(ledger_url):
     db = open_ledger_engine(ledger_url)
     cid, ids = seed_proposals(db, 8)
     for pid in ids:
-        results = _together([lambda pid=pid: operator.approve(db, [pid], "ana"),
-                             lambda pid=pid: operator.reject(db, pid, "toxic", "ben")])
+        results = _together(
+            [
+                lambda pid=pid: operator.approve(db, [pid], "ana"),
+                lambda pid=pid: operator.reject(db, pid, "toxic", "ben"),
+            ]
+        )
         errors = [r for r in results if isinstance(r, Exception)]
         assert len(errors) == 1, results
         assert isinstance(errors[0], operator.OperatorError) and "already" in str(errors[0])
@@ -144,7 +164,9 @@ def test_processes_opening_a_new_ledger_together_all_succeed(backend, tmp_path, 
     ctx = mp.get_context("spawn")
     url = f"sqlite:///{tmp_path / 'new.db'}" if backend == "sqlite" else _fresh_pg_database(request)
     barrier, out = ctx.Barrier(6), ctx.Queue()
-    procs = [ctx.Process(target=ledger_workers.open_ledger, args=(url, barrier, out)) for _ in range(6)]
+    procs = [
+        ctx.Process(target=ledger_workers.open_ledger, args=(url, barrier, out)) for _ in range(6)
+    ]
     for p in procs:
         p.start()
     results = [out.get(timeout=180) for _ in procs]

@@ -28,8 +28,14 @@ from tests.controller.conftest import ROOT, small_campaign_data
 
 def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200", "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "controller.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=600, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "controller.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=cwd,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +92,15 @@ def _rechain(lab: Path, event_id: int, change, strip_seals: bool) -> None:
                 ev.payload = change(dict(ev.payload))
             if prev is not None or ev.id == event_id:
                 ev.prev_hash = prev if prev is not None else ev.prev_hash
-                ev.hash = event_digest(ev.prev_hash, ev.campaign_id, ev.kind, ev.actor, ev.payload, ev.clock_s,
-                                       ev.created_at.isoformat())
+                ev.hash = event_digest(
+                    ev.prev_hash,
+                    ev.campaign_id,
+                    ev.kind,
+                    ev.actor,
+                    ev.payload,
+                    ev.clock_s,
+                    ev.created_at.isoformat(),
+                )
                 prev = ev.hash
                 s.add(ev)
         s.commit()
@@ -98,7 +111,9 @@ def _rechain(lab: Path, event_id: int, change, strip_seals: bool) -> None:
 
 def _event_id(lab: Path, kind: str) -> int:
     con = sqlite3.connect(lab / "ledger.db")
-    (eid,) = con.execute("SELECT max(id) FROM event WHERE campaign_id = 1 AND kind = ?", (kind,)).fetchone()
+    (eid,) = con.execute(
+        "SELECT max(id) FROM event WHERE campaign_id = 1 AND kind = ?", (kind,)
+    ).fetchone()
     con.close()
     return eid
 
@@ -115,40 +130,99 @@ def _outcomes(payload: dict) -> dict:
 LAST = "(SELECT max(id) FROM event WHERE campaign_id = 1)"
 
 TAMPERS = {
-    "delete the last event": (lambda lab: _sql(lab, f"DELETE FROM event WHERE id = {LAST}"), "deleted"),
-    "truncate the tail": (lambda lab: [_sql(lab, f"DELETE FROM event WHERE id = {LAST}") for _ in range(5)],
-                          "deleted"),
-    "delete every event": (lambda lab: _sql(lab, "DELETE FROM event WHERE campaign_id = 1"), "deleted"),
+    "delete the last event": (
+        lambda lab: _sql(lab, f"DELETE FROM event WHERE id = {LAST}"),
+        "deleted",
+    ),
+    "truncate the tail": (
+        lambda lab: [_sql(lab, f"DELETE FROM event WHERE id = {LAST}") for _ in range(5)],
+        "deleted",
+    ),
+    "delete every event": (
+        lambda lab: _sql(lab, "DELETE FROM event WHERE campaign_id = 1"),
+        "deleted",
+    ),
     "rewrite an event and recompute the chain": (
-        lambda lab: _rechain(lab, _event_id(lab, "measurement_recorded"), _outcomes, strip_seals=False), "seal"),
+        lambda lab: _rechain(
+            lab, _event_id(lab, "measurement_recorded"), _outcomes, strip_seals=False
+        ),
+        "seal",
+    ),
     "rewrite an event, recompute the chain, strip the seals": (
-        lambda lab: _rechain(lab, _event_id(lab, "measurement_recorded"), _outcomes, strip_seals=True), "seal"),
-    "edit an event's payload": (lambda lab: _sql(
-        lab, "UPDATE event SET payload = '{\"requested\": \"nothing\"}' WHERE id = "
-             "(SELECT min(id) FROM event WHERE campaign_id = 1 AND kind = 'proposal_created')"), "altered"),
-    "edit an event's actor": (lambda lab: _sql(
-        lab, "UPDATE event SET actor = 'boss' WHERE id = "
-             "(SELECT min(id) FROM event WHERE campaign_id = 1 AND kind = 'proposal_approved')"), "altered"),
-    "delete an event in the middle": (lambda lab: _sql(
-        lab, "DELETE FROM event WHERE id = (SELECT min(id) FROM event WHERE campaign_id = 1 "
-             "AND kind = 'proposal_approved')"), "missing"),
-    "edit a measurement": (lambda lab: _sql(lab, "UPDATE measurement SET value = value + 0.3 WHERE id = 1"),
-                           "measurement"),
-    "delete a measurement": (lambda lab: _sql(lab, "DELETE FROM measurement WHERE id = 2"), "measurement"),
-    "edit an experiment's outcomes (what the planner learns)": (lambda lab: _sql(
-        lab, "UPDATE experiment SET outcomes = '{\"selectivity\": 0.99}' WHERE id = 1"), "experiment"),
-    "edit a proposal": (lambda lab: _sql(
-        lab, "UPDATE proposal SET params = '{\"drug_a_um\": 9.0, \"drug_b_um\": 0.1}' WHERE id = 1"),
-        "proposal 1"),
-    "edit an approval": (lambda lab: _sql(lab, "UPDATE approval SET actor = 'boss' WHERE id = 1"), "approval 1"),
-    "add an approval": (lambda lab: _sql(
-        lab, "INSERT INTO approval (proposal_id, decision, actor, created_at) "
-             "VALUES (2, 'approved', 'boss', '2026-01-01 00:00:00')"), "not recorded"),
-    "edit the step journal": (lambda lab: _sql(
-        lab, "UPDATE step SET payload = json_set(payload, '$.volume_ul', 50.0) WHERE kind = 'dispense' "
-             "AND id = (SELECT min(id) FROM step WHERE kind = 'dispense')"), "step"),
-    "edit a raw image's checksum": (lambda lab: _sql(
-        lab, f"UPDATE rawdata SET sha256 = '{'0' * 64}' WHERE id = 1"), "rawdata"),
+        lambda lab: _rechain(
+            lab, _event_id(lab, "measurement_recorded"), _outcomes, strip_seals=True
+        ),
+        "seal",
+    ),
+    "edit an event's payload": (
+        lambda lab: _sql(
+            lab,
+            'UPDATE event SET payload = \'{"requested": "nothing"}\' WHERE id = '
+            "(SELECT min(id) FROM event WHERE campaign_id = 1 AND kind = 'proposal_created')",
+        ),
+        "altered",
+    ),
+    "edit an event's actor": (
+        lambda lab: _sql(
+            lab,
+            "UPDATE event SET actor = 'boss' WHERE id = "
+            "(SELECT min(id) FROM event WHERE campaign_id = 1 AND kind = 'proposal_approved')",
+        ),
+        "altered",
+    ),
+    "delete an event in the middle": (
+        lambda lab: _sql(
+            lab,
+            "DELETE FROM event WHERE id = (SELECT min(id) FROM event WHERE campaign_id = 1 "
+            "AND kind = 'proposal_approved')",
+        ),
+        "missing",
+    ),
+    "edit a measurement": (
+        lambda lab: _sql(lab, "UPDATE measurement SET value = value + 0.3 WHERE id = 1"),
+        "measurement",
+    ),
+    "delete a measurement": (
+        lambda lab: _sql(lab, "DELETE FROM measurement WHERE id = 2"),
+        "measurement",
+    ),
+    "edit an experiment's outcomes (what the planner learns)": (
+        lambda lab: _sql(
+            lab, "UPDATE experiment SET outcomes = '{\"selectivity\": 0.99}' WHERE id = 1"
+        ),
+        "experiment",
+    ),
+    "edit a proposal": (
+        lambda lab: _sql(
+            lab,
+            'UPDATE proposal SET params = \'{"drug_a_um": 9.0, "drug_b_um": 0.1}\' WHERE id = 1',
+        ),
+        "proposal 1",
+    ),
+    "edit an approval": (
+        lambda lab: _sql(lab, "UPDATE approval SET actor = 'boss' WHERE id = 1"),
+        "approval 1",
+    ),
+    "add an approval": (
+        lambda lab: _sql(
+            lab,
+            "INSERT INTO approval (proposal_id, decision, actor, created_at) "
+            "VALUES (2, 'approved', 'boss', '2026-01-01 00:00:00')",
+        ),
+        "not recorded",
+    ),
+    "edit the step journal": (
+        lambda lab: _sql(
+            lab,
+            "UPDATE step SET payload = json_set(payload, '$.volume_ul', 50.0) WHERE kind = 'dispense' "
+            "AND id = (SELECT min(id) FROM step WHERE kind = 'dispense')",
+        ),
+        "step",
+    ),
+    "edit a raw image's checksum": (
+        lambda lab: _sql(lab, f"UPDATE rawdata SET sha256 = '{'0' * 64}' WHERE id = 1"),
+        "rawdata",
+    ),
     "edit an image file": (lambda lab: _flip(_first_image(lab)), "image file"),
     "delete an image file": (lambda lab: _first_image(lab).unlink(), "missing"),
 }
@@ -177,9 +251,22 @@ def test_every_tamper_is_detected(lab, name):
 
 
 def test_a_deleted_campaign_is_missed_by_the_ledger_wide_log(lab):
-    tables = ["measurement", "well", "rawdata", "step", "experiment", "approval", "proposal", "round"]
-    _sql(lab, "DELETE FROM event WHERE campaign_id = 1", *(f"DELETE FROM {t}" for t in tables),
-         "DELETE FROM campaign")
+    tables = [
+        "measurement",
+        "well",
+        "rawdata",
+        "step",
+        "experiment",
+        "approval",
+        "proposal",
+        "round",
+    ]
+    _sql(
+        lab,
+        "DELETE FROM event WHERE campaign_id = 1",
+        *(f"DELETE FROM {t}" for t in tables),
+        "DELETE FROM campaign",
+    )
     proc = _verify()
     assert proc.returncode == 4 and "TAMPERED ledger-wide log" in proc.out
     assert "'small' (id 1) was registered in the log but is gone" in proc.out

@@ -14,14 +14,14 @@ from tests.controller.test_crash_resume import _check_wells_exact, _ledger
 WORKCELL = {"max_plates_in_flight": 3, "incubator_slots": 3}
 # Counts are per process: each point fires in the run that resumes from the previous kill.
 KILL_POINTS = [
-    "step_started/incubate:1",        # plate 1 going into the incubator
-    "round_proposed:1",               # plate 2 proposed while plate 1 incubates
-    "step_started/dispense:40",       # pipetting plate 2
-    "step_executed/dispense:47",      # pipetting plate 3: liquid moved, not journaled
-    "step_executed/acquire:20",       # imaging plate 1 while plates 2 and 3 incubate
-    "before_analysis_commit:1",       # plate 1 measured, not committed
-    "step_started/acquire:25",        # imaging plate 2
-    "before_analysis_commit:2",       # plate 3 measured, not committed
+    "step_started/incubate:1",  # plate 1 going into the incubator
+    "round_proposed:1",  # plate 2 proposed while plate 1 incubates
+    "step_started/dispense:40",  # pipetting plate 2
+    "step_executed/dispense:47",  # pipetting plate 3: liquid moved, not journaled
+    "step_executed/acquire:20",  # imaging plate 1 while plates 2 and 3 incubate
+    "before_analysis_commit:1",  # plate 1 measured, not committed
+    "step_started/acquire:25",  # imaging plate 2
+    "before_analysis_commit:2",  # plate 3 measured, not committed
 ]
 
 
@@ -52,14 +52,25 @@ def test_plates_interleave_and_the_clock_saves_days(write_campaign):
     with Session(db) as s:
         for name in ("seq", "par"):
             camp = s.exec(select(Campaign).where(Campaign.name == name)).one()
-            assert sum(e.status == "measured" for e in s.exec(select(Experiment).where(
-                Experiment.campaign_id == camp.id))) == 18
+            assert (
+                sum(
+                    e.status == "measured"
+                    for e in s.exec(select(Experiment).where(Experiment.campaign_id == camp.id))
+                )
+                == 18
+            )
         # later plates were planned with the earlier plates' experiments as pending
         camp = s.exec(select(Campaign).where(Campaign.name == "par")).one()
-        proposed = [e.payload for e in s.exec(select(Event).where(
-            Event.campaign_id == camp.id, Event.kind == "round_proposed"))]
+        proposed = [
+            e.payload
+            for e in s.exec(
+                select(Event).where(Event.campaign_id == camp.id, Event.kind == "round_proposed")
+            )
+        ]
         assert [p["round"] for p in proposed] == [1, 2, 3]
-    status = json.loads(run_cli("status", "--campaign", "par", "--json", "--ledger", spec.ledger.url).stdout)
+    status = json.loads(
+        run_cli("status", "--campaign", "par", "--json", "--ledger", spec.ledger.url).stdout
+    )
     assert status["status"] == "completed"
 
 
@@ -78,7 +89,9 @@ def test_sigkill_with_several_plates_in_flight_loses_nothing(write_campaign, tmp
         assert s.exec(select(Campaign)).one().status == "completed"
         rounds = list(s.exec(select(Round)))
         assert len(rounds) == 3 and {r.status for r in rounds} == {"analyzed"}
-        analysed = [e.payload["round"] for e in s.exec(select(Event).where(Event.kind == "round_analyzed"))]
+        analysed = [
+            e.payload["round"] for e in s.exec(select(Event).where(Event.kind == "round_analyzed"))
+        ]
         assert sorted(analysed) == [1, 2, 3]  # each plate analysed exactly once
         assert sum(e.status == "measured" for e in s.exec(select(Experiment))) == 18
         assert {st.status for st in s.exec(select(Step))} <= {"done", "skipped"}

@@ -17,14 +17,20 @@ def _collapsed_controls(**changes) -> dict:
     """A plate whose positive control barely kills: Z' collapses and the plate fails QC."""
     data = small_campaign_data(**changes)
     data["analyzer"] = {"name": "nuclei_coculture"}  # the analyzer's own QC thresholds
-    data["protocol"]["settings"]["positive_control"] = {"reagent": "staurosporine", "concentration_um": 0.0001}
+    data["protocol"]["settings"]["positive_control"] = {
+        "reagent": "staurosporine",
+        "concentration_um": 0.0001,
+    }
     return data
 
 
 def _write(tmp_path, data):
     import yaml
 
-    data["ledger"] = {"url": f"sqlite:///{tmp_path / 'ledger.db'}", "data_dir": str(tmp_path / "data")}
+    data["ledger"] = {
+        "url": f"sqlite:///{tmp_path / 'ledger.db'}",
+        "data_dir": str(tmp_path / "data"),
+    }
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path, data["ledger"]["url"]
@@ -47,24 +53,39 @@ def test_a_failed_plate_is_held_until_an_operator_decides(tmp_path) -> None:
     assert _statuses(url) == ["held"]
     assert "plate_held" in _kinds(url) and "plate_qc_failed" in _kinds(url)
     held = json.loads(run_cli("plates", "--json", "--ledger", url).stdout)
-    assert [h["plate"] for h in held] == ["small-P001"] and any("Z'" in f for f in held[0]["failures"])
+    assert [h["plate"] for h in held] == ["small-P001"] and any(
+        "Z'" in f for f in held[0]["failures"]
+    )
     status = json.loads(run_cli("status", "--campaign", "small", "--json", "--ledger", url).stdout)
     assert status["valid_experiments"] == 0  # nothing fed to the planner
     assert status["round_details"][0]["place"] == "held for a QC decision"
 
-    ok = run_cli("plate", "accept", "small-P001", "--reason", "controls mis-pipetted, samples fine",
-                 "--ledger", url, "--as", "ana")
+    ok = run_cli(
+        "plate",
+        "accept",
+        "small-P001",
+        "--reason",
+        "controls mis-pipetted, samples fine",
+        "--ledger",
+        url,
+        "--as",
+        "ana",
+    )
     assert ok.returncode == 0, ok.stderr
     assert _statuses(url) == ["measured"]
     again = run_cli("plate", "exclude", "small-P001", "--ledger", url, "--as", "ben")
     assert again.returncode == 2 and "not held" in again.stderr
     with Session(open_ledger_engine(url)) as s:
         accepted = s.exec(select(Event).where(Event.kind == "plate_accepted")).one()
-        assert accepted.payload["claimed_as"] == "ana" and accepted.payload["reason"].startswith("controls")
+        assert accepted.payload["claimed_as"] == "ana" and accepted.payload["reason"].startswith(
+            "controls"
+        )
     assert run_cli("verify", "--ledger", url).returncode == 0
 
 
-@pytest.mark.parametrize(("on_fail", "status"), [("exclude", "excluded"), ("requeue", "quarantined")])
+@pytest.mark.parametrize(
+    ("on_fail", "status"), [("exclude", "excluded"), ("requeue", "quarantined")]
+)
 def test_exclude_or_requeue_at_once(tmp_path, on_fail: str, status: str) -> None:
     path, url = _write(tmp_path, _collapsed_controls(budget={"rounds": 1}, qc={"on_fail": on_fail}))
     out = run_cli("run", str(path), "--dry-run", "--quiet")

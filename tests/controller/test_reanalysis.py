@@ -37,7 +37,13 @@ def url() -> str:
     the tests' copies share the template's campaign ids)."""
     return f"sqlite:///{Path.cwd() / 'ledger.db'}"
 
-OTHER = {"z_prime_min": -1000.0, "max_control_cv": 100.0, "max_flagged_fraction": 1.0, "nucleus_diameter_um": 16.0}
+
+OTHER = {
+    "z_prime_min": -1000.0,
+    "max_control_cv": 100.0,
+    "max_flagged_fraction": 1.0,
+    "nucleus_diameter_um": 16.0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +54,14 @@ def template(tmp_path_factory) -> Path:
     data["ledger"] = {"url": "sqlite:///ledger.db", "data_dir": "data"}
     (lab / "small.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "controller.cli", "run", "small.yaml", "--dry-run", "--quiet"],
-                          capture_output=True, text=True, env=env, timeout=600, cwd=lab)
+    proc = subprocess.run(
+        [sys.executable, "-m", "controller.cli", "run", "small.yaml", "--dry-run", "--quiet"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=lab,
+    )
     assert proc.returncode == 0, proc.stderr
     con = sqlite3.connect(lab / "ledger.db")
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -64,7 +76,9 @@ def template(tmp_path_factory) -> Path:
 def lab(template, tmp_path, monkeypatch):
     copy = tmp_path / "lab"
     shutil.copytree(template, copy, ignore=shutil.ignore_patterns("*-wal", "*-shm", "*.lock"))
-    monkeypatch.setenv("CELLPILOT_LEDGER_KEY", str(copy / "key" / Path(os.environ["CELLPILOT_LEDGER_KEY"]).name))
+    monkeypatch.setenv(
+        "CELLPILOT_LEDGER_KEY", str(copy / "key" / Path(os.environ["CELLPILOT_LEDGER_KEY"]).name)
+    )
     monkeypatch.chdir(copy)
     monkeypatch.setenv("COLUMNS", "200")
     # the campaign's own anchor file is the template's (its absolute path is in the start event)
@@ -84,12 +98,27 @@ def _status() -> dict:
     return json.loads(out.output)
 
 
-def test_a_second_version_is_kept_beside_the_first_and_adopting_it_steers_the_next_round(lab, monkeypatch):
-    (lab / "other.yaml").write_text(yaml.safe_dump({"analyzer": {"name": "nuclei_coculture", "settings": OTHER}}))
-    out = cli("reanalyze", "--campaign", "small", "--settings", "other.yaml", "--note", "bigger nuclei", "--json")
+def test_a_second_version_is_kept_beside_the_first_and_adopting_it_steers_the_next_round(
+    lab, monkeypatch
+):
+    (lab / "other.yaml").write_text(
+        yaml.safe_dump({"analyzer": {"name": "nuclei_coculture", "settings": OTHER}})
+    )
+    out = cli(
+        "reanalyze",
+        "--campaign",
+        "small",
+        "--settings",
+        "other.yaml",
+        "--note",
+        "bigger nuclei",
+        "--json",
+    )
     assert out.exit_code == 0, out.output
     recorded = json.loads(out.output)
-    assert recorded["version"] == 2 and recorded["raw_files_checked"] > 0 and not recorded["adopted"]
+    assert (
+        recorded["version"] == 2 and recorded["raw_files_checked"] > 0 and not recorded["adopted"]
+    )
     assert recorded["code_version"]["package"]
 
     status = _status()
@@ -100,7 +129,11 @@ def test_a_second_version_is_kept_beside_the_first_and_adopting_it_steers_the_ne
     assert [r["analysis_version"] for r in status["round_details"]] == [1]
     assert status["best"]["analysis_version"] == 1
     # other settings, other outcomes; the planner's rows still hold version 1's
-    differ = [e for e in v1["experiments"] if v1["experiments"][e]["outcomes"] != v2["experiments"][e]["outcomes"]]
+    differ = [
+        e
+        for e in v1["experiments"]
+        if v1["experiments"][e]["outcomes"] != v2["experiments"][e]["outcomes"]
+    ]
     assert differ
     with Session(open_ledger_engine(url())) as s:
         live = {str(e.id): e.outcomes for e in s.exec(select(Experiment))}
@@ -109,7 +142,9 @@ def test_a_second_version_is_kept_beside_the_first_and_adopting_it_steers_the_ne
         assert versions == {1, 2}
     assert cli("verify").exit_code == 0
 
-    used = cli("analysis", "use", "--campaign", "small", "--version", "2", "--reason", "real nucleus size")
+    used = cli(
+        "analysis", "use", "--campaign", "small", "--version", "2", "--reason", "real nucleus size"
+    )
     assert used.exit_code == 0, used.output
     assert "now plans from analysis version 2" in used.output
     again = cli("analysis", "use", "--campaign", "small", "--version", "2")
@@ -129,21 +164,32 @@ def test_a_second_version_is_kept_beside_the_first_and_adopting_it_steers_the_ne
 
     seen: list = []
     real_plan = proposing.plan
-    monkeypatch.setattr(proposing, "plan", lambda planner, spec, history, *a, **k: (
-        seen.append([(o.params, o.outcomes) for o in history]), real_plan(planner, spec, history, *a, **k))[1])
+    monkeypatch.setattr(
+        proposing,
+        "plan",
+        lambda planner, spec, history, *a, **k: (
+            seen.append([(o.params, o.outcomes) for o in history]),
+            real_plan(planner, spec, history, *a, **k),
+        )[1],
+    )
     data = yaml.safe_load((lab / "small.yaml").read_text())
     data["budget"] = {"rounds": 2}
     data["ledger"] = {"url": url(), "data_dir": str(lab / "data")}
     (lab / "small.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     result = CampaignRunner(load_campaign(lab / "small.yaml"), dry_run=True, amend=True).run()
     assert result.status == "completed"
-    v2_measured = sorted((json.dumps(p, sort_keys=True), o) for p, o in (
-        (e["params"], e["outcomes"]) for e in _experiments(status, 2)))
+    v2_measured = sorted(
+        (json.dumps(p, sort_keys=True), o)
+        for p, o in ((e["params"], e["outcomes"]) for e in _experiments(status, 2))
+    )
     assert sorted((json.dumps(p, sort_keys=True), o) for p, o in seen[0]) == v2_measured
     with Session(open_ledger_engine(url())) as s:
         rnd2 = s.exec(select(Round).where(Round.index == 1)).one()
         assert rnd2.analysis_version == 2
-        assert {m.analysis_version for m in s.exec(select(Measurement).where(Measurement.round_id == rnd2.id))} == {2}
+        assert {
+            m.analysis_version
+            for m in s.exec(select(Measurement).where(Measurement.round_id == rnd2.id))
+        } == {2}
     status = _status()
     assert status["analysis_versions"][1]["rounds"] == [1, 2]  # the adopted version goes on
     # version 1 does not cover round 2: it cannot be adopted back without re-analysing
@@ -163,8 +209,11 @@ def _experiments(status: dict, number: int) -> list[dict]:
     v = next(v for v in status["analysis_versions"] if v["number"] == number)
     with Session(open_ledger_engine(url())) as s:
         params = {str(e.id): e.params for e in s.exec(select(Experiment))}
-    return [{"params": params[eid], "outcomes": r["outcomes"]} for eid, r in v["experiments"].items()
-            if r["status"] == "measured"]
+    return [
+        {"params": params[eid], "outcomes": r["outcomes"]}
+        for eid, r in v["experiments"].items()
+        if r["status"] == "measured"
+    ]
 
 
 def test_reanalyze_with_adopt_and_an_altered_image_is_refused(lab):
@@ -175,7 +224,9 @@ def test_reanalyze_with_adopt_and_an_altered_image_is_refused(lab):
     image.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
     (lab / "s.json").write_text(json.dumps(OTHER))
     out = cli("reanalyze", "--campaign", "small", "--settings", "s.json", "--adopt")
-    assert out.exit_code == 4 and "was altered" in out.output and "nothing re-analysed" in out.output
+    assert (
+        out.exit_code == 4 and "was altered" in out.output and "nothing re-analysed" in out.output
+    )
     with Session(open_ledger_engine(url())) as s:
         assert not s.exec(select(AnalysisVersion)).all()
     image.write_bytes(original)
@@ -201,7 +252,11 @@ def test_reanalyze_with_adopt_and_an_altered_image_is_refused(lab):
 def test_a_ledger_written_at_schema_0003_lists_its_original_analysis(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     con = sqlite3.connect("ledger.db")
-    con.executescript(gzip.decompress((Path(__file__).parent / "data" / "ledger_0003.sql.gz").read_bytes()).decode())
+    con.executescript(
+        gzip.decompress(
+            (Path(__file__).parent / "data" / "ledger_0003.sql.gz").read_bytes()
+        ).decode()
+    )
     con.close()
     with Session(open_ledger_engine(url())) as s:
         assert s.exec(select(Campaign)).one().analysis_version == 1

@@ -27,7 +27,12 @@ def campaign(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("report")
     data = small_campaign_data(
-        planner={"name": "bayesian", "batch_size": 6, "settings": {"profile": "fast", "n_initial": 6}})
+        planner={
+            "name": "bayesian",
+            "batch_size": 6,
+            "settings": {"profile": "fast", "n_initial": 6},
+        }
+    )
     data["ledger"] = {"url": f"sqlite:///{tmp / 'ledger.db'}", "data_dir": str(tmp / "data")}
     path = tmp / "small.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -46,11 +51,18 @@ def test_dose_response_fits_with_ic50s_and_intervals(campaign):
     _, _, tmp, page = campaign
     assert "Dose-response per drug and cell line" in page
     (fits,) = _tables(page, "fits")
-    for head in ("IC50 µM [95 % CI]", "Hill [95 % CI]", "top [95 % CI]", "bottom [95 % CI]",
-                 "replicate SD (median)"):
+    for head in (
+        "IC50 µM [95 % CI]",
+        "Hill [95 % CI]",
+        "top [95 % CI]",
+        "bottom [95 % CI]",
+        "replicate SD (median)",
+    ):
         assert head in fits
     rows = re.findall(r"<tr><td>(drug_[ab])</td><td>(tumour|normal)</td>(.*?)</tr>", fits)
-    assert {(d, ln) for d, ln, _ in rows} == {(d, ln) for d in ("drug_a", "drug_b") for ln in ("tumour", "normal")}
+    assert {(d, ln) for d, ln, _ in rows} == {
+        (d, ln) for d in ("drug_a", "drug_b") for ln in ("tumour", "normal")
+    }
     # at least one drug has a fitted IC50 (a number in bold), its interval beside it
     assert re.search(r"<b>[0-9.e+-]+</b> \[[0-9.e+-]+, [0-9.e+inf-]+\]", fits)
     for drug in ("drug_a", "drug_b"):
@@ -81,7 +93,9 @@ def test_predicted_vs_measured_with_calibration_per_round(campaign):
 
 def test_thumbnails_are_embedded_pngs_of_best_worst_and_controls(campaign):
     _, _, _, page = campaign
-    thumbs = re.findall(r'<img class="thumb" src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="([^"]*)"', page)
+    thumbs = re.findall(
+        r'<img class="thumb" src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="([^"]*)"', page
+    )
     labels = " ".join(alt for _, alt in thumbs)
     assert "best measured" in labels and "worst measured" in labels
     assert "vehicle" in labels and "positive control" in labels
@@ -93,20 +107,31 @@ def test_thumbnails_are_embedded_pngs_of_best_worst_and_controls(campaign):
 def test_qc_table_per_plate(campaign):
     _, _, _, page = campaign
     (qc,) = _tables(page, "qc")
-    for head in ("Z' tumour", "Z' normal", "vehicle CV tumour", "vehicle CV normal", "flagged control wells",
-                 "sample wells flagged / left out", "solvent (every dosed well)", "QC failures"):
+    for head in (
+        "Z' tumour",
+        "Z' normal",
+        "vehicle CV tumour",
+        "vehicle CV normal",
+        "flagged control wells",
+        "sample wells flagged / left out",
+        "solvent (every dosed well)",
+        "QC failures",
+    ):
         assert head in qc
     assert qc.count("small-P00") == 2 and "0.5 % v/v dmso" in qc
 
 
 def test_headline_is_the_recommendation_and_the_best_measured_is_labelled(campaign):
     _, _, _, page = campaign
-    head = page[page.index('<div class="headline">'):]
+    head = page[page.index('<div class="headline">') :]
     head = head[: head.index("</div>")]
     assert head.index("recommended condition") < head.index("Best measured condition")
     assert "95 % interval" in head
-    best = re.search(r"<b>Best measured condition</b> \(labelled as measured.*?not the expected value\)"
-                     r".*? over (\d) replicate wells \(([A-P]\d\d [-0-9.]+(, )?)+\)", head)
+    best = re.search(
+        r"<b>Best measured condition</b> \(labelled as measured.*?not the expected value\)"
+        r".*? over (\d) replicate wells \(([A-P]\d\d [-0-9.]+(, )?)+\)",
+        head,
+    )
     assert best and int(best.group(1)) >= 1
     assert "SD" in head
     # every table of experiments gives the replicate SD
@@ -119,9 +144,20 @@ def test_a_held_plate_is_shown_as_held_with_why(campaign):
     db = open_ledger_engine(url)
     with Session(db) as s:  # the QC gate's own function holds plate 1, as a failed Z' would
         rnd = s.exec(select(Round).where(Round.index == 0)).one()
-        exps = list(s.exec(select(Experiment).where(Experiment.round_id == rnd.id).order_by(col(Experiment.id))))
-        gate_failed_plate(s, spec, rnd, exps, ["Z'(tumour_count) = 0.100 < 0.3: plate suspect"],
-                          {"round": 1, "plate": rnd.plate_id}, 0.0)
+        exps = list(
+            s.exec(
+                select(Experiment).where(Experiment.round_id == rnd.id).order_by(col(Experiment.id))
+            )
+        )
+        gate_failed_plate(
+            s,
+            spec,
+            rnd,
+            exps,
+            ["Z'(tumour_count) = 0.100 < 0.3: plate suspect"],
+            {"round": 1, "plate": rnd.plate_id},
+            0.0,
+        )
         s.commit()
     page = write_report(url, "small", tmp / "report_held").read_text()
     (qc,) = _tables(page, "qc")

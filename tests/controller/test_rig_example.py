@@ -43,5 +43,8 @@ def test_rig_example_runs_on_emulated_pumps_and_mmcore(tmp_path):
         assert {st.status for st in s.exec(select(Step))} == {"done"}
         raw = s.exec(select(RawData)).first()
         assert raw.meta["channels"] == ["DAPI", "GFP"] and len(raw.meta["fields"]) == 3
-    runs = [json.loads(line) for line in (tmp_path / "data" / "pump_runs.jsonl").read_text().splitlines()]
+    runs = [
+        json.loads(line)
+        for line in (tmp_path / "data" / "pump_runs.jsonl").read_text().splitlines()
+    ]
     assert runs and runs[-1]

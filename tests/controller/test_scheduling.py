@@ -24,15 +24,20 @@ def test_scheduled_start_survives_a_killed_scheduler(write_campaign):
     assert [j["id"] for j in listed] == ["campaign:small"]
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    first = subprocess.Popen([sys.executable, "-m", "controller.cli", "scheduler", "--ledger", url],
-                             cwd=ROOT, env=env)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "controller.cli", "scheduler", "--ledger", url], cwd=ROOT, env=env
+    )
     time.sleep(1.5)
     first.send_signal(signal.SIGKILL)  # dies before the start time
     first.wait()
     assert datetime.now(UTC) < start, "the first scheduler should die before the start time"
     time.sleep((start - datetime.now(UTC)).total_seconds() + 1)  # it passes while none runs
-    second = subprocess.run([sys.executable, "-m", "controller.cli", "scheduler", "--ledger", url,
-                             "--exit-when-idle"], cwd=ROOT, env=env, timeout=180)
+    second = subprocess.run(
+        [sys.executable, "-m", "controller.cli", "scheduler", "--ledger", url, "--exit-when-idle"],
+        cwd=ROOT,
+        env=env,
+        timeout=180,
+    )
     assert second.returncode == 0
     status = json.loads(run_cli("status", "--campaign", "small", "--json", "--ledger", url).stdout)
     assert status["status"] == "completed" and status["valid_experiments"] == 6

@@ -25,7 +25,9 @@ def test_example_campaign_validates_and_round_trips():
     spec = load_campaign(EXAMPLE)
     assert spec.space.names == ["drug_a_um", "drug_b_um"]
     assert str(spec.outcome_constraints[0]) == "normal_viability >= 0.6"
-    again = CampaignSpec.model_validate(yaml.safe_load(yaml.safe_dump(spec.model_dump(mode="json"))))
+    again = CampaignSpec.model_validate(
+        yaml.safe_load(yaml.safe_dump(spec.model_dump(mode="json")))
+    )
     assert again == spec
     assert again.spec_hash() == spec.spec_hash()
 
@@ -33,16 +35,41 @@ def test_example_campaign_validates_and_round_trips():
 @pytest.mark.parametrize(
     ("mutate", "field", "reason"),
     [
-        (lambda d: d["space"]["parameters"][0].update(low=20), "space.parameters[0]", "must be below high"),
-        (lambda d: d["space"]["parameters"][1].update(low=0), "space.parameters[1]", "log_scale needs low > 0"),
+        (
+            lambda d: d["space"]["parameters"][0].update(low=20),
+            "space.parameters[0]",
+            "must be below high",
+        ),
+        (
+            lambda d: d["space"]["parameters"][1].update(low=0),
+            "space.parameters[1]",
+            "log_scale needs low > 0",
+        ),
         (lambda d: d.update(objectivs=d.pop("objectives")), "objectivs", "unknown field"),
         (lambda d: d.pop("budget"), "budget", "is required"),
         (lambda d: d.update(budget={}), "budget", "at least one of rounds"),
-        (lambda d: d.update(outcome_constraints=["normal_viability => 0.6"]), "outcome_constraints[0]", "cannot parse"),
-        (lambda d: d["approval"].update(mode="sometimes"), "approval.mode", "'auto', 'manual' or 'policy'"),
-        (lambda d: d["space"]["parameters"].append(dict(d["space"]["parameters"][0])), "space", "duplicate parameter"),
-        (lambda d: d["space"].update(linear_constraints=[{"coefficients": {"nope": 1}, "op": "<=", "rhs": 1}]),
-         "space", "not numeric parameters"),
+        (
+            lambda d: d.update(outcome_constraints=["normal_viability => 0.6"]),
+            "outcome_constraints[0]",
+            "cannot parse",
+        ),
+        (
+            lambda d: d["approval"].update(mode="sometimes"),
+            "approval.mode",
+            "'auto', 'manual' or 'policy'",
+        ),
+        (
+            lambda d: d["space"]["parameters"].append(dict(d["space"]["parameters"][0])),
+            "space",
+            "duplicate parameter",
+        ),
+        (
+            lambda d: d["space"].update(
+                linear_constraints=[{"coefficients": {"nope": 1}, "op": "<=", "rhs": 1}]
+            ),
+            "space",
+            "not numeric parameters",
+        ),
     ],
 )
 def test_malformed_campaign_names_the_field(mutate, field, reason):
@@ -80,8 +107,15 @@ def test_cli_refuses_unpipettable_space_before_anything_moves(tmp_path):
     data["space"]["parameters"][0]["high"] = 5000  # 5 mM from a 1 mM stock cannot be made
     p = tmp_path / "bad.yaml"
     p.write_text(yaml.safe_dump(data))
-    proc = run_cli("run", str(p), "--dry-run", "--ledger", f"sqlite:///{tmp_path / 'l.db'}",
-                   "--data-dir", str(tmp_path / "data"))
+    proc = run_cli(
+        "run",
+        str(p),
+        "--dry-run",
+        "--ledger",
+        f"sqlite:///{tmp_path / 'l.db'}",
+        "--data-dir",
+        str(tmp_path / "data"),
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "drug_a" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "data" / "sim_lab.json").exists()
@@ -90,12 +124,16 @@ def test_cli_refuses_unpipettable_space_before_anything_moves(tmp_path):
 def test_unsupported_planning_combination_is_refused_before_anything_runs(tmp_path):
     data = _example()
     data["space"]["linear_constraints"] = [
-        {"coefficients": {"drug_a_um": 1, "drug_b_um": 1}, "op": "<=", "rhs": 12}]
+        {"coefficients": {"drug_a_um": 1, "drug_b_um": 1}, "op": "<=", "rhs": 12}
+    ]
     p = tmp_path / "lc.yaml"
     p.write_text(yaml.safe_dump(data))
     proc = run_cli("run", str(p), "--dry-run", "--ledger", f"sqlite:///{tmp_path / 'l.db'}")
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "linear constraints over log-scaled parameters" in proc.stderr and "Traceback" not in proc.stderr
+    assert (
+        "linear constraints over log-scaled parameters" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )
     assert not (tmp_path / "l.db").exists()
 
 

@@ -26,7 +26,9 @@ LEASE_S = 6
 
 
 def _submit(tmp_path: Path, url: str, name: str) -> Path:
-    data = small_campaign_data(name=name, budget={"rounds": 2}, workcell={"max_plates_in_flight": 2})
+    data = small_campaign_data(
+        name=name, budget={"rounds": 2}, workcell={"max_plates_in_flight": 2}
+    )
     data["ledger"] = {"data_dir": str(tmp_path / name)}
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -36,10 +38,24 @@ def _submit(tmp_path: Path, url: str, name: str) -> Path:
 
 
 def _worker(url: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "controller.cli", "worker", "--ledger", url,
-                             "--lease-s", str(LEASE_S), "--exit-when-idle"],
-                            cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "controller.cli",
+            "worker",
+            "--ledger",
+            url,
+            "--lease-s",
+            str(LEASE_S),
+            "--exit-when-idle",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_lease_is_exclusive_and_fenced(pg_url) -> None:  # noqa: F811
@@ -70,8 +86,13 @@ def test_three_workers_one_killed_mid_plate_every_plate_once(pg_url, tmp_path) -
         with Session(db) as s:
             for camp in s.exec(select(Campaign).where(Campaign.status == "running")):
                 rounds = [r.id for r in s.exec(select(Round).where(Round.campaign_id == camp.id))]
-                done = [st for st in s.exec(select(Step).where(Step.round_id.in_(rounds), Step.kind == "dispense"))
-                        if st.status == "done"]
+                done = [
+                    st
+                    for st in s.exec(
+                        select(Step).where(Step.round_id.in_(rounds), Step.kind == "dispense")
+                    )
+                    if st.status == "done"
+                ]
                 if len(done) > 10 and camp.runner_id:
                     victim = (camp.name, int(camp.runner_id.split(":")[1]))
                     break
@@ -91,14 +112,32 @@ def test_three_workers_one_killed_mid_plate_every_plate_once(pg_url, tmp_path) -
             assert camp.status == "completed", camp.name
             rounds = list(s.exec(select(Round).where(Round.campaign_id == camp.id)))
             assert len(rounds) == 2 and {r.status for r in rounds} == {"analyzed"}
-            analysed = [e.payload["round"] for e in s.exec(select(Event).where(
-                Event.campaign_id == camp.id, Event.kind == "round_analyzed"))]
+            analysed = [
+                e.payload["round"]
+                for e in s.exec(
+                    select(Event).where(
+                        Event.campaign_id == camp.id, Event.kind == "round_analyzed"
+                    )
+                )
+            ]
             assert sorted(analysed) == [1, 2], camp.name  # every plate exactly once
-            assert sum(e.status == "measured" for e in s.exec(select(Experiment).where(
-                Experiment.campaign_id == camp.id))) == 12
+            assert (
+                sum(
+                    e.status == "measured"
+                    for e in s.exec(select(Experiment).where(Experiment.campaign_id == camp.id))
+                )
+                == 12
+            )
             assert verify_chain(s, camp.id)[0], camp.name
-            runners = {e.payload.get("runner") for e in s.exec(select(Event).where(
-                Event.campaign_id == camp.id, Event.kind.in_(["campaign_started", "campaign_resumed"])))}
+            runners = {
+                e.payload.get("runner")
+                for e in s.exec(
+                    select(Event).where(
+                        Event.campaign_id == camp.id,
+                        Event.kind.in_(["campaign_started", "campaign_resumed"]),
+                    )
+                )
+            }
             if camp.name == victim[0]:
                 assert len(runners) == 2  # taken over by another worker
     for path in paths:
@@ -109,8 +148,11 @@ def test_three_workers_one_killed_mid_plate_every_plate_once(pg_url, tmp_path) -
 
 def test_a_second_runner_of_a_running_campaign_is_refused(write_campaign) -> None:
     path = write_campaign(approval={"mode": "manual", "poll_s": 0.2})
-    first = subprocess.Popen([sys.executable, "-m", "controller.cli", "run", str(path), "--dry-run", "--quiet"],
-                             cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    first = subprocess.Popen(
+        [sys.executable, "-m", "controller.cli", "run", str(path), "--dry-run", "--quiet"],
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     try:
         url = load_campaign(path).ledger.url
         deadline = time.time() + 120

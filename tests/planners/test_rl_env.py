@@ -69,8 +69,9 @@ def test_addition_volumes_choose_stocks_like_the_protocol(seed: int):
     volumes = rng.uniform(150, 250, 20)
     for drug, levels in zip(PROBLEM.drugs, PROBLEM.dose_levels(), strict=True):
         doses = rng.choice(levels, 20)
-        got = addition_volumes(doses, volumes, PROBLEM.protocol.stocks[drug],
-                               PROBLEM.protocol.min_volume_ul)
+        got = addition_volumes(
+            doses, volumes, PROBLEM.protocol.stocks[drug], PROBLEM.protocol.min_volume_ul
+        )
         for dose, vol, v in zip(doses, volumes, got, strict=True):
             plan = proto.plan_action(WellLiquid(volume_ul=vol), UnitAction(doses_um={drug: dose}))
             assert v == pytest.approx(sum(t.volume_ul for t in plan))
@@ -80,20 +81,28 @@ def test_observation_from_a_history_equals_the_training_observation():
     episodes = DosingEpisodes(PROBLEM)
     rng = np.random.default_rng(2)
     episodes.start(PROBLEM.prior.sample(rng, 1), rng)
-    actions = [UnitAction(doses_um={"drug_a": 1.0}), UnitAction(exchange=True),
-               UnitAction(doses_um={"drug_a": 0.5, "drug_b": 1.0})]
+    actions = [
+        UnitAction(doses_um={"drug_a": 1.0}),
+        UnitAction(exchange=True),
+        UnitAction(doses_um={"drug_a": 0.5, "drug_b": 1.0}),
+    ]
     for a in actions:
-        episodes.apply(np.array([[a.doses_um.get(d, 0.0) for d in PROBLEM.drugs]]),
-                       np.array([a.exchange]), rng)
+        episodes.apply(
+            np.array([[a.doses_um.get(d, 0.0) for d in PROBLEM.drugs]]), np.array([a.exchange]), rng
+        )
     history = ObservationHistory(
-        time_points=[TimePoint(time_h=12.0 * k, unit_counts=[tuple(episodes.unit[0, k])],
-                               control_counts=[tuple(episodes.control[0, k])])
-                     for k in range(len(actions) + 1)],
+        time_points=[
+            TimePoint(
+                time_h=12.0 * k,
+                unit_counts=[tuple(episodes.unit[0, k])],
+                control_counts=[tuple(episodes.control[0, k])],
+            )
+            for k in range(len(actions) + 1)
+        ],
         actions=actions,
     )
     arrays = history_arrays(PROBLEM, history)
-    assert np.allclose(encode_observation(PROBLEM, *arrays, len(actions)),
-                       episodes.observation())
+    assert np.allclose(encode_observation(PROBLEM, *arrays, len(actions)), episodes.observation())
 
 
 def test_observation_reflects_the_unit_and_not_future_time_points():
@@ -113,13 +122,20 @@ def test_invalid_histories_are_refused():
     with pytest.raises(InvalidHistory, match="actions"):
         history_arrays(PROBLEM, ObservationHistory(time_points=[tp], actions=[UnitAction()]))
     with pytest.raises(InvalidHistory, match="time_points"):
-        history_arrays(PROBLEM, ObservationHistory(time_points=[tp] * 9, actions=[UnitAction()] * 8))
+        history_arrays(
+            PROBLEM, ObservationHistory(time_points=[tp] * 9, actions=[UnitAction()] * 8)
+        )
     with pytest.raises(InvalidHistory, match="unknown drugs"):
-        history_arrays(PROBLEM, ObservationHistory(
-            time_points=[tp, tp], actions=[UnitAction(doses_um={"drug_c": 1.0})]))
+        history_arrays(
+            PROBLEM,
+            ObservationHistory(
+                time_points=[tp, tp], actions=[UnitAction(doses_um={"drug_c": 1.0})]
+            ),
+        )
 
 
 def test_problem_refuses_a_prior_for_other_drugs():
     with pytest.raises(ValueError, match="prior.half_life_h names drugs"):
-        DosingProblem(protocol=default_protocol_settings(
-            dose_steps_um={"drug_b": [0.5], "drug_a": [0.5]}))
+        DosingProblem(
+            protocol=default_protocol_settings(dose_steps_um={"drug_b": [0.5], "drug_a": [0.5]})
+        )

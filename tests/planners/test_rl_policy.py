@@ -28,8 +28,14 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> RLPolicy:
 
 def history(policy: RLPolicy, normal_factor: float, k: int = 2) -> ObservationHistory:
     """A unit whose normal cells change by ``normal_factor`` per interval, controls grow."""
-    tps = [TimePoint(time_h=12.0 * i, unit_counts=[(100.0 * 1.3**i, 100.0 * normal_factor**i)] * 3,
-                     control_counts=[(100.0 * 1.3**i, 100.0 * 1.2**i)] * 6) for i in range(k + 1)]
+    tps = [
+        TimePoint(
+            time_h=12.0 * i,
+            unit_counts=[(100.0 * 1.3**i, 100.0 * normal_factor**i)] * 3,
+            control_counts=[(100.0 * 1.3**i, 100.0 * 1.2**i)] * 6,
+        )
+        for i in range(k + 1)
+    ]
     return ObservationHistory(time_points=tps, actions=[UnitAction(doses_um={"drug_a": 1.0})] * k)
 
 
@@ -83,14 +89,23 @@ def test_closed_loop_on_simulated_images(tiny: RLPolicy):
     actions: list[UnitAction] = []
     while not episodes.done:
         h = ObservationHistory(
-            time_points=[TimePoint(time_h=12.0 * k, unit_counts=[tuple(episodes.unit[0, k])],
-                                   control_counts=[tuple(episodes.control[0, k])])
-                         for k in range(episodes.k + 1)],
-            actions=actions)
+            time_points=[
+                TimePoint(
+                    time_h=12.0 * k,
+                    unit_counts=[tuple(episodes.unit[0, k])],
+                    control_counts=[tuple(episodes.control[0, k])],
+                )
+                for k in range(episodes.k + 1)
+            ],
+            actions=actions,
+        )
         d = decide(tiny, h, seed=1, particles=16)
         actions.append(d.action)
-        episodes.apply(np.array([[d.action.doses_um.get(x, 0.0) for x in tiny.problem.drugs]]),
-                       np.array([d.action.exchange]), rng)
+        episodes.apply(
+            np.array([[d.action.doses_um.get(x, 0.0) for x in tiny.problem.drugs]]),
+            np.array([d.action.exchange]),
+            rng,
+        )
     assert len(actions) == tiny.problem.protocol.decisions
 
 

@@ -61,10 +61,14 @@ def test_plate_has_groups_controls_and_baseline_images(proto: AdaptiveDosing):
 
 def test_decision_doses_every_well_of_a_group_then_incubates_and_images(proto: AdaptiveDosing):
     c = proto.compile([{}] * 2, "P1", seed=0)
-    d = proto.compile_decision(c, proto.initial_state(c), {
-        0: {"drug_a_um": 1.0, "drug_b_um": 0.25, "exchange": 0},
-        "1": UnitAction(),
-    })
+    d = proto.compile_decision(
+        c,
+        proto.initial_state(c),
+        {
+            0: {"drug_a_um": 1.0, "drug_b_um": 0.25, "exchange": 0},
+            "1": UnitAction(),
+        },
+    )
     assert d.decision == 0 and d.time_h == 0.0
     group0, group1 = c.layout.wells_of(0), c.layout.wells_of(1)
     for w in group0:
@@ -125,8 +129,12 @@ def test_bad_decisions_are_refused_before_any_step(proto: AdaptiveDosing):
 
 def test_overfill_and_solvent_are_refused_when_the_protocol_is_built():
     with pytest.raises(ImpossibleVolume, match=r"holds .* uL after decision"):
-        AdaptiveDosing(settings(stocks={"drug_a": [30], "drug_b": [30],
-                                        "staurosporine": [100]}, max_well_volume_ul=170))
+        AdaptiveDosing(
+            settings(
+                stocks={"drug_a": [30], "drug_b": [30], "staurosporine": [100]},
+                max_well_volume_ul=170,
+            )
+        )
     with pytest.raises(ImpossibleVolume, match=r"DMSO after decision .* max_solvent_percent"):
         AdaptiveDosing(settings(master_stock_um={"drug_a": 1000, "drug_b": 1000}))
     with pytest.raises(ImpossibleVolume, match="below the handler's minimum"):
@@ -160,8 +168,9 @@ def test_action_space_and_check_space(proto: AdaptiveDosing):
     assert space.names == ["drug_a_um", "drug_b_um", "exchange"]
     proto.check_space(space)
     with pytest.raises(UnmappedParameter, match="not an action"):
-        proto.check_space(SearchSpace(parameters=[
-            ContinuousParameter(name="temperature", low=30, high=40)]))
+        proto.check_space(
+            SearchSpace(parameters=[ContinuousParameter(name="temperature", low=30, high=40)])
+        )
 
 
 def test_unit_action_params_round_trip():

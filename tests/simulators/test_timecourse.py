@@ -57,8 +57,10 @@ def test_a_held_concentration_kills_as_the_48h_end_point_model_says():
     p = type(p)(**{**p.as_dict(), "half_life_h": np.full((1, 2), 1e12)})
     s = MODEL.advance(p, dose(MODEL.initial_state(p, 150.0), a_um=1.0, b_um=0.5), 48.0)
     bio = VirtualBiology()
-    expected = [bio.surviving_fraction({"drug_a": 1.0, "drug_b": 0.5}, line)
-                for line in ("tumour", "normal")]
+    expected = [
+        bio.surviving_fraction({"drug_a": 1.0, "drug_b": 0.5}, line)
+        for line in ("tumour", "normal")
+    ]
     assert s.viability()[0] == pytest.approx(expected, rel=1e-6)
 
 
@@ -100,8 +102,10 @@ def test_more_sensitive_cultures_die_more():
 def test_prior_draws_are_reproducible_and_varied():
     a = PRIOR.sample(np.random.default_rng(3), 200)
     b = PRIOR.sample(np.random.default_rng(3), 200)
-    assert all(np.array_equal(x, y) for x, y in zip(a.as_dict().values(), b.as_dict().values(),
-                                                     strict=True))
+    assert all(
+        np.array_equal(x, y)
+        for x, y in zip(a.as_dict().values(), b.as_dict().values(), strict=True)
+    )
     assert a.half_life_h.shape == (200, 2)
     assert 0.3 < np.std(np.log(a.normal_sensitivity)) < 0.6
     assert np.all((a.resistant_fraction >= 0) & (a.resistant_fraction < 1))

@@ -30,8 +30,13 @@ def test_dosed_wells_lose_tumour_cells_over_time_and_untouched_wells_grow():
     lab.ensure_plate("P1", 0.0)
     dose(lab, "B02", "drug_a", 300.0, 1.0, 0.0)
     dose(lab, "B02", "drug_b", 300.0, 0.5, 0.0)
-    assert lab.expected_cells("P1", "B02", 0.0) == pytest.approx(lab.expected_cells("P1", "B03", 0.0))
-    treated, untreated = lab.expected_cells("P1", "B02", 48 * H), lab.expected_cells("P1", "B03", 48 * H)
+    assert lab.expected_cells("P1", "B02", 0.0) == pytest.approx(
+        lab.expected_cells("P1", "B03", 0.0)
+    )
+    treated, untreated = (
+        lab.expected_cells("P1", "B02", 48 * H),
+        lab.expected_cells("P1", "B03", 48 * H),
+    )
     assert treated[0] < 0.5 * untreated[0]
     assert untreated[0] > lab.expected_cells("P1", "B03", 0.0)[0]
 
@@ -83,8 +88,13 @@ def test_only_a_timecourse_lab_can_withdraw():
         handler.withdraw("P1", "B03", 60.0)
 
 
-def run(steps: list[Step], handler: SimulatedLiquidHandler, clock: SimulatedClock,
-        microscope: SimulatedMicroscope, layout: PlateLayout) -> PlateAnalysis:
+def run(
+    steps: list[Step],
+    handler: SimulatedLiquidHandler,
+    clock: SimulatedClock,
+    microscope: SimulatedMicroscope,
+    layout: PlateLayout,
+) -> PlateAnalysis:
     """Execute steps like the engine; analyse the images the steps acquired."""
     frames = {}
     for s in steps:
@@ -99,14 +109,18 @@ def run(steps: list[Step], handler: SimulatedLiquidHandler, clock: SimulatedCloc
         elif isinstance(s, Incubate):
             clock.sleep(s.duration_s)
         elif isinstance(s, Acquire):
-            frames[s.well] = microscope.acquire_well(s.plate, s.well, s.channels, s.fields,
-                                                     s.exposure_ms)
+            frames[s.well] = microscope.acquire_well(
+                s.plate, s.well, s.channels, s.fields, s.exposure_ms
+            )
     return analyze_plate(frames, layout)
 
 
 def test_protocol_steps_run_on_the_simulated_handler_and_images_show_the_effect():
-    proto = AdaptiveDosing(default_protocol_settings(decisions=3, negative_controls=3,
-                                                     positive_controls=3, mix_cycles=1))
+    proto = AdaptiveDosing(
+        default_protocol_settings(
+            decisions=3, negative_controls=3, positive_controls=3, mix_cycles=1
+        )
+    )
     clock = SimulatedClock()
     lab = TimecourseLab(culture_seed=3, seeded_cells=(1500.0, 1500.0))
     handler = SimulatedLiquidHandler(lab, clock)
@@ -125,15 +139,24 @@ def test_protocol_steps_run_on_the_simulated_handler_and_images_show_the_effect(
         assert held.volume_ul == pytest.approx(liquid.volume_ul)
         for r, a in liquid.amounts_pmol.items():
             assert held.amounts_pmol.get(r, 0.0) == pytest.approx(a)
+
     def tumour(a: PlateAnalysis, group: int) -> float:
-        return float(np.mean([a.wells[w].metrics["tumour_count"]
-                              for w in plate.layout.wells_of(group)]))
+        return float(
+            np.mean([a.wells[w].metrics["tumour_count"] for w in plate.layout.wells_of(group)])
+        )
 
     # the analyzer's counts: both groups alike at baseline; the dosed one well below at the end
     assert tumour(baseline, 0) == pytest.approx(tumour(baseline, 1), rel=0.35)
     assert tumour(analysis, 0) < 0.5 * tumour(analysis, 1)
+
     def cells(role: WellRole) -> float:
-        return float(np.mean([analysis.wells[w].metrics["cell_count"]
-                              for w in plate.layout.wells_with_role(role)]))
+        return float(
+            np.mean(
+                [
+                    analysis.wells[w].metrics["cell_count"]
+                    for w in plate.layout.wells_with_role(role)
+                ]
+            )
+        )
 
     assert cells(WellRole.POSITIVE_CONTROL) < 0.1 * cells(WellRole.NEGATIVE_CONTROL)

@@ -32,7 +32,9 @@ class AuditedLiquidHandler:
         with self.path.open("a", newline="") as f:
             csv.writer(f).writerow(row)
 
-    def aspirate(self, source: str, reagent: str, stock_concentration_um: float, volume_ul: float) -> None:
+    def aspirate(
+        self, source: str, reagent: str, stock_concentration_um: float, volume_ul: float
+    ) -> None:
         self.inner.aspirate(source, reagent, stock_concentration_um, volume_ul)
         self._write(["aspirate", source, "", reagent, volume_ul])
 
@@ -67,11 +69,13 @@ def _validate(settings: dict[str, Any], spec: Any, dry_run: bool) -> None:
     unknown = sorted(set(settings) - _KNOWN)
     if unknown:
         raise InstrumentConfigError(
-            f"instruments.liquid_handler.settings: unknown settings {unknown}; known: {sorted(_KNOWN)}")
+            f"instruments.liquid_handler.settings: unknown settings {unknown}; known: {sorted(_KNOWN)}"
+        )
     inner = find_driver("liquid_handler", str(settings.get("inner", "simulated")))
     if inner is None or inner.name == "audited":
         raise InstrumentConfigError(
-            f"instruments.liquid_handler.settings.inner: {settings.get('inner')!r} is not a liquid handler driver")
+            f"instruments.liquid_handler.settings.inner: {settings.get('inner')!r} is not a liquid handler driver"
+        )
 
 
 @driver("liquid_handler", "audited", dry_run=True, validate=_validate)

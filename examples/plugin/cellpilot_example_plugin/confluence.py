@@ -53,7 +53,9 @@ class ConfluenceResult:
 
 
 def _field_confluence(image: np.ndarray, sigma: float) -> float:
-    smooth = ndi.gaussian_filter(image.astype(np.float32), sigma) if sigma else image.astype(np.float32)
+    smooth = (
+        ndi.gaussian_filter(image.astype(np.float32), sigma) if sigma else image.astype(np.float32)
+    )
     if float(smooth.max()) == float(smooth.min()):
         return 0.0
     return float((smooth > threshold_otsu(smooth)).mean())
@@ -72,23 +74,39 @@ def analyze_confluence(
         for fr in frames:
             if s.nuclear_channel not in fr.channels:
                 raise MissingChannel(s.nuclear_channel, tuple(fr.channels))
-            values.append(_field_confluence(fr.image[fr.channels.index(s.nuclear_channel)], s.smooth_sigma_px))
+            values.append(
+                _field_confluence(fr.image[fr.channels.index(s.nuclear_channel)], s.smooth_sigma_px)
+            )
         if values:
             raw[well] = float(np.mean(values))
     negative = [w for w in layout.wells_with_role(WellRole.NEGATIVE_CONTROL) if w in raw]
     positive = [w for w in layout.wells_with_role(WellRole.POSITIVE_CONTROL) if w in raw]
     if not negative:
-        raise MissingControls(f"plate {layout.plate_id}: no imaged vehicle well", "negative_control")
+        raise MissingControls(
+            f"plate {layout.plate_id}: no imaged vehicle well", "negative_control"
+        )
     ref = float(np.median([raw[w] for w in negative])) or 1.0
     metrics = {w: {"confluence": v, METRIC: v / ref} for w, v in raw.items()}
     zp = z_prime([raw[w] for w in positive], [raw[w] for w in negative])
-    flags = [] if zp is not None and zp >= s.z_prime_min else [f"Z'(confluence) = {zp} < {s.z_prime_min}"]
-    wells = {w: WellConfluence(w, metrics.get(w, {}), [] if w in metrics else ["no images"])
-             for w in layout.by_well()}
+    flags = (
+        []
+        if zp is not None and zp >= s.z_prime_min
+        else [f"Z'(confluence) = {zp} < {s.z_prime_min}"]
+    )
+    wells = {
+        w: WellConfluence(w, metrics.get(w, {}), [] if w in metrics else ["no images"])
+        for w in layout.by_well()
+    }
     return ConfluenceResult(
-        plate_id=layout.plate_id, wells=wells,
-        experiments=score_experiments(metrics, layout, metrics=(METRIC,), outlier_metrics=(METRIC,)),
-        z_prime={"confluence": zp}, plate_ok=not flags, flags=flags)
+        plate_id=layout.plate_id,
+        wells=wells,
+        experiments=score_experiments(
+            metrics, layout, metrics=(METRIC,), outlier_metrics=(METRIC,)
+        ),
+        z_prime={"confluence": zp},
+        plate_ok=not flags,
+        flags=flags,
+    )
 
 
 analyze_confluence.settings_model = ConfluenceSettings  # type: ignore[attr-defined]
