@@ -35,8 +35,9 @@ demo-rl: $(POLICY)  ## the adaptive-dosing time-course with the RL agent (trains
 	$(VENV)/bin/cellpilot run examples/adaptive_dosing.yaml --dry-run --ledger sqlite:///runs/demo-rl/ledger.db --data-dir runs/demo-rl/data
 	$(VENV)/bin/cellpilot report --ledger sqlite:///runs/demo-rl/ledger.db --out runs/demo-rl/report
 
+# One worker per CPU; a test file stays on one worker (its module fixtures are built once).
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n auto --dist loadfile
 
 browser-deps:  ## Debian's Chromium for the console's browser tests (root)
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
