@@ -65,9 +65,11 @@ def _get_pool(workers: int) -> ProcessPoolExecutor:
 
 
 @atexit.register
-def _shutdown() -> None:
+def _discard_pool() -> None:
+    global _pool
     if _pool is not None:
         _pool.shutdown(wait=False, cancel_futures=True)
+    _pool = None
 
 
 def map_fields(fn: Callable[[T], R], items: Sequence[T], pixels: int) -> list[R]:
@@ -85,15 +87,8 @@ def map_fields(fn: Callable[[T], R], items: Sequence[T], pixels: int) -> list[R]
     try:
         return list(_get_pool(workers).map(fn, items, chunksize=chunk))
     except BrokenProcessPool:  # a worker was killed: measure here rather than lose the plate
-        _shutdown_broken()
+        _discard_pool()
         return [fn(x) for x in items]
-
-
-def _shutdown_broken() -> None:
-    global _pool
-    if _pool is not None:
-        _pool.shutdown(wait=False, cancel_futures=True)
-    _pool = None
 
 
 def _apply(args: tuple[Callable[..., Any], Any, dict[str, Any]]) -> Any:

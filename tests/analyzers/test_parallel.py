@@ -24,7 +24,7 @@ def test_a_worker_pool_measures_the_same_as_the_caller(monkeypatch: pytest.Monke
     monkeypatch.setattr(parallel, "MIN_PARALLEL_PIXELS", 0)  # this small plate would stay here
     pooled = measure_plate(frames, layout)
     assert parallel._pool is not None  # the pool did the work
-    parallel._shutdown_broken()  # the workers' memory back before the next test
+    parallel._discard_pool()  # the workers' memory back before the next test
     assert pooled.fields.keys() == serial.fields.keys()
     for well, fields in serial.fields.items():
         for a, b in zip(pooled.fields[well], fields, strict=True):
