@@ -18,8 +18,13 @@ covered until a new binding version lists them. Times are not covered (databases
 them differently); everything that steers an experiment or an analysis is.
 
 Binding versions: 1 (up to migration 0005); 2 adds the analysis version of rounds and
-measurements (migration 0006). A bound round records its version (``"v"``) and is checked
-against that version's columns, so rounds bound before 0006 still verify.
+measurements (migration 0006); 3 adds time-course plates (migration 0007): a round binds its
+decision points, steps, images and measurements bind their time point, proposals their decision
+point and unit, and each decision point is also bound on its own when it is proposed and when it
+is applied (``"decisionpoint:4"``), so a decision cannot be rewritten while its plate runs. A
+bound round records its version (``"v"``); a row bound on its own in version 2 or later carries
+it as a prefix of its digest (``"v3:…"``; none means version 1). Rows and rounds are checked
+against the columns of the version they were bound in, so older ledgers still verify.
 """
 
 from __future__ import annotations
@@ -32,10 +37,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-BINDING_VERSION = 2
+BINDING_VERSION = 3
 
 _META = sa.MetaData()
 _META_V2 = sa.MetaData()
+_META_V3 = sa.MetaData()
 
 
 def _table(name: str, *cols: tuple[str, Any], meta: sa.MetaData = _META) -> sa.Table:
@@ -163,26 +169,61 @@ TABLES: dict[str, sa.Table] = {
     )
 }
 
+
+def _extend(base: dict[str, sa.Table], meta: sa.MetaData, **added: list[tuple[str, Any]]):
+    return {
+        **base,
+        **{
+            name: _table(
+                name, *((c.name, type(c.type)) for c in base[name].columns), *cols, meta=meta
+            )
+            for name, cols in added.items()
+        },
+    }
+
+
 #: version 2 adds each round's and measurement's analysis version (migration 0006)
-TABLES_V2: dict[str, sa.Table] = {
-    **TABLES,
-    **{
-        name: _table(
-            name,
-            *((c.name, type(c.type)) for c in TABLES[name].columns),
-            ("analysis_version", INT),
-            meta=_META_V2,
-        )
-        for name in ("round", "measurement")
-    },
+TABLES_V2 = _extend(
+    TABLES, _META_V2, round=[("analysis_version", INT)], measurement=[("analysis_version", INT)]
+)
+
+#: version 3 adds time-course plates (migration 0007)
+TABLES_V3: dict[str, sa.Table] = {
+    **_extend(
+        TABLES_V2,
+        _META_V3,
+        proposal=[("decision_point_id", INT), ("unit", STR)],
+        step=[("time_point", INT)],
+        rawdata=[("time_point", INT)],
+        measurement=[("time_point", INT)],
+    ),
+    "decisionpoint": _table(
+        "decisionpoint",
+        ("id", INT),
+        ("campaign_id", INT),
+        ("round_id", INT),
+        ("index", INT),
+        ("time_h", FLT),
+        ("status", STR),
+        ("policy_id", STR),
+        ("policy", JSN),
+        ("observations", JSN),
+        ("forecasts", JSN),
+        ("actions", JSN),
+        ("state_after", JSN),
+        ("first_seq", INT),
+        ("clock_s", FLT),
+        meta=_META_V3,
+    ),
 }
 
-TABLES_BY_VERSION = {1: TABLES, 2: TABLES_V2}
+TABLES_BY_VERSION = {1: TABLES, 2: TABLES_V2, 3: TABLES_V3}
 
 BOUND_COLUMNS = {name: [c.name for c in t.columns] for name, t in TABLES.items()}
 
 #: what a round binds, and how each table's rows are found from the round
 ROUND_TABLES = ("round", "experiment", "well", "step", "rawdata", "measurement")
+ROUND_TABLES_BY_VERSION = {1: ROUND_TABLES, 2: ROUND_TABLES, 3: (*ROUND_TABLES, "decisionpoint")}
 
 
 def canonical(value: Any) -> str:
@@ -190,8 +231,7 @@ def canonical(value: Any) -> str:
 
 
 def row_digest(table: str, row: dict[str, Any], v: int = 1) -> str:
-    """SHA-256 of one row's columns bound in binding version ``v`` (rows bound one by one, such
-    as proposals, use version 1: their columns have not changed)."""
+    """SHA-256 of one row's columns bound in binding version ``v``."""
     body = {c.name: row.get(c.name) for c in TABLES_BY_VERSION[v][table].columns}
     return hashlib.sha256(canonical([table, v, body]).encode()).hexdigest()
 
@@ -201,28 +241,51 @@ def _rows(conn: Connection, table: str, where, v: int = 1) -> list[dict[str, Any
     return [dict(r._mapping) for r in conn.execute(sa.select(t).where(where(t)).order_by(t.c.id))]
 
 
-def rows_by_id(conn: Connection, table: str, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+def rows_by_id(
+    conn: Connection, table: str, ids: Iterable[int], v: int = 1
+) -> dict[int, dict[str, Any]]:
     ids = list(ids)
     if not ids:
         return {}
     out: dict[int, dict[str, Any]] = {}
     for i in range(0, len(ids), 500):
-        for r in _rows(conn, table, lambda t, chunk=ids[i : i + 500]: t.c.id.in_(chunk)):
+        for r in _rows(conn, table, lambda t, chunk=ids[i : i + 500]: t.c.id.in_(chunk), v):
             out[r["id"]] = r
     return out
 
 
-def bind_rows(conn: Connection, refs: Iterable[tuple[str, int]]) -> dict[str, str]:
-    """``{"table:id": digest}`` of the rows ``refs`` names, as the database holds them now."""
+def tagged_digest(table: str, row: dict[str, Any], v: int) -> str:
+    """A row's digest as an event carries it: version 1 bare, later versions ``"v3:…"``."""
+    digest = row_digest(table, row, v)
+    return digest if v == 1 else f"v{v}:{digest}"
+
+
+def row_matches(table: str, row: dict[str, Any], tagged: str) -> bool:
+    """Whether ``row`` is what a digest from :func:`tagged_digest` bound."""
+    v_text, sep, digest = tagged.partition(":")
+    if not sep:
+        return row_digest(table, row, 1) == tagged
+    v = int(v_text.lstrip("v"))
+    return table in TABLES_BY_VERSION[v] and row_digest(table, row, v) == digest
+
+
+def bind_rows(
+    conn: Connection, refs: Iterable[tuple[str, int]], v: int = BINDING_VERSION
+) -> dict[str, str]:
+    """``{"table:id": digest}`` of the rows ``refs`` names, as the database holds them now.
+
+    Args:
+        v: binding version; older ones only inside migrations, for the schema of their time.
+    """
     out: dict[str, str] = {}
     by_table: dict[str, list[int]] = {}
     for table, rid in refs:
         by_table.setdefault(table, []).append(rid)
     for table, ids in by_table.items():
-        rows = rows_by_id(conn, table, ids)
+        rows = rows_by_id(conn, table, ids, v)
         for rid in ids:
             row = rows.get(rid)
-            out[f"{table}:{rid}"] = row_digest(table, row) if row is not None else "deleted"
+            out[f"{table}:{rid}"] = tagged_digest(table, row, v) if row is not None else "deleted"
     return out
 
 
@@ -250,7 +313,7 @@ def bind_round(conn: Connection, round_id: int, v: int = BINDING_VERSION) -> dic
         "v": v,
         "tables": {
             t: table_digest(t, _rows(conn, t, _round_filter(t, round_id), v), v)
-            for t in ROUND_TABLES
+            for t in ROUND_TABLES_BY_VERSION[v]
         },
     }
 
@@ -270,9 +333,14 @@ def check_round(conn: Connection, bound: dict[str, Any]) -> list[str]:
     return problems
 
 
-def campaign_rows(conn: Connection, campaign_id: int) -> dict[str, dict[int, dict[str, Any]]]:
-    """The campaign's proposal and approval rows (bound one by one)."""
-    props = {r["id"]: r for r in _rows(conn, "proposal", lambda t: t.c.campaign_id == campaign_id)}
+def campaign_rows(
+    conn: Connection, campaign_id: int, v: int = 1
+) -> dict[str, dict[int, dict[str, Any]]]:
+    """The campaign's proposal and approval rows (bound one by one), read with the columns of
+    binding version ``v`` (a row is checked against the version its digest names)."""
+    props = {
+        r["id"]: r for r in _rows(conn, "proposal", lambda t: t.c.campaign_id == campaign_id, v)
+    }
     ap = TABLES["approval"]
     approvals = {}
     for i in range(0, len(props), 500):
@@ -280,6 +348,14 @@ def campaign_rows(conn: Connection, campaign_id: int) -> dict[str, dict[int, dic
         for r in conn.execute(sa.select(ap).where(ap.c.proposal_id.in_(chunk))):
             approvals[r.id] = dict(r._mapping)
     return {"proposal": props, "approval": approvals}
+
+
+def decision_rows(conn: Connection, campaign_id: int) -> dict[int, dict[str, Any]]:
+    """The campaign's decision points (bound one by one; schema 0007 and later)."""
+    return {
+        r["id"]: r
+        for r in _rows(conn, "decisionpoint", lambda t: t.c.campaign_id == campaign_id, 3)
+    }
 
 
 def analysis_rows(conn: Connection, campaign_id: int) -> dict[int, dict[str, Any]]:

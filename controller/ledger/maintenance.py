@@ -155,7 +155,7 @@ def _bindings(conn: Connection, k: int) -> dict[str, Any]:
     refs = [(t, rid) for t in ("proposal", "approval") for rid in rows[t]]
     # binding version 1: seal_ledger runs inside migration 0004, before 0006 added analysis versions
     return {
-        "bind": bind_rows(conn, refs),
+        "bind": bind_rows(conn, refs, v=1),
         "bind_rounds": [bind_round(conn, r, v=1) for r in round_ids(conn, k)],
     }
 

@@ -10,9 +10,10 @@ For each chain (each campaign's, and the ledger-wide one of accounts and logins)
 3. **anchors**: each line of the anchor files (written outside the database after every commit)
    must still match: the event at that position has that hash (a rewritten chain), and the
    chain is at least that long (deleted newest events, a truncated or emptied log);
-4. **bindings**: proposals and approvals must match the digests their latest events carry; each
+4. **bindings**: proposals, approvals and time-course decision points (what the policy saw,
+   forecast and applied) must match the digests their latest events carry; each
    finished round's rows (round, experiments with their outcomes, wells, step journal, raw
-   data, measurements) must match the digests of its ``round_analyzed`` event (or of a later
+   data, measurements, decision points; time points included) must match the digests of its ``round_analyzed`` event (or of a later
    event that changed it: a plate decision, a re-analysis), and each image file must still have
    its recorded SHA-256; analysis versions must match the digests of the events that wrote them,
    and the version the campaign plans from must be the one its latest ``analysis_adopted``
@@ -36,7 +37,15 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
 from controller.ledger import anchor
-from controller.ledger.binding import TABLES, analysis_rows, campaign_rows, check_round, row_digest
+from controller.ledger.binding import (
+    BINDING_VERSION,
+    TABLES,
+    analysis_rows,
+    campaign_rows,
+    check_round,
+    decision_rows,
+    row_matches,
+)
 from controller.ledger.chain import (
     CAMPAIGN,
     GENESIS,
@@ -202,16 +211,24 @@ def check_bindings(
             else ev.payload.get("bind_rounds", [])
         ):
             rounds[bound["round_id"]] = (bound, ev)
-    rows = campaign_rows(conn, campaign_id) | {"analysisversion": analysis_rows(conn, campaign_id)}
+    rows = campaign_rows(conn, campaign_id, BINDING_VERSION) | {
+        "analysisversion": analysis_rows(conn, campaign_id),
+        "decisionpoint": decision_rows(conn, campaign_id),
+    }
+    # decision points are bound from binding version 3 on; a log written before that (a
+    # time-course plate of the first release) has its decisions covered by the rounds only
+    binds_decisions = any(ref.startswith("decisionpoint:") for ref in latest)
     _check_adopted(conn, rep, campaign_id, events)
     for table, by_id in rows.items():
         for rid, row in by_id.items():
             ref = f"{table}:{rid}"
             if ref not in latest:
+                if table == "decisionpoint" and not binds_decisions:
+                    continue
                 rep.problems.append(
                     f"{table} {rid} is not recorded in the event log (added outside cellpilot)"
                 )
-            elif latest[ref][0] != row_digest(table, row):
+            elif not row_matches(table, row, latest[ref][0]):
                 ev = latest[ref][1]
                 rep.problems.append(f"{table} {rid} was altered after event {ev.id} ({ev.kind})")
     for ref, (digest, ev) in latest.items():

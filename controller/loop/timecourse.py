@@ -183,7 +183,8 @@ class Timecourse:
                        "time_h": time_h, "units": len(rows), "policy_id": dp.policy_id,
                        "policy_sha256": record.get("sha256"), "skipped_units": skipped,
                        "wells_measured": analysed}
-            append_event(s, camp.id, EventKind.DECISION_PROPOSED, summary, clock_s=clock_s)
+            append_event(s, camp.id, EventKind.DECISION_PROPOSED, summary, clock_s=clock_s,
+                         bind=[dp])
             rnd.status = RoundStatus.DECIDING.value
             rnd.awaiting_approval_since = None  # each decision point waits afresh
             s.add(rnd)
@@ -335,7 +336,8 @@ class Timecourse:
                    "actions": {u: a.to_params(self.protocol.drugs) for u, a in actions.items()},
                    "notes": notes}
         shown = {**payload, "actions_applied": {u: a.model_dump(mode="json") for u, a in actions.items()}}
-        append_event(s, camp.id, EventKind.DECISION_APPLIED, payload, clock_s=camp.clock_s)
+        append_event(s, camp.id, EventKind.DECISION_APPLIED, payload, clock_s=camp.clock_s,
+                     bind=[dp])
         return [(EventKind.DECISION_APPLIED, shown)]
 
     def _set_status(self, round_id: int, status: RoundStatus) -> None:

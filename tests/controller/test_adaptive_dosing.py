@@ -209,6 +209,27 @@ def test_dry_run_through_the_whole_chain(campaign, tiny_policy, tmp_path):
         or "Time-courses and the agent's actions" in page
     )
     assert (tmp_path / "report" / "timecourse_1.png").exists()
+    _check_verify_binds_decisions(spec.ledger.url, db)
+
+
+def _check_verify_binds_decisions(url: str, db) -> None:
+    """``verify`` passes, then notices a rewritten decision (what the agent applied) and a step
+    moved to another time point."""
+    import sqlalchemy as sa
+
+    ok = run_cli("verify", "--ledger", url)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    with db.begin() as conn:
+        dp_id = conn.execute(sa.text("SELECT min(id) FROM decisionpoint")).scalar()
+        conn.execute(
+            sa.text("UPDATE decisionpoint SET actions = :a WHERE id = :i"),
+            {"a": '{"g1": {"doses_um": {"drug_a": 2.0}}}', "i": dp_id},
+        )
+        conn.execute(sa.text("UPDATE step SET time_point = 0 WHERE time_point = 1"))
+    bad = run_cli("verify", "--ledger", url)
+    assert bad.returncode != 0
+    assert f"decisionpoint {dp_id} was altered" in bad.stdout + bad.stderr
+    assert "step: rows altered" in bad.stdout + bad.stderr
 
 
 #: kills inside the time-course, each between a decision and (the end of) its action
