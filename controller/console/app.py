@@ -2,7 +2,8 @@
 
     create_app(ledger_url) ─┬─ /login, /logout                 (this module)
                             ├─ pages, fragments, images, SSE    (controller.console.pages)
-                            └─ approve / edit / reject / pause  (controller.console.actions)
+                            ├─ approve / edit / reject / pause  (controller.console.actions)
+                            └─ the screening report             (controller.console.report)
 
 Access: an unauthenticated page request is redirected to ``/login``; an unauthenticated
 fragment, image, stream, API or action request gets 401; a viewer's action gets 403; an
@@ -160,11 +161,12 @@ def create_app(
         instance: names this console's cookies (``cellpilot serve`` passes its port), so two
             consoles on one host do not log each other out.
     """
-    from controller.console import actions, pages, plate_actions
+    from controller.console import actions, pages, plate_actions, report
 
     app = FastAPI(title="cellpilot console", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.db = open_ledger_engine(ledger_url)
     app.state.ledger_url = mask_url(ledger_url)
+    app.state.reports = report.ReportCache(ledger_url)
     app.state.secure_cookies = secure_cookies
     app.state.session_cookie, app.state.login_cookie = cookie_names(instance)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
@@ -277,6 +279,7 @@ def create_app(
     app.include_router(pages.router)
     app.include_router(actions.router)
     app.include_router(plate_actions.router)
+    app.include_router(report.router)
     return app
 
 

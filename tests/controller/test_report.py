@@ -163,3 +163,33 @@ def test_a_held_plate_is_shown_as_held_with_why(campaign):
     (qc,) = _tables(page, "qc")
     row = re.search(r'<tr class="bad"><td>1</td>.*?</tr>', qc)
     assert row and "HELD" in row.group(0) and "plate suspect" in row.group(0)
+
+
+def test_the_console_serves_the_report_to_a_logged_in_user(campaign):
+    """``/campaigns/small/report/``: the same page and figures as ``cellpilot report``, for any
+    logged-in role; nothing outside the report folder, nothing without a login."""
+    from fastapi.testclient import TestClient
+
+    from controller.console.app import create_app
+    from controller.console.auth import add_user
+    from tests.console.conftest import login
+
+    _, url, _, page = campaign
+    app = create_app(url)
+    add_user(app.state.db, "vic-report", "vic-viewer-pw", "viewer")
+    anonymous = TestClient(app)
+    assert anonymous.get("/campaigns/small/report/", follow_redirects=False).status_code == 303
+    c = TestClient(app)
+    assert login(c, "vic-report", "vic-viewer-pw").status_code == 303
+    assert 'data-testid="report-link"' in c.get("/campaigns/small").text
+    served = c.get("/campaigns/small/report", follow_redirects=True)
+    assert served.status_code == 200 and served.headers["x-frame-options"] == "DENY"
+    assert "Dose-response per drug and cell line" in served.text
+    assert "Combinations: response surface and synergy" in served.text
+    pngs = set(re.findall(r'src="([a-z0-9_]+\.png)"', served.text))
+    assert pngs and pngs == set(re.findall(r'src="([a-z0-9_]+\.png)"', page))
+    img = c.get(f"/campaigns/small/report/{sorted(pngs)[0]}")
+    assert img.status_code == 200 and img.content[:8] == b"\x89PNG\r\n\x1a\n"
+    for bad in ("..%2Fledger.db", "ledger.db", ".hidden.png", "nothere.png"):
+        assert c.get(f"/campaigns/small/report/{bad}").status_code == 404
+    assert c.get("/campaigns/nope/report/").status_code == 404
