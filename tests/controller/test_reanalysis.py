@@ -266,3 +266,44 @@ def test_a_ledger_written_at_schema_0003_lists_its_original_analysis(tmp_path, m
     # its images are not shipped: a re-analysis stops before writing anything
     out = cli("reanalyze", "--campaign", "small")
     assert out.exit_code == 4 and "is missing" in out.output
+
+
+def test_an_operator_adopts_a_version_from_the_console(lab):
+    """The console's "Plan from version 2" button: operators only, CSRF-checked, recorded with
+    the logged-in name like ``cellpilot analysis use``."""
+    from fastapi.testclient import TestClient
+
+    from controller.console.app import create_app
+    from controller.console.auth import add_user
+    from tests.console.conftest import csrf_of, login
+
+    (lab / "other.yaml").write_text(
+        yaml.safe_dump({"analyzer": {"name": "nuclei_coculture", "settings": OTHER}})
+    )
+    assert cli("reanalyze", "--campaign", "small", "--settings", "other.yaml").exit_code == 0
+    app = create_app(url())
+    add_user(app.state.db, "ana", "ana-operator-pw", "operator")
+    add_user(app.state.db, "vic", "vic-viewer-pw", "viewer")
+    viewer = TestClient(app)
+    login(viewer, "vic", "vic-viewer-pw")
+    assert 'data-testid="adopt-analysis"' not in viewer.get("/campaigns/small").text
+    token = csrf_of(viewer)
+    refused = viewer.post("/campaigns/small/analysis/2/adopt", data={"csrf_token": token})
+    assert refused.status_code == 403
+    ana = TestClient(app)
+    login(ana, "ana", "ana-operator-pw")
+    page = ana.get("/campaigns/small").text
+    assert 'action="/campaigns/small/analysis/2/adopt"' in page
+    no_token = ana.post("/campaigns/small/analysis/2/adopt", data={"reason": "x"})
+    assert no_token.status_code == 403
+    done = ana.post(
+        "/campaigns/small/analysis/2/adopt",
+        data={"csrf_token": csrf_of(ana), "reason": "bigger nuclei fit the images"},
+    )
+    assert done.status_code == 200 and "now planning from analysis version 2" in done.text
+    again = ana.post("/campaigns/small/analysis/2/adopt", data={"csrf_token": csrf_of(ana)})
+    assert "already plans from analysis version 2" in again.text
+    with Session(open_ledger_engine(url())) as s:
+        (ev,) = s.exec(select(Event).where(Event.kind == "analysis_adopted")).all()
+        assert ev.actor == "ana" and ev.payload["reason"] == "bigger nuclei fit the images"
+    assert cli("verify").exit_code == 0
