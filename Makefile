@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS := 1
 export MKL_NUM_THREADS := 1
 
-.PHONY: demo demo-rl test install bench lint docs clean browser-deps
+.PHONY: demo demo-rl train-policy test install bench lint docs clean browser-deps
 
 install: $(STAMP)
 
@@ -27,10 +27,14 @@ demo: $(STAMP)
 
 POLICY := policies/adaptive_dosing.zip
 
-$(POLICY): $(STAMP)
+# The trained policy ships with the repository; `make train-policy` trains it again (~200 CPU s).
+$(POLICY): | $(STAMP)
 	$(PY) -m planners.rl.train --out $(POLICY)
 
-demo-rl: $(POLICY)  ## the adaptive-dosing time-course with the RL agent (trains the policy once, ~200 CPU s)
+train-policy: $(STAMP)
+	$(PY) -m planners.rl.train --out $(POLICY)
+
+demo-rl: $(POLICY)  ## the adaptive-dosing time-course with the RL agent and the shipped policy
 	rm -rf runs/demo-rl
 	$(VENV)/bin/cellpilot run examples/adaptive_dosing.yaml --dry-run --ledger sqlite:///runs/demo-rl/ledger.db --data-dir runs/demo-rl/data
 	$(VENV)/bin/cellpilot report --ledger sqlite:///runs/demo-rl/ledger.db --out runs/demo-rl/report

@@ -141,3 +141,21 @@ def test_example_training_file_states_the_defaults():
 
     example = Path(__file__).resolve().parents[2] / "examples" / "adaptive_dosing_train.yaml"
     assert load_config(example) == TrainConfig()
+
+
+def test_the_shipped_policy_loads_and_fits_the_example_campaign() -> None:
+    """``policies/adaptive_dosing.zip`` (what ``make demo-rl`` and the example use): its checksum
+    matches the sidecar, it was trained for the example's protocol, and it decides."""
+    from pathlib import Path
+
+    import yaml
+
+    from planners.rl.planner import RLPlanner
+
+    root = Path(__file__).resolve().parents[2]
+    example = yaml.safe_load((root / "examples" / "adaptive_dosing.yaml").read_text())
+    policy = root / example["planner"]["settings"]["policy"]
+    planner = RLPlanner(policy=str(policy), particles=16)
+    planner.check_protocol(example["protocol"]["settings"])
+    record = planner.ledger_record()
+    assert record["policy_id"].startswith("rl-") and len(record["sha256"]) == 64
