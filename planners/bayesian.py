@@ -34,6 +34,8 @@ twice, no objective.
 
 from __future__ import annotations
 
+import math
+
 import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -86,6 +88,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "level_thompson": True,
         "explore_share": 0.25,
         "stall_batches": 2,
+        "initial_per_parameter": 2.0,
+        "initial_max": 16,
     },
     "thorough": {
         "num_restarts": 12,
@@ -102,6 +106,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "level_thompson": True,
         "explore_share": 0.25,
         "stall_batches": 2,
+        "initial_per_parameter": 2.0,
+        "initial_max": 16,
     },
 }
 
@@ -139,8 +145,10 @@ class BayesianPlanner:
     Args:
         profile: ``"fast"`` (a batch in about a second or two) or ``"thorough"``.
         n_initial: current-campaign observations (with every objective measured) before the
-            model is used; default ``max(8, 2 * number of parameters)``, or
-            ``max(4, number of parameters + 1)`` when prior campaigns' data are given.
+            model is used; default ``max(8, initial_per_parameter x number of parameters)``
+            (``initial_per_parameter`` 2), but at most ``max(initial_max, number of
+            parameters)`` (``initial_max`` 16; None: no cap), or ``max(4, number of
+            parameters + 1)`` when prior campaigns' data are given.
         use_prior_data: use prior campaigns' observations (``task`` set) at all.
         num_restarts, raw_samples, maxiter, mc_samples, maxiter_alternating,
             mixed_initialization: override the profile's optimiser settings (see
@@ -174,7 +182,11 @@ class BayesianPlanner:
         if self.n_initial is not None:
             return self.n_initial
         d = len(space.parameters)
-        return max(MIN_CURRENT + 1, d + 1) if with_prior_data else max(8, 2 * d)
+        if with_prior_data:
+            return max(MIN_CURRENT + 1, d + 1)
+        n = max(8, math.ceil(self.settings["initial_per_parameter"] * d))
+        cap = self.settings["initial_max"]
+        return n if cap is None else max(8, min(n, max(int(cap), d)))
 
     def check(
         self,
