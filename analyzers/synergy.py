@@ -3,8 +3,10 @@
 Responses are **viabilities** (fraction of the vehicle controls; 1 = no effect). Every score
 is *reference − observed*: positive means synergy (the combination left fewer cells than the
 reference predicts), negative antagonism. The single agents' responses at a combination's
-doses come from 4PL fits of single-agent data (:func:`analyzers.dose_response.fit_logistic`),
-so the scores can be computed at any dose pair, not only where single agents were measured.
+doses are *measured* where the plate holds single-agent wells at those doses
+(``protocols.single_agent``: each drug alone beside its combinations), else read from 4PL fits
+of single-agent data (:func:`analyzers.dose_response.fit_logistic`); each point says which
+(``reference``). Loewe always needs the fitted curves (it inverts them).
 
 - **Bliss independence** (Bliss 1939): the drugs act independently, so surviving fractions
   multiply: ``E_ref = E_a(d_a) · E_b(d_b)``.
@@ -60,6 +62,11 @@ class SynergyPoint(BaseModel):
     hsa: float | None = None
     loewe: float | None = Field(default=None, description="Loewe excess; None if undefined")
     combination_index: float | None = Field(default=None, description="Loewe CI at `observed`")
+    reference: str = Field(
+        default="fitted",
+        description="single-agent responses behind Bliss/HSA: measured (wells on the plate), "
+        "fitted (4PL curves) or mixed (one of each)",
+    )
 
 
 def bliss_reference(e_a: float, e_b: float) -> float:
@@ -115,7 +122,10 @@ def loewe_reference(
 
 
 def synergy_scores(
-    points: Sequence[tuple[float, float, float]], fit_a: LogisticFit, fit_b: LogisticFit
+    points: Sequence[tuple[float, float, float]],
+    fit_a: LogisticFit,
+    fit_b: LogisticFit,
+    measured: Sequence[tuple[float | None, float | None]] | None = None,
 ) -> list[SynergyPoint]:
     """Bliss, HSA and Loewe scores of measured combinations.
 
@@ -124,17 +134,23 @@ def synergy_scores(
             means, or each replicate).
         fit_a: 4PL fit of drug a alone (viability against dose).
         fit_b: 4PL fit of drug b alone.
+        measured: per point, the viability of drug a alone and of drug b alone measured at
+            its doses on its plate (None where not measured: the fit is used).
 
     Raises:
-        ValueError: a single-agent fit failed (it says why).
+        ValueError: a single-agent fit that a point needs failed (it says why).
     """
-    for name, fit in (("drug a", fit_a), ("drug b", fit_b)):
-        if not fit.ok:
+    measured = measured if measured is not None else [(None, None)] * len(points)
+    for i, (name, fit) in enumerate((("drug a", fit_a), ("drug b", fit_b))):
+        if not fit.ok and any(m[i] is None for m in measured):
             raise ValueError(f"{name}: no single-agent curve ({fit.message})")
     out = []
-    for d_a, d_b, observed in points:
-        e_a, e_b = float(fit_a.predict(d_a)), float(fit_b.predict(d_b))
-        loewe = loewe_reference(fit_a, fit_b, d_a, d_b)
+    for (d_a, d_b, observed), (m_a, m_b) in zip(points, measured, strict=True):
+        e_a = float(fit_a.predict(d_a)) if m_a is None else m_a
+        e_b = float(fit_b.predict(d_b)) if m_b is None else m_b
+        ok = fit_a.ok and fit_b.ok
+        loewe = loewe_reference(fit_a, fit_b, d_a, d_b) if ok else None
+        n_measured = (m_a is not None) + (m_b is not None)
         out.append(
             SynergyPoint(
                 dose_a_um=d_a,
@@ -143,7 +159,10 @@ def synergy_scores(
                 bliss=bliss_reference(e_a, e_b) - observed,
                 hsa=hsa_reference(e_a, e_b) - observed,
                 loewe=None if loewe is None else loewe - observed,
-                combination_index=combination_index(fit_a, fit_b, d_a, d_b, observed),
+                combination_index=combination_index(fit_a, fit_b, d_a, d_b, observed)
+                if ok
+                else None,
+                reference=("fitted", "mixed", "measured")[n_measured],
             )
         )
     return out

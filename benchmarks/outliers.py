@@ -106,9 +106,12 @@ class SimPlate:
 
 
 def example_settings() -> dict[str, Any]:
-    return yaml.safe_load((ROOT / "examples" / "drug_combo.yaml").read_text())["protocol"][
+    """The demo's protocol, without single-agent wells: 14 triplicate experiments per plate,
+    the replicate groups the outlier calls are about."""
+    settings = yaml.safe_load((ROOT / "examples" / "drug_combo.yaml").read_text())["protocol"][
         "settings"
     ]
+    return {**settings, "single_agent_wells": False}
 
 
 def simulate_plate(

@@ -1,9 +1,10 @@
 """Dose-response per drug and cell line: replicate wells and a four-parameter logistic fit.
 
-A Bayesian-optimisation campaign doses drugs together, rarely one alone. A drug's
-single-agent curve is fitted to the wells where every other drug sits in the lowest quarter
-of its range (log scale) or is absent: that partner dose is treated as none, and the page
-says up to which dose. Every other well of the campaign is drawn too, coloured by the
+A Bayesian-optimisation campaign doses drugs together, rarely one alone. Where plates hold
+single-agent wells (``protocols.single_agent``), a drug's single-agent curve is fitted to them
+(and to experiments where every other drug is absent). Otherwise it is fitted to the wells
+where every other drug sits in the lowest quarter of its range (log scale) or is absent: that
+partner dose is treated as none, and the page says up to which dose. Every other well of the campaign is drawn too, coloured by the
 partner's dose, so the shift of the curve with the partner is seen. Only experiments whose
 results feed the planner are used (not held, excluded or quarantined plates).
 """
@@ -31,6 +32,7 @@ from controller.report.data import (
     lines_of,
     replicate_sd,
     save,
+    single_agent_wells,
 )
 
 ABSENT_FRACTION = 0.25  # of a partner's (log) range: below it the partner counts as absent
@@ -50,6 +52,15 @@ class DrugCurve:
     experiments: list[Experiment]
     partner_cut_um: dict[str, float]  # partner reagent -> highest dose counted as absent
     top_fixed: bool
+    single_agent_wells: int = 0  # measured single-agent wells among the points
+
+    @property
+    def reference(self) -> str:
+        """Where the single-agent points come from, in words."""
+        if self.single_agent_wells:
+            return f"measured single-agent wells ({self.single_agent_wells})"
+        cuts = ", ".join(f"{p} ≤ {c:.3g} µM" for p, c in sorted(self.partner_cut_um.items()))
+        return f"approximated: partner counted as absent ({cuts})"
 
 
 def absent_cuts(data: ReportData) -> dict[str, float]:
@@ -93,9 +104,12 @@ def single_agent_curves(data: ReportData) -> dict[tuple[str, str], DrugCurve]:
     exps = [e for e in data.measured]
     doses = {e.id: doses_um(mappings, e.params) for e in exps}
     reagents = sorted({r for d in doses.values() for r in d})
+    singles = single_agent_wells(data)
     out = {}
     for r in reagents:
-        partners = {p: c for p, c in cuts.items() if p != r}
+        measured = [w for w in singles if w.reagent == r]
+        # measured single agents: only experiments with every partner truly absent join them
+        partners = {p: (0.0 if measured else c) for p, c in cuts.items() if p != r}
         alone = [
             e
             for e in exps
@@ -104,13 +118,16 @@ def single_agent_curves(data: ReportData) -> dict[tuple[str, str], DrugCurve]:
         ]
         for line in lines_of(exps):
             metric = f"{line}_viability"
-            xs, ys = [], []
+            sa = [w for w in measured if metric in w.values]
+            xs, ys = [w.dose_um for w in sa], [w.values[metric] for w in sa]
             for e in alone:
                 vals = replicate_points(data, e, metric)
                 xs += [doses[e.id][r]] * len(vals)
                 ys += vals
             fit, top_fixed = _fit(xs, ys)
-            out[(r, line)] = DrugCurve(r, line, fit, xs, ys, alone, partners, top_fixed)
+            out[(r, line)] = DrugCurve(
+                r, line, fit, xs, ys, alone, partners, top_fixed, single_agent_wells=len(sa)
+            )
     return out
 
 
@@ -154,8 +171,11 @@ def dose_section(
     parts.append(
         "<p>Four-parameter logistic fits, y = bottom + (top − bottom) / (1 + (d / IC50)<sup>Hill</sup>), "
         "least squares on every kept replicate well; 95 % intervals from the parameter covariance "
-        "(Student t). A drug's single-agent curve uses the wells where each other drug is absent or "
-        f"at the bottom of its range ({cut_txt}: treated as none). Grey-to-yellow points are the "
+        "(Student t). A drug's single-agent curve uses the plates' single-agent wells (each drug "
+        "alone at the doses of that plate's combinations) where they were measured; otherwise "
+        "the wells where each other drug is absent or at the bottom of its range "
+        f"({cut_txt}: treated as none). The table's <i>single agent</i> column says which. "
+        "Grey-to-yellow points are the "
         "other wells, coloured by the partner's dose: a curve moving left as the partner rises is "
         "potentiation. The top is fitted when at least "
         f"{FREE_TOP_DOSES} doses pin it down (95 % interval within ±{TOP_HALF_WIDTH:g}), else fixed at 1 "
@@ -222,6 +242,7 @@ def fit_table(curves: dict[tuple[str, str], DrugCurve]) -> str:
         "Hill [95 % CI]",
         "R²",
         "replicate SD (median)",
+        "single agent",
         "note",
     ]
     rows = []
@@ -242,6 +263,7 @@ def fit_table(curves: dict[tuple[str, str], DrugCurve]) -> str:
             f"{fmt(f.hill)} {fmt_ci(f.ci95.get('hill'))}",
             fmt(f.r2),
             fmt(float(np.median(sds))) if sds else "",
+            html.escape(c.reference),
             _note(c),
         ]
         rows.append(

@@ -1,8 +1,10 @@
 """Combinations: the measured response surface and synergy scores per drug pair and line.
 
-Scores come from :func:`analyzers.synergy.synergy_scores` against the single-agent fits of
-:mod:`controller.report.dose`; each is reference − observed viability (> 0: synergy), and
-the reference model of each is written beside the table. Points are replicate means, with
+Scores come from :func:`analyzers.synergy.synergy_scores`: Bliss and HSA against the single
+agents *measured* on the combination's plate at its doses (single-agent wells) where there are
+some, else against the single-agent fits of :mod:`controller.report.dose`; Loewe against the
+fits. Each is reference − observed viability (> 0: synergy); the reference model of each, and
+which single-agent responses each row used, are written beside the tables. Points are replicate means, with
 their replicate SD.
 """
 
@@ -18,7 +20,16 @@ import numpy as np
 from analyzers.figures import plot_synergy
 from analyzers.synergy import REFERENCE_MODELS, SynergyPoint, synergy_scores
 from controller.ledger.models import Experiment
-from controller.report.data import ReportData, dose_mappings, doses_um, fmt, replicate_sd, save
+from controller.report.data import (
+    ReportData,
+    SingleAgentWell,
+    dose_mappings,
+    doses_um,
+    fmt,
+    replicate_sd,
+    save,
+    single_agent_wells,
+)
 from controller.report.dose import DrugCurve, _safe, absent_cuts
 
 SHOWN_ROWS = 12  # rows per table shown before the rest fold away
@@ -37,11 +48,13 @@ def synergy_section(
     if not pairs:
         return []
     cuts = absent_cuts(data)
+    singles = single_agent_wells(data)
     parts = [
         "<h2>Combinations: response surface and synergy</h2>",
         "<p>Scores are <b>reference − observed viability</b> (> 0: synergy, the combination left "
-        "fewer cells than the reference model predicts; < 0: antagonism), from the single-agent "
-        "fits above. Reference models:</p><ul>"
+        "fewer cells than the reference model predicts; < 0: antagonism). "
+        + _reference_text(singles)
+        + " Reference models:</p><ul>"
         + "".join(f"<li><b>{k}</b>: {html.escape(v)}</li>" for k, v in REFERENCE_MODELS.items())
         + "</ul><p>Loewe is left blank where a drug alone cannot reach the observed effect (its "
         "curve flattens above it); CI is Loewe's combination index at the observed effect (< 1: "
@@ -66,11 +79,19 @@ def synergy_section(
         for line in lines:
             metric = f"{line}_viability"
             pts = [e for e in combo if metric in e.outcomes]
+            measured = [
+                (
+                    _measured(singles, e.round_id, a, doses[e.id][a], metric),
+                    _measured(singles, e.round_id, b, doses[e.id][b], metric),
+                )
+                for e in pts
+            ]
             try:
                 scores = synergy_scores(
                     [(doses[e.id][a], doses[e.id][b], e.outcomes[metric]) for e in pts],
                     curves[(a, line)].fit,
                     curves[(b, line)].fit,
+                    measured=measured,
                 )
             except ValueError as err:
                 parts.append(
@@ -84,6 +105,36 @@ def synergy_section(
         for line, rows in scored.items():
             parts.append(_table(a, b, line, rows, doses))
     return parts
+
+
+def _reference_text(singles: list[SingleAgentWell]) -> str:
+    if singles:
+        return (
+            "Bliss and HSA use the single agents <b>measured on the same plate at the same "
+            f"doses</b> ({len(singles)} single-agent wells), the fitted single-agent curves "
+            "above only where a dose was not measured (the <i>reference</i> column says which); "
+            "Loewe and CI use the fitted curves."
+        )
+    return (
+        "No plate holds single-agent wells (<code>single_agent_wells</code> was off), so every "
+        "score uses the fitted single-agent curves above, which approximate a drug alone by "
+        "wells where its partner is low."
+    )
+
+
+def _measured(
+    singles: list[SingleAgentWell], round_id: int, reagent: str, dose: float, metric: str
+) -> float | None:
+    """Mean ``metric`` of the plate's single-agent wells of ``reagent`` at ``dose`` (None: none)."""
+    vals = [
+        w.values[metric]
+        for w in singles
+        if w.round_id == round_id
+        and w.reagent == reagent
+        and metric in w.values
+        and abs(w.dose_um - dose) <= 1e-9 * max(abs(dose), 1.0)
+    ]
+    return float(np.mean(vals)) if vals else None
 
 
 def _figure(
@@ -130,6 +181,7 @@ def _summary(scored: dict[str, list[tuple[Experiment, SynergyPoint]]]) -> str:
         "Loewe mean (defined)",
         "CI median",
         "Bliss > 0.1",
+        "single agents measured",
     ]
     rows = []
     for line, pts in scored.items():
@@ -146,6 +198,7 @@ def _summary(scored: dict[str, list[tuple[Experiment, SynergyPoint]]]) -> str:
             f"{lo.mean():.3f} ({lo.size})" if lo.size else f"undefined (0 of {len(sp)})",
             f"{np.median(ci):.3g}" if ci.size else "",
             str(int((bl > 0.1).sum())),
+            f"{sum(p.reference == 'measured' for p in sp)} of {len(sp)}",
         ]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return (
@@ -170,6 +223,7 @@ def _table(
         "HSA",
         "Loewe",
         "CI",
+        "reference",
     ]
     ordered = sorted(rows, key=lambda t: -(t[1].bliss or 0.0))
     body = []
@@ -189,6 +243,7 @@ def _table(
             fmt(p.hsa, 3),
             fmt(p.loewe, 3),
             fmt(p.combination_index, 3),
+            html.escape(p.reference),
         ]
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     header = "<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
