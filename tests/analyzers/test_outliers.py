@@ -130,3 +130,28 @@ def test_field_dispersion_is_one_for_poisson_and_larger_for_clumped_counts() -> 
     assert field_dispersion(poisson) == pytest.approx(1.0, abs=0.15)
     clumped = {f"W{i}": list(rng.negative_binomial(20, 20 / 100, size=3)) for i in range(200)}
     assert field_dispersion(clumped) == pytest.approx(5.0, rel=0.3)  # var/mean = 1 + 80/20
+
+
+def test_gr_curve_recovers_gr50_grmax_and_gec50_with_intervals() -> None:
+    from analyzers.dose_response import logistic
+    from analyzers.growth import fit_gr
+
+    rng = np.random.default_rng(2)
+    doses = np.repeat(np.logspace(-2, 1, 8), 3)
+    # a partly cytotoxic drug: GRinf -0.4, GEC50 0.3 uM, Hill 1.5
+    gr = logistic(doses, 1.0, -0.4, 0.3, 1.5) + rng.normal(0, 0.04, doses.size)
+    fit = fit_gr(doses, gr, n_boot=60)
+    assert fit.ok and fit.gec50_um == pytest.approx(0.3, rel=0.25)
+    true_gr50 = 0.3 * ((1.0 + 0.4) / (0.5 + 0.4) - 1.0) ** (1 / 1.5)
+    assert fit.gr50_um == pytest.approx(true_gr50, rel=0.25)
+    assert fit.gr_max == pytest.approx(float(logistic(10.0, 1.0, -0.4, 0.3, 1.5)), abs=0.08)
+    for key, value in (
+        ("gec50_um", fit.gec50_um),
+        ("gr50_um", fit.gr50_um),
+        ("gr_max", fit.gr_max),
+    ):
+        lo, hi = fit.ci95[key]
+        assert lo <= value <= hi
+    # cytostatic only (GRinf 0.7): GR50 never reached, said so rather than invented
+    mild = fit_gr(doses, logistic(doses, 1.0, 0.7, 0.3, 1.5) + rng.normal(0, 0.02, doses.size))
+    assert mild.ok and mild.gr50_um is None and mild.gr_max > 0.5

@@ -63,3 +63,21 @@ def test_synergy_grows_with_the_simulated_interaction() -> None:
     pts = [(1.0, 1.0, bio.surviving_fraction({"drug_a": 1.0, "drug_b": 1.0}, "tumour"))]
     tumour = synergy_scores(pts, fits["drug_a"], fits["drug_b"])[0]
     assert tumour.bliss > 0.05  # gamma = 10 beyond Bliss on the tumour line
+
+
+def test_measured_single_agents_replace_the_fits_for_bliss_and_hsa() -> None:
+    pts = [(1.0, 0.3, 0.2), (0.1, 0.1, 0.5)]
+    measured = [(0.6, 0.5), (None, 0.9)]  # the plate measured both drugs of the first point
+    first, second = synergy_scores(pts, A, B, measured=measured)
+    assert first.reference == "measured" and second.reference == "mixed"
+    assert first.bliss == pytest.approx(0.6 * 0.5 - 0.2)
+    assert first.hsa == pytest.approx(0.5 - 0.2)
+    assert second.bliss == pytest.approx(float(A.predict(0.1)) * 0.9 - 0.5)
+    assert first.loewe is not None  # Loewe still inverts the fitted curves
+    assert synergy_scores(pts, A, B)[0].reference == "fitted"
+    # no curve for drug a, but every point measured it: Bliss and HSA still computed
+    failed = LogisticFit(n=2, message="too few doses")  # no parameters: not ok
+    (only,) = synergy_scores(pts[:1], failed, B, measured=measured[:1])
+    assert only.bliss == pytest.approx(0.6 * 0.5 - 0.2) and only.loewe is None
+    with pytest.raises(ValueError, match="drug a: no single-agent curve"):
+        synergy_scores(pts, failed, B, measured=measured)
