@@ -93,7 +93,7 @@ def fit_gr(
     """
     d = np.asarray(doses_um, np.float64)
     y = np.asarray(gr_values, np.float64)
-    fit = fit_logistic(d, y, top=1.0)
+    fit = fit_logistic(list(d), list(y), top=1.0)
     if not fit.ok or d.size == 0:
         return GRFit(fit=fit)
     top_dose = float(d.max())
@@ -102,7 +102,8 @@ def fit_gr(
     residuals = y - fit.predict(d)
     rng = np.random.default_rng(seed)
     for _ in range(n_boot):
-        boot = fit_logistic(d, fit.predict(d) + rng.choice(residuals, d.size), top=1.0)
+        resampled = fit.predict(d) + rng.choice(residuals, d.size)
+        boot = fit_logistic(list(d), list(resampled), top=1.0)
         if boot.ok:
             for k, v in _gr_metrics(boot, top_dose).items():
                 # a GR50 the curve never reaches is beyond any dose: the interval is open
