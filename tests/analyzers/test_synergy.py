@@ -81,3 +81,21 @@ def test_measured_single_agents_replace_the_fits_for_bliss_and_hsa() -> None:
     assert only.bliss == pytest.approx(0.6 * 0.5 - 0.2) and only.loewe is None
     with pytest.raises(ValueError, match="drug a: no single-agent curve"):
         synergy_scores(pts, failed, B, measured=measured)
+
+
+def test_zip_is_zero_for_independent_drugs_and_positive_for_a_potency_shift() -> None:
+    from analyzers.synergy import zip_scores
+
+    da, db = [0.1, 0.3, 1.0, 3.0, 10.0], [0.05, 0.15, 0.3, 1.0]
+    independent = [[float(A.predict(a) * B.predict(b)) for b in db] for a in da]
+    flat = zip_scores(da, db, independent, A, B)
+    assert flat.mean_delta == pytest.approx(0.0, abs=1e-3)
+    assert all(abs(d) < 5e-3 for row in flat.delta for d in row if d is not None)
+    # drug b makes drug a three times as potent: fewer cells than independence predicts
+    shifted = [
+        [float(logistic(a * 3.0, 1.0, 0.0, 1.0, 1.0) * B.predict(b)) for b in db] for a in da
+    ]
+    syn = zip_scores(da, db, shifted, A, B)
+    assert syn.mean_delta is not None and syn.mean_delta > 0.05
+    with pytest.raises(ValueError, match="3 x 3"):
+        zip_scores(da[:2], db, independent[:2], A, B)

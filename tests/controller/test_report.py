@@ -82,6 +82,8 @@ def test_synergy_scores_with_their_reference_models(campaign):
     assert all("<td>measured</td>" in t for t in tables)
     (fits,) = _tables(page, "fits")
     assert fits.count("measured single-agent wells") == 4  # 2 drugs x 2 lines
+    # scattered doses are no dose matrix: ZIP says why it is absent, with its model stated
+    assert "zero interaction potency" in page and "ZIP: not computed" in page
     assert (tmp / "report" / "synergy_drug_a_drug_b.png").stat().st_size > 5000
 
 
