@@ -60,8 +60,7 @@ def synergy_section(
         "curve flattens above it); CI is Loewe's combination index at the observed effect (< 1: "
         "synergy). ZIP is computed where a pair's measured combinations form a full dose matrix "
         "(≥ 3 × 3 doses, every pair measured); scattered Bayesian-optimisation doses rarely do, "
-        "and the page says so. Wells whose partner counts as absent are the "
-        "single-agent data themselves: their scores are near 0 by construction.</p>",
+        "and the page says so.</p>",
     ]
     for a, b in pairs:
         others = {r: c for r, c in cuts.items() if r not in (a, b)}
@@ -156,7 +155,8 @@ def _reference_text(singles: list[SingleAgentWell]) -> str:
     return (
         "No plate holds single-agent wells (<code>single_agent_wells</code> was off), so every "
         "score uses the fitted single-agent curves above, which approximate a drug alone by "
-        "wells where its partner is low."
+        "wells where its partner is low; those wells are the single-agent data themselves, so "
+        "their scores are near 0 by construction."
     )
 
 
