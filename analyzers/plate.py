@@ -329,6 +329,7 @@ def analyze_measurements(
     plate_flags += qc.failures
     notes = {w: r for c in controls.values() for w, r in c.outliers.items()}
     notes.update({o.well: o.reason for e in experiments.values() for o in e.outliers})
+    notes.update(single_agent_outliers(metrics, layout, sigma, s))
     wells = {}
     for w, a in layout.by_well().items():
         fl, ff = well_flags.get(w, (["no images"], []))
@@ -395,6 +396,26 @@ def _replicate_outliers(
                 well=w, metric=call.metric, value=counts[w][call.metric], median=call.median,
                 reason=f"{call.reason} > {s.outlier_k:g}",
             )  # fmt: skip
+    return out
+
+
+def single_agent_outliers(
+    metrics: Mapping[str, Mapping[str, float]],
+    layout: PlateLayout,
+    sigma: Mapping[str, float],
+    s: AnalysisSettings,
+) -> dict[str, str]:
+    """Single-agent wells (same drug, same dose) tested like replicates: well -> reason."""
+    groups: dict[tuple[tuple[str, float], ...], list[str]] = {}
+    for a in layout.wells:
+        if a.role is WellRole.SINGLE_AGENT and a.well in metrics:
+            groups.setdefault(tuple(sorted(a.doses_um.items())), []).append(a.well)
+    keys = (*s.outlier_count_metrics, "n_fields")
+    out = {}
+    for wells in groups.values():
+        counts = {w: {m: metrics[w][m] for m in keys if m in metrics[w]} for w in wells}
+        for w, call in group_outliers(counts, sigma, s.outlier_k).items():
+            out[w] = f"single-agent well left out: {call.reason} > {s.outlier_k:g}"
     return out
 
 

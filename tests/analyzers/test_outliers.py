@@ -155,3 +155,21 @@ def test_gr_curve_recovers_gr50_grmax_and_gec50_with_intervals() -> None:
     # cytostatic only (GRinf 0.7): GR50 never reached, said so rather than invented
     mild = fit_gr(doses, logistic(doses, 1.0, 0.7, 0.3, 1.5) + rng.normal(0, 0.02, doses.size))
     assert mild.ok and mild.gr50_um is None and mild.gr_max > 0.5
+
+
+def test_single_agent_wells_of_one_dose_are_tested_like_replicates() -> None:
+    from analyzers.plate import single_agent_outliers
+    from analyzers.settings import AnalysisSettings
+    from protocols.layout import PlateLayout, WellAssignment, WellRole
+
+    sa = WellRole.SINGLE_AGENT
+    wells = [
+        WellAssignment(well=w, role=sa, replicate=i, doses_um={"drug_a": 1.0})
+        for i, w in enumerate(["B02", "B03", "B04"])
+    ]
+    wells.append(WellAssignment(well="B05", role=sa, doses_um={"drug_b": 1.0}))
+    layout = PlateLayout(plate_id="P", plate_type="96", wells=wells)
+    metrics = {"B02": _well(300, 150), "B03": _well(320, 140), "B04": _well(2, 1)}
+    metrics["B05"] = _well(5, 5)  # alone at its dose: nothing to compare with
+    calls = single_agent_outliers(metrics, layout, SIGMA, AnalysisSettings())
+    assert list(calls) == ["B04"] and calls["B04"].startswith("single-agent well left out")
