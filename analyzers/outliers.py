@@ -5,9 +5,9 @@ A well's count of one cell line, ``N`` nuclei over its fields, is modelled on th
 that seeding, growth and segmentation add (multiplicative, ~10 % on the simulator), the second
 term is counting noise (Poisson), which dominates when few cells are left. ``σ`` is *measured
 on the plate* (:func:`estimate_sigma`): from every group of wells that should agree (the
-replicates of each experiment, the vehicle controls), the excess of their variance over
-counting noise, pooled by a median over groups so a few groups holding an artefact cannot
-inflate it.
+replicates of each experiment, the vehicle controls), by maximum likelihood with each group's
+counting noise in its variance, leaving out groups whose spread is improbable under the fit
+(so a few groups holding an artefact cannot inflate it).
 
 A well is called an outlier of its group (:func:`group_outliers`) when, for any cell line,
 its distance from the median of the group's *other* wells exceeds ``k`` standard errors of
@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 import numpy as np
-from scipy.special import gammaincinv  # scipy.stats costs seconds to import
+from scipy.special import gammaln  # scipy.stats costs seconds to import
 
 __all__ = ["OutlierCall", "estimate_sigma", "group_outliers", "log_count"]
 
@@ -65,16 +65,49 @@ def log_count(total: float, fields: float = 1.0) -> tuple[float, float]:
     return math.log(n / max(fields, 1e-9)), 1.0 / n
 
 
-@lru_cache(maxsize=64)
-def _chi2_median_ratio(df: int) -> float:
-    """Median of a χ²(df)/df variable: the expected ratio of a sample variance's median to σ²."""
-    return float(2.0 * gammaincinv(df / 2.0, 0.5) / df)  # the χ²(df) median is 2·P⁻¹(df/2, ½)
+#: share of groups that may still hold a wild spread after trimming (a grid the fit chooses
+#: from) and the range of sums of squares such a spread is spread over (log-uniform)
+_EPS_GRID = np.array([0.01, 0.03, 0.1, 0.2, 0.3])
+_BROAD_RANGE = (1e-3, 1e2)
+#: groups counting fewer nuclei than ~10 per well (variance 1/N) carry no usable spread: on a log
+#: scale a Poisson count that small is far from normal
+MAX_COUNTING_VAR = 0.1
+_SIGMA_GRID = np.exp(np.linspace(math.log(0.01), math.log(2.0), 400))
+
+
+@lru_cache(maxsize=32)
+def _trimmed_law(n: int) -> tuple[float, float]:
+    """``(a, d)`` with ``SS_trim ≈ a·χ²(d)`` for ``n`` unit-variance normal wells, where
+    ``SS_trim`` is the sum of squares of the ``n − 1`` wells left when the one farthest from
+    the others' median is dropped (Satterthwaite's moment match to a seeded simulation)."""
+    y = np.random.default_rng(n).standard_normal((20000, n))
+    others = np.stack([np.delete(y, i, axis=1) for i in range(n)], axis=1)  # (reps, n, n-1)
+    far = np.abs(y - np.median(others, axis=2)).argmax(axis=1)
+    rest = others[np.arange(y.shape[0]), far]
+    ss = ((rest - rest.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+    m, v = float(ss.mean()), float(ss.var())
+    return v / (2 * m), 2 * m * m / v
+
+
+def _trimmed_ss(y: np.ndarray) -> float:
+    """Sum of squares about the mean once the well farthest from the others' median is out."""
+    far = max(range(y.size), key=lambda i: abs(y[i] - np.median(np.delete(y, i))))
+    rest = np.delete(y, far)
+    return float(((rest - rest.mean()) ** 2).sum())
 
 
 def estimate_sigma(
     groups: Sequence[Sequence[tuple[float, float]]], floor: float = SIGMA_FLOOR
 ) -> tuple[float, int]:
-    """Well-to-well spread (log scale) beyond counting noise, pooled over groups.
+    """Well-to-well spread (log scale) beyond counting noise, by maximum likelihood over groups.
+
+    Each group of 3 or more wells drops its most deviant well (the one farthest from the
+    others' median), so one artefact per group (an empty well, a bubble, a missed dispense)
+    cannot inflate the spread however many groups hold one; the sum of squares of the rest is
+    ``(σ² + c_g)·a·χ²(d)`` (:func:`_trimmed_law`), ``c_g`` the counting variance at the group's
+    median count. σ maximises the likelihood over groups, so groups of few nuclei (where
+    counting noise dominates) weigh little instead of dragging a median of per-group excesses
+    to the floor. A share ``ε`` of groups (fitted) may still hold a wild spread (two bad wells).
 
     Args:
         groups: per group of wells that should agree, ``(total count, fields)`` of one cell
@@ -84,18 +117,34 @@ def estimate_sigma(
         ``(σ, number of groups used)``; σ is at least ``floor`` (also when no group has two
         wells).
     """
-    ratios = []
+    ss, scale, df, c = [], [], [], []
     for counts in groups:
         if len(counts) < 2:
             continue
-        y = [log_count(c, f)[0] for c, f in counts]
-        # counting noise at the group's typical count (an empty well is not noise)
-        typical = float(np.median([c for c, _ in counts]))
-        excess = float(np.var(y, ddof=1)) - log_count(typical)[1]
-        ratios.append(excess / _chi2_median_ratio(len(counts) - 1))
-    if not ratios:
+        y = np.array([log_count(n, f)[0] for n, f in counts])
+        a, d = _trimmed_law(len(y)) if len(y) >= 3 else (1.0, 1.0)
+        trimmed = _trimmed_ss(y) if len(y) >= 3 else float(((y - y.mean()) ** 2).sum())
+        ss.append(max(trimmed, 1e-8))
+        scale.append(a)
+        df.append(d)
+        c.append(log_count(float(np.median([n for n, _ in counts])))[1])
+    use = np.array(c) <= MAX_COUNTING_VAR
+    if not ss or not use.any():
         return floor, 0
-    return max(math.sqrt(max(float(np.median(ratios)), 0.0)), floor), len(ratios)
+
+    def col(x: list[float]) -> np.ndarray:
+        return np.array(x)[use][:, None, None]
+
+    ss_a, a_a, df_a, c_a = col(ss), col(scale), col(df), col(c)
+    var = a_a * (_SIGMA_GRID[None, :, None] ** 2 + c_a)  # (groups, σ, 1)
+    # log density of SS = var·χ²(df)
+    clean = -0.5 * df_a * np.log(2 * var) - ss_a / (2 * var) + (0.5 * df_a - 1) * np.log(ss_a)
+    clean = clean - gammaln(0.5 * df_a)
+    broad = -np.log(ss_a) - math.log(math.log(_BROAD_RANGE[1] / _BROAD_RANGE[0]))
+    eps = _EPS_GRID[None, None, :]
+    lik = np.logaddexp(np.log1p(-eps) + clean, np.log(eps) + broad).sum(axis=0)  # (σ, ε)
+    i, _ = np.unravel_index(int(np.argmax(lik)), lik.shape)
+    return max(float(_SIGMA_GRID[i]), floor), int(use.sum())
 
 
 def group_outliers(

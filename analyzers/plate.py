@@ -4,7 +4,10 @@ Registered as the ``"nuclei_coculture"`` analyzer. Steps:
 
 1. segment and measure every field (:func:`analyzers.features.measure_field`);
 2. fit one marker (GFP) threshold over all nuclei of the plate and classify tumour / normal;
-3. per-well metrics with field QC flags (:func:`analyzers.features.well_metrics`);
+3. per-well metrics with field QC flags (:func:`analyzers.features.well_metrics`); empty
+   regions (bubbles) are judged against the gap law of this plate's own fields
+   (:func:`analyzers.qc.gap_flags`, ``field_qc_rule: calibrated``), since how far apart clean
+   nuclei lie depends on how the cells clump;
 4. measure the plate's well-to-well spread of each line's count, beyond counting noise
    (:func:`analyzers.outliers.estimate_sigma`, over replicate groups and vehicle wells);
 5. control wells (vehicle, positive, time zero): outliers called against that spread and left
@@ -29,6 +32,7 @@ The analyzer never reads the frames' metadata dict (a simulator's ground truth l
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -47,7 +51,14 @@ from analyzers.growth import gr_value
 from analyzers.nuclei import segmentation_params
 from analyzers.outliers import estimate_sigma, group_outliers
 from analyzers.parallel import map_with_kwargs
-from analyzers.qc import ControlGroup, PlateQC, control_group, z_prime
+from analyzers.qc import (
+    ControlGroup,
+    PlateQC,
+    control_group,
+    field_dispersion,
+    gap_flags,
+    z_prime,
+)
 from analyzers.scoring import SCORE_METRICS, ExperimentScore, OutlierRecord, score_experiments
 from analyzers.settings import AnalysisSettings
 from instruments.interfaces import Frame
@@ -274,12 +285,24 @@ def analyze_measurements(
     plate_flags = list(measured.flags)
     metrics: dict[str, dict[str, float]] = {}
     well_flags: dict[str, tuple[list[str], list[int]]] = {}
+    calibrated_gaps = s.field_qc_rule == "calibrated"
+    gaps = _gap_flags(fields, s) if calibrated_gaps else {}
+    # the field count test's Poisson SDs, widened by the overdispersion measured on the plate
+    phi = field_dispersion({w: [f.n_nuclei for f in fields[w]] for w in imaged})
+    count_z = s.field_count_z * math.sqrt(phi) if calibrated_gaps else s.field_count_z
     for w in imaged:
         m, fl, ff = well_metrics(
             fields[w], thr.value, field_count_tolerance=s.field_count_tolerance,
-            exclude_flagged_fields=s.exclude_flagged_fields, field_count_z=s.field_count_z,
-            empty_region_factor=s.field_empty_region_factor,
+            exclude_flagged_fields=s.exclude_flagged_fields, field_count_z=count_z,
+            empty_region_factor=math.inf if calibrated_gaps else s.field_empty_region_factor,
         )  # fmt: skip
+        if w in gaps:
+            gap_reasons, gap_fields = gaps[w]
+            if s.exclude_flagged_fields:
+                kept = [f for f in fields[w] if f.field not in gap_fields and f.field not in ff]
+                m = well_metrics(kept or fields[w], thr.value, field_count_z=math.inf,
+                                 empty_region_factor=math.inf)[0]  # fmt: skip
+            fl, ff = fl + gap_reasons, sorted({*ff, *gap_fields})
         metrics[w], well_flags[w] = m, (fl, ff)
     sigma = _variability(metrics, layout, roles, s)
     controls = {
@@ -302,9 +325,11 @@ def analyze_measurements(
         outliers=outliers,
     )  # fmt: skip
     qc = _judge_plate(metrics, controls, experiments, sigma, layout, s)
+    qc = qc.model_copy(update={"field_dispersion": phi})
     plate_flags += qc.failures
     notes = {w: r for c in controls.values() for w, r in c.outliers.items()}
     notes.update({o.well: o.reason for e in experiments.values() for o in e.outliers})
+    notes.update(single_agent_outliers(metrics, layout, sigma, s))
     wells = {}
     for w, a in layout.by_well().items():
         fl, ff = well_flags.get(w, (["no images"], []))
@@ -318,6 +343,17 @@ def analyze_measurements(
         marker_threshold_method=thr.method, wells=wells, z_prime=qc.z_prime, plate_ok=qc.ok,
         flags=plate_flags, experiments=experiments, qc=qc, controls=controls,
     )  # fmt: skip
+
+
+def _gap_flags(
+    fields: Mapping[str, Sequence[FieldMeasurement]], s: AnalysisSettings
+) -> dict[str, tuple[list[str], list[int]]]:
+    """Wells with empty regions beyond this plate's clean-field gap law (:func:`gap_flags`)."""
+    table = {}
+    for w, fs in fields.items():
+        median = float(np.median([f.n_nuclei for f in fs])) if fs else 0.0
+        table[w] = [(f.field, f.largest_gap_px, f.field_area_px, median) for f in fs]
+    return gap_flags(table, s.field_gap_alpha)[0]
 
 
 def _variability(
@@ -360,6 +396,26 @@ def _replicate_outliers(
                 well=w, metric=call.metric, value=counts[w][call.metric], median=call.median,
                 reason=f"{call.reason} > {s.outlier_k:g}",
             )  # fmt: skip
+    return out
+
+
+def single_agent_outliers(
+    metrics: Mapping[str, Mapping[str, float]],
+    layout: PlateLayout,
+    sigma: Mapping[str, float],
+    s: AnalysisSettings,
+) -> dict[str, str]:
+    """Single-agent wells (same drug, same dose) tested like replicates: well -> reason."""
+    groups: dict[tuple[tuple[str, float], ...], list[str]] = {}
+    for a in layout.wells:
+        if a.role is WellRole.SINGLE_AGENT and a.well in metrics:
+            groups.setdefault(tuple(sorted(a.doses_um.items())), []).append(a.well)
+    keys = (*s.outlier_count_metrics, "n_fields")
+    out = {}
+    for wells in groups.values():
+        counts = {w: {m: metrics[w][m] for m in keys if m in metrics[w]} for w in wells}
+        for w, call in group_outliers(counts, sigma, s.outlier_k).items():
+            out[w] = f"single-agent well left out: {call.reason} > {s.outlier_k:g}"
     return out
 
 

@@ -56,12 +56,28 @@ class AnalysisSettings(BaseModel):
         default=0.5, gt=0, description="flag a field off its well's median count by this fraction"
     )
     field_count_z: float = Field(
-        default=4.0, ge=0, description="... and by this many Poisson SDs of that median"
+        default=3.0, ge=0, description="... and by this many (overdispersed) Poisson SDs of it"
     )
     field_empty_region_factor: float = Field(
         default=5.5,
         gt=0,
-        description="flag a field with a nucleus-free disc this many nucleus spacings wide",
+        description="fixed gap rule: flag a field with a nucleus-free disc this many nucleus "
+        "spacings wide",
+    )
+    field_qc_rule: Literal["calibrated", "fixed"] = Field(
+        default="calibrated",
+        description="calibrated: field QC judged against the plate's own fields: a well is "
+        "flagged when its empty regions are unlikely under a Gumbel law fitted to the plate "
+        "(analyzers.qc.gap_flags), field count SDs widened by the plate's measured "
+        "overdispersion (analyzers.qc.field_dispersion); fixed: any field over "
+        "field_empty_region_factor, plain Poisson SDs",
+    )
+    field_gap_alpha: float = Field(
+        default=3e-4,
+        gt=0,
+        lt=1,
+        description="calibrated gap rule: a clean well's chance of being flagged (chosen on "
+        "development seeds of benchmarks/outliers.py)",
     )
     exclude_flagged_fields: bool = False
     exclude_flagged_wells_from_scores: bool = False
@@ -92,13 +108,14 @@ class AnalysisSettings(BaseModel):
         "over each experiment's replicates (outlier_metrics, outlier_mad_k, outlier_rel_floor)",
     )
     outlier_k: float = Field(
-        default=2.5,
+        default=2.25,
         gt=0,
         description="calibrated rule: cut-off in standard errors (chosen on simulated plates, "
-        "development seeds of benchmarks/outliers.py: <= 1.5 % of clean wells flagged)",
+        "development seeds 0-9 of benchmarks/outliers.py, the most artefacts caught with "
+        "<= 1.5 % of clean wells flagged)",
     )
     control_outlier_k: float = Field(
-        default=2.5, gt=0, description="calibrated rule: the cut-off for control wells"
+        default=2.25, gt=0, description="calibrated rule: the cut-off for control wells"
     )
     outlier_count_metrics: tuple[str, ...] = Field(
         default=("total_tumour", "total_normal"),

@@ -6,7 +6,8 @@ turns each concentration into a volume of the right working solution (C1·V1 = C
 the final well volume; :mod:`protocols.dilution` says which solution and how to prepare it),
 tops every dosed well up with vehicle to the final volume, so that every one of them (controls
 included) ends at the same solvent share, mixes, incubates the plate once and images each
-dosed well.
+dosed well. With two or more doses mapped, each plate also holds every drug of its
+combinations alone at the doses used there (:mod:`protocols.single_agent`).
 
 Campaign YAML (the ``protocol:`` section)::
 
@@ -66,6 +67,7 @@ from protocols.exceptions import (
 )
 from protocols.labware import PlateType, get_plate_type
 from protocols.layout import PlateLayout, WellAssignment, WellRole
+from protocols.single_agent import check_fit, single_agent_doses, wells_per_experiment
 from protocols.steps import Acquire, Aspirate, Dispense, Incubate, Mix, Step
 
 __all__ = [
@@ -236,7 +238,7 @@ class DoseResponse:
         """Most experiments one plate holds after controls, replicates and edge exclusion."""
         s = self.settings
         free = len(self.plate.usable_wells(s.exclude_edges)) - self._n_reference_wells()
-        return max(0, free // s.replicates)
+        return max(0, free // wells_per_experiment(s))
 
     def _n_reference_wells(self) -> int:
         s = self.settings
@@ -255,7 +257,7 @@ class DoseResponse:
         """
         s = self.settings
         if self.capacity() < 1:
-            needed = s.replicates + self._n_reference_wells()
+            needed = wells_per_experiment(s) + self._n_reference_wells()
             raise PlateFull(
                 needed,
                 len(self.plate.usable_wells(s.exclude_edges)),
@@ -352,7 +354,7 @@ class DoseResponse:
         """Lay ``experiments`` out on one plate and return the steps that run it.
 
         Steps: one Acquire per time-zero well (before any liquid moves); per dosed well
-        (row-major), Aspirate/Dispense of each reagent's working solution, vehicle top-up to
+        (row-major; single-agent wells included), Aspirate/Dispense of each reagent's working solution, vehicle top-up to
         ``final_volume_ul``, Mix; then one Incubate; then one Acquire per dosed well. The
         intermediates those steps draw from are listed, with their recipes, in the layout.
 
@@ -362,12 +364,13 @@ class DoseResponse:
         """
         experiments = [dict(e) for e in experiments]
         incubation_h = self.incubation_h(experiments)
-        plans = [
-            self.plan_additions(self.resolve_doses(e, i), context=f"experiment {i}")
-            for i, e in enumerate(experiments)
-        ]
+        resolved = [self.resolve_doses(e, i) for i, e in enumerate(experiments)]
+        plans = [self.plan_additions(d, context=f"experiment {i}") for i, d in enumerate(resolved)]
         vehicle_only = self.plan_additions({})
-        layout = self.layout(len(experiments), plate_id, seed)
+        singles = single_agent_doses(self.settings, resolved)
+        single_plans = [self.plan_additions(d, context=f"single agent {d}") for d in singles]
+        layout = self.layout(len(experiments), plate_id, seed, singles)
+        single_index = {tuple(sorted(d.items())): i for i, d in enumerate(singles)}
         ordered = sorted(layout.wells, key=lambda a: self.plate.well_index(a.well))
         time_zero = [a for a in ordered if a.role is WellRole.TIME_ZERO]
         dosed = [a for a in ordered if a.role is not WellRole.TIME_ZERO]
@@ -379,6 +382,8 @@ class DoseResponse:
                 additions = plans[a.experiment]
             elif a.role is WellRole.POSITIVE_CONTROL:
                 additions = self._control_additions
+            elif a.role is WellRole.SINGLE_AGENT:
+                additions = single_plans[single_index[tuple(sorted(a.doses_um.items()))]]
             else:
                 additions = vehicle_only
             for add in additions:
@@ -434,31 +439,38 @@ class DoseResponse:
             )
         return steps
 
-    def layout(self, n_experiments: int, plate_id: str, seed: int) -> PlateLayout:
-        """Place replicates, controls and time-zero wells on the plate (shuffled with ``seed``
-        if randomising). The intermediates are added by :meth:`compile`."""
+    def layout(
+        self,
+        n_experiments: int,
+        plate_id: str,
+        seed: int,
+        single_agents: Sequence[dict[str, float]] = (),
+    ) -> PlateLayout:
+        """Place replicates, controls, time-zero and single-agent wells (``single_agents``:
+        one ``{reagent: µM}`` per condition) on the plate (shuffled with ``seed`` if
+        randomising). The intermediates are added by :meth:`compile`."""
         s = self.settings
-        items: list[tuple[WellRole, int | None, int]] = [
-            (WellRole.SAMPLE, i, r) for i in range(n_experiments) for r in range(s.replicates)
+        items: list[tuple[WellRole, int | None, int, dict[str, float]]] = [
+            (WellRole.SAMPLE, i, r, {}) for i in range(n_experiments) for r in range(s.replicates)
         ]
-        items += [(WellRole.NEGATIVE_CONTROL, None, r) for r in range(s.negative_controls)]
-        items += [(WellRole.POSITIVE_CONTROL, None, r) for r in range(s.positive_controls)]
-        items += [(WellRole.TIME_ZERO, None, r) for r in range(s.time_zero_wells)]
+        items += [(WellRole.NEGATIVE_CONTROL, None, r, {}) for r in range(s.negative_controls)]
+        items += [(WellRole.POSITIVE_CONTROL, None, r, {}) for r in range(s.positive_controls)]
+        items += [(WellRole.TIME_ZERO, None, r, {}) for r in range(s.time_zero_wells)]
+        reps = range(s.single_agent_replicates)
+        items += [(WellRole.SINGLE_AGENT, None, r, dict(d)) for d in single_agents for r in reps]
         usable = list(self.plate.usable_wells(s.exclude_edges))
-        if len(items) > len(usable):
-            raise PlateFull(
-                len(items),
-                len(usable),
-                f"{n_experiments} experiments x {s.replicates} replicates + "
-                f"{s.negative_controls + s.positive_controls} controls + {s.time_zero_wells} "
-                f"time-zero wells; capacity is {self.capacity()} experiments per plate",
-            )
+        check_fit(
+            s, len(items), len(single_agents), len(usable),
+            f"{n_experiments} experiments x {s.replicates} replicates + "
+            f"{s.negative_controls + s.positive_controls} controls + {s.time_zero_wells} "
+            f"time-zero wells; capacity is {self.capacity()} experiments per plate",
+        )  # fmt: skip
         wells = (
             random.Random(seed).sample(usable, len(items)) if s.randomize else usable[: len(items)]
         )
         assigned = [
-            WellAssignment(well=w, role=role, experiment=exp, replicate=rep)
-            for w, (role, exp, rep) in zip(wells, items, strict=True)
+            WellAssignment(well=w, role=role, experiment=exp, replicate=rep, doses_um=doses)
+            for w, (role, exp, rep, doses) in zip(wells, items, strict=True)
         ]
         assigned.sort(key=lambda a: self.plate.well_index(a.well))
         return PlateLayout(
@@ -488,6 +500,8 @@ class DoseResponse:
                 doses = self.resolve_doses(compiled.experiments[a.experiment], a.experiment)
             elif a.role is WellRole.POSITIVE_CONTROL and s.positive_control is not None:
                 doses = {s.positive_control.reagent: s.positive_control.concentration_um}
+            elif a.role is WellRole.SINGLE_AGENT:
+                doses = dict(a.doses_um)
             else:
                 doses = {}
             conc = {r: d for r, d in doses.items() if d > 0}

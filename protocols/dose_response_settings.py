@@ -165,6 +165,19 @@ class DoseResponseSettings(_Frozen):
     intermediate_dead_volume_ul: float = Field(
         default=50.0, ge=0, description="extra volume prepared of each intermediate, µL"
     )
+    single_agent_wells: bool | None = Field(
+        default=None,
+        description="per plate, wells holding each drug of a combination alone at the dose it "
+        "has in that plate's combinations (measured single-agent responses for Bliss/HSA); "
+        "default: on when two or more doses are mapped",
+    )
+    single_agent_replicates: int = Field(
+        default=1,
+        ge=1,
+        le=384,
+        description="wells per single-agent dose (the report fits every plate's single-agent "
+        "wells together, so one per dose gives curve points)",
+    )
     time_zero_wells: int = Field(
         default=0,
         ge=0,
@@ -303,6 +316,13 @@ class DoseResponseSettings(_Frozen):
         if self.matched_solvent is None:
             return 0.0
         return self.solvent_percent / 100.0 * self.final_volume_ul / self.addable_volume_ul
+
+    @property
+    def single_agents(self) -> bool:
+        """Whether plates get single-agent wells (``single_agent_wells``, default: ≥ 2 doses)."""
+        if self.single_agent_wells is None:
+            return len(self.doses) >= 2
+        return self.single_agent_wells
 
     @property
     def mix_volume(self) -> float:

@@ -17,10 +17,12 @@ class WellRole(str, Enum):
     NEGATIVE_CONTROL = "negative_control"  # vehicle only
     POSITIVE_CONTROL = "positive_control"  # a known killer
     TIME_ZERO = "time_zero"  # imaged before dosing, never dosed: the count at time zero
+    SINGLE_AGENT = "single_agent"  # one drug of the plate's combinations alone, at their dose
 
 
 class WellAssignment(BaseModel):
-    """One used well. ``experiment`` indexes the round's experiment list (None for controls)."""
+    """One used well. ``experiment`` indexes the round's experiment list (None for controls and
+    single-agent wells)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -28,6 +30,9 @@ class WellAssignment(BaseModel):
     role: WellRole
     experiment: int | None = None
     replicate: int = Field(default=0, ge=0)
+    doses_um: dict[str, float] = Field(
+        default_factory=dict, description="single-agent wells: reagent -> final µM"
+    )
 
 
 class RecipePart(BaseModel):
@@ -100,7 +105,8 @@ class PlateLayout(BaseModel):
 
     def render(self) -> str:
         """A text map of the plate for operators: ``e3`` = experiment 3, ``-`` = negative
-        control, ``+`` = positive control, ``t0`` = imaged at time zero, ``.`` = empty; then the
+        control, ``+`` = positive control, ``t0`` = imaged at time zero, ``s`` = a single agent,
+        ``.`` = empty; then the
         solvent every dosed well holds and the intermediates to prepare before dosing.
 
         Example (a 96-well plate, first rows)::
@@ -114,6 +120,7 @@ class PlateLayout(BaseModel):
             WellRole.NEGATIVE_CONTROL: "-",
             WellRole.POSITIVE_CONTROL: "+",
             WellRole.TIME_ZERO: "t0",
+            WellRole.SINGLE_AGENT: "s",
         }
         cells = {w.well: marks.get(w.role, f"e{w.experiment}") for w in self.wells}
         width = max([3, *(len(c) + 1 for c in cells.values())])

@@ -236,3 +236,41 @@ def kept_wells(e: Experiment) -> list[str]:
     d = e.outcome_details or {}
     out = {o.get("well") for o in d.get("outliers") or [] if isinstance(o, dict)}
     return [w for w in d.get("wells") or [] if w not in out]
+
+
+@dataclass(frozen=True)
+class SingleAgentWell:
+    """One measured single-agent well (a drug alone, beside its plate's combinations)."""
+
+    round_id: int
+    well: str
+    reagent: str
+    dose_um: float
+    values: dict[str, float]  # metric -> value
+
+
+def single_agent_wells(data: ReportData) -> list[SingleAgentWell]:
+    """Single-agent wells without QC flags, on plates whose results feed the planner (doses
+    from each round's stored layout)."""
+    feeding = {e.round_id for e in data.measured}
+    flagged = data.well_flags()
+    values: dict[int, dict[str, float]] = {}
+    for m in data.well_measurements:
+        if m.well_id is not None and m.value is not None:
+            values.setdefault(m.well_id, {})[m.metric] = m.value
+    out = []
+    for r in data.rounds:
+        if r.id not in feeding:
+            continue
+        doses = {
+            w.get("well"): w.get("doses_um") or {}
+            for w in (r.layout or {}).get("wells", [])
+            if w.get("role") == "single_agent"
+        }
+        for w in data.wells.get(r.id, []):
+            d = doses.get(w.well) or {}
+            if w.role != "single_agent" or len(d) != 1 or w.id in flagged or w.id not in values:
+                continue
+            ((reagent, dose),) = d.items()
+            out.append(SingleAgentWell(r.id, w.well, str(reagent), float(dose), values[w.id]))
+    return out

@@ -1,9 +1,10 @@
 """Dose-response per drug and cell line: replicate wells and a four-parameter logistic fit.
 
-A Bayesian-optimisation campaign doses drugs together, rarely one alone. A drug's
-single-agent curve is fitted to the wells where every other drug sits in the lowest quarter
-of its range (log scale) or is absent: that partner dose is treated as none, and the page
-says up to which dose. Every other well of the campaign is drawn too, coloured by the
+A Bayesian-optimisation campaign doses drugs together, rarely one alone. Where plates hold
+single-agent wells (``protocols.single_agent``), a drug's single-agent curve is fitted to them
+(and to experiments where every other drug is absent). Otherwise it is fitted to the wells
+where every other drug sits in the lowest quarter of its range (log scale) or is absent: that
+partner dose is treated as none, and the page says up to which dose. Every other well of the campaign is drawn too, coloured by the
 partner's dose, so the shift of the curve with the partner is seen. Only experiments whose
 results feed the planner are used (not held, excluded or quarantined plates).
 """
@@ -20,9 +21,11 @@ import numpy as np
 
 from analyzers.dose_response import LogisticFit, fit_logistic
 from analyzers.figures import plot_dose_response
+from analyzers.growth import GRFit, fit_gr
 from controller.ledger.models import Experiment
 from controller.report.data import (
     ReportData,
+    SingleAgentWell,
     dose_mappings,
     doses_um,
     fmt,
@@ -31,6 +34,7 @@ from controller.report.data import (
     lines_of,
     replicate_sd,
     save,
+    single_agent_wells,
 )
 
 ABSENT_FRACTION = 0.25  # of a partner's (log) range: below it the partner counts as absent
@@ -50,6 +54,16 @@ class DrugCurve:
     experiments: list[Experiment]
     partner_cut_um: dict[str, float]  # partner reagent -> highest dose counted as absent
     top_fixed: bool
+    single_agent_wells: int = 0  # measured single-agent wells among the points
+    gr: GRFit | None = None  # GR curve of the same wells (plates with time-zero wells)
+
+    @property
+    def reference(self) -> str:
+        """Where the single-agent points come from, in words."""
+        if self.single_agent_wells:
+            return f"measured single-agent wells ({self.single_agent_wells})"
+        cuts = ", ".join(f"{p} ≤ {c:.3g} µM" for p, c in sorted(self.partner_cut_um.items()))
+        return f"approximated: partner counted as absent ({cuts})"
 
 
 def absent_cuts(data: ReportData) -> dict[str, float]:
@@ -93,9 +107,12 @@ def single_agent_curves(data: ReportData) -> dict[tuple[str, str], DrugCurve]:
     exps = [e for e in data.measured]
     doses = {e.id: doses_um(mappings, e.params) for e in exps}
     reagents = sorted({r for d in doses.values() for r in d})
+    singles = single_agent_wells(data)
     out = {}
     for r in reagents:
-        partners = {p: c for p, c in cuts.items() if p != r}
+        measured = [w for w in singles if w.reagent == r]
+        # measured single agents: only experiments with every partner truly absent join them
+        partners = {p: (0.0 if measured else c) for p, c in cuts.items() if p != r}
         alone = [
             e
             for e in exps
@@ -104,14 +121,36 @@ def single_agent_curves(data: ReportData) -> dict[tuple[str, str], DrugCurve]:
         ]
         for line in lines_of(exps):
             metric = f"{line}_viability"
-            xs, ys = [], []
+            sa = [w for w in measured if metric in w.values]
+            xs, ys = [w.dose_um for w in sa], [w.values[metric] for w in sa]
             for e in alone:
                 vals = replicate_points(data, e, metric)
                 xs += [doses[e.id][r]] * len(vals)
                 ys += vals
             fit, top_fixed = _fit(xs, ys)
-            out[(r, line)] = DrugCurve(r, line, fit, xs, ys, alone, partners, top_fixed)
+            out[(r, line)] = DrugCurve(
+                r, line, fit, xs, ys, alone, partners, top_fixed, single_agent_wells=len(sa),
+                gr=_gr(data, r, f"{line}_gr", measured, alone, doses),
+            )  # fmt: skip
     return out
+
+
+def _gr(
+    data: ReportData,
+    reagent: str,
+    metric: str,
+    measured: list[SingleAgentWell],
+    alone: list[Experiment],
+    doses: dict[int | None, dict[str, float]],
+) -> GRFit | None:
+    """The GR curve of the same single-agent wells (None without GR values)."""
+    xs = [w.dose_um for w in measured if metric in w.values]
+    ys = [w.values[metric] for w in measured if metric in w.values]
+    for e in alone:
+        vals = replicate_points(data, e, metric) if metric in e.outcomes else []
+        xs += [doses[e.id][reagent]] * len(vals)
+        ys += vals
+    return fit_gr(xs, ys) if ys else None
 
 
 def _fit(xs: list[float], ys: list[float]) -> tuple[LogisticFit, bool]:
@@ -154,8 +193,11 @@ def dose_section(
     parts.append(
         "<p>Four-parameter logistic fits, y = bottom + (top − bottom) / (1 + (d / IC50)<sup>Hill</sup>), "
         "least squares on every kept replicate well; 95 % intervals from the parameter covariance "
-        "(Student t). A drug's single-agent curve uses the wells where each other drug is absent or "
-        f"at the bottom of its range ({cut_txt}: treated as none). Grey-to-yellow points are the "
+        "(Student t). A drug's single-agent curve uses the plates' single-agent wells (each drug "
+        "alone at the doses of that plate's combinations) where they were measured; otherwise "
+        "the wells where each other drug is absent or at the bottom of its range "
+        f"({cut_txt}: treated as none). The table's <i>single agent</i> column says which. "
+        "Grey-to-yellow points are the "
         "other wells, coloured by the partner's dose: a curve moving left as the partner rises is "
         "potentiation. The top is fitted when at least "
         f"{FREE_TOP_DOSES} doses pin it down (95 % interval within ±{TOP_HALF_WIDTH:g}), else fixed at 1 "
@@ -206,7 +248,48 @@ def dose_section(
             ax.set_ylim(-0.1, 1.4)
         parts.append(save(fig, out, f"dose_{_safe(r)}.png"))
     parts.append(fit_table(curves))
+    parts += gr_table(curves)
     return parts
+
+
+def gr_table(curves: dict[tuple[str, str], DrugCurve]) -> list[str]:
+    """GR50, GRmax, GEC50 and GRinf with intervals, beside the IC50 (plates with time zero)."""
+    rows = []
+    for (r, line), c in sorted(curves.items()):
+        g = c.gr
+        if g is None:
+            continue
+        ci = g.ci95
+        cells = [html.escape(r), html.escape(line), str(g.fit.n)]
+        cells.append(f"{fmt(c.fit.ic50_um)} {fmt_ci(c.fit.ci95.get('ic50_um'))}")
+        if g.ok:
+            gr50 = fmt(g.gr50_um) if g.gr50_um is not None else "not reached"
+            cells += [
+                f"<b>{gr50}</b> {fmt_ci(ci.get('gr50_um'))}",
+                f"{fmt(g.gr_max, 3)} {fmt_ci(ci.get('gr_max'))}",
+                f"{fmt(g.gec50_um)} {fmt_ci(ci.get('gec50_um'))}",
+                f"{fmt(g.gr_inf, 3)} {fmt_ci(ci.get('gr_inf'))}",
+                fmt(g.max_dose_um),
+                "cytotoxic" if (g.gr_max or 0.0) < 0 else "cytostatic or partial",
+            ]
+        else:
+            cells += ["", "", "", "", "", html.escape(g.fit.message)]
+        rows.append("<tr>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
+    if not rows:
+        return []
+    head = ["drug", "line", "wells", "IC50 µM [95 % CI]", "GR50 µM [95 % CI]",
+            "GRmax [95 % CI]", "GEC50 µM [95 % CI]", "GRinf [95 % CI]", "highest dose µM",
+            "at the highest dose"]  # fmt: skip
+    return [
+        "<h3>Growth-rate inhibition (GR) metrics</h3><p>GR values (Hafner et al. 2016) compare "
+        "growth rates against the time-zero wells, so lines that divide at different speeds "
+        "compare fairly: 1 no effect, 0 cells stopped dividing, < 0 cells died. Fit: GR(d) = "
+        "GRinf + (1 − GRinf) / (1 + (d / GEC50)<sup>h</sup>) on the same single-agent wells as "
+        "the IC50; GR50 is the dose where GR = 0.5, GRmax the fitted GR at the highest dose "
+        "measured. Intervals: 95 % residual bootstrap (100 refits).</p>",
+        '<table class="gr"><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
+        + "".join(rows) + "</table>",
+    ]  # fmt: skip
 
 
 def fit_table(curves: dict[tuple[str, str], DrugCurve]) -> str:
@@ -222,6 +305,7 @@ def fit_table(curves: dict[tuple[str, str], DrugCurve]) -> str:
         "Hill [95 % CI]",
         "R²",
         "replicate SD (median)",
+        "single agent",
         "note",
     ]
     rows = []
@@ -242,6 +326,7 @@ def fit_table(curves: dict[tuple[str, str], DrugCurve]) -> str:
             f"{fmt(f.hill)} {fmt_ci(f.ci95.get('hill'))}",
             fmt(f.r2),
             fmt(float(np.median(sds))) if sds else "",
+            html.escape(c.reference),
             _note(c),
         ]
         rows.append(

@@ -291,9 +291,12 @@ def _heat_maps(data: ReportData, out: Path) -> list[str]:
         im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=1.2)
         for w in wells:
             row, colno = pt.parse_well(w.well)
-            mark = {"negative_control": "N", "positive_control": "P", "time_zero": "T"}.get(
-                w.role, ""
-            )
+            mark = {
+                "negative_control": "N",
+                "positive_control": "P",
+                "time_zero": "T",
+                "single_agent": "S",
+            }.get(w.role, "")
             if w.status == "quarantined":
                 mark = "Q"
             if mark:
@@ -304,7 +307,8 @@ def _heat_maps(data: ReportData, out: Path) -> list[str]:
         fig.colorbar(im, ax=ax, shrink=0.8)
         parts.append(save(fig, out, f"plate_{r.index + 1:02d}.png", dpi=100))
     parts.append(
-        "</div><p>N: vehicle control, P: positive control, T: time zero, Q: quarantined well.</p>"
+        "</div><p>N: vehicle control, P: positive control, T: time zero, S: a single agent, "
+        "Q: quarantined well.</p>"
     )
     return parts
 

@@ -158,7 +158,7 @@ def qc_section(data: ReportData, out: Path) -> list[str]:
         fl = flagged_wells(data, r)
         all_flagged += [(r, f) for f in fl]
         samples = [w for w in data.wells.get(r.id, []) if w.role == "sample"]
-        ctrl = [f["well"] for f in fl if f["role"] != "sample"]
+        ctrl = [f["well"] for f in fl if f["role"] not in ("sample", "single_agent")]
         n_flag = sum(f["role"] == "sample" for f in fl)
         n_out = sum(
             len((e.outcome_details or {}).get("outliers") or [])

@@ -63,3 +63,39 @@ def test_synergy_grows_with_the_simulated_interaction() -> None:
     pts = [(1.0, 1.0, bio.surviving_fraction({"drug_a": 1.0, "drug_b": 1.0}, "tumour"))]
     tumour = synergy_scores(pts, fits["drug_a"], fits["drug_b"])[0]
     assert tumour.bliss > 0.05  # gamma = 10 beyond Bliss on the tumour line
+
+
+def test_measured_single_agents_replace_the_fits_for_bliss_and_hsa() -> None:
+    pts = [(1.0, 0.3, 0.2), (0.1, 0.1, 0.5)]
+    measured = [(0.6, 0.5), (None, 0.9)]  # the plate measured both drugs of the first point
+    first, second = synergy_scores(pts, A, B, measured=measured)
+    assert first.reference == "measured" and second.reference == "mixed"
+    assert first.bliss == pytest.approx(0.6 * 0.5 - 0.2)
+    assert first.hsa == pytest.approx(0.5 - 0.2)
+    assert second.bliss == pytest.approx(float(A.predict(0.1)) * 0.9 - 0.5)
+    assert first.loewe is not None  # Loewe still inverts the fitted curves
+    assert synergy_scores(pts, A, B)[0].reference == "fitted"
+    # no curve for drug a, but every point measured it: Bliss and HSA still computed
+    failed = LogisticFit(n=2, message="too few doses")  # no parameters: not ok
+    (only,) = synergy_scores(pts[:1], failed, B, measured=measured[:1])
+    assert only.bliss == pytest.approx(0.6 * 0.5 - 0.2) and only.loewe is None
+    with pytest.raises(ValueError, match="drug a: no single-agent curve"):
+        synergy_scores(pts, failed, B, measured=measured)
+
+
+def test_zip_is_zero_for_independent_drugs_and_positive_for_a_potency_shift() -> None:
+    from analyzers.synergy import zip_scores
+
+    da, db = [0.1, 0.3, 1.0, 3.0, 10.0], [0.05, 0.15, 0.3, 1.0]
+    independent = [[float(A.predict(a) * B.predict(b)) for b in db] for a in da]
+    flat = zip_scores(da, db, independent, A, B)
+    assert flat.mean_delta == pytest.approx(0.0, abs=1e-3)
+    assert all(abs(d) < 5e-3 for row in flat.delta for d in row if d is not None)
+    # drug b makes drug a three times as potent: fewer cells than independence predicts
+    shifted = [
+        [float(logistic(a * 3.0, 1.0, 0.0, 1.0, 1.0) * B.predict(b)) for b in db] for a in da
+    ]
+    syn = zip_scores(da, db, shifted, A, B)
+    assert syn.mean_delta is not None and syn.mean_delta > 0.05
+    with pytest.raises(ValueError, match="3 x 3"):
+        zip_scores(da[:2], db, independent[:2], A, B)

@@ -59,6 +59,9 @@ def pump_campaign(
 
     proto = small_campaign_data()["protocol"]
     proto["settings"]["mix_cycles"] = 0  # a fixed nozzle cannot mix (see controller/rig/cavro.py)
+    # the well counts and failpoint step numbers below are those of plates without
+    # single-agent wells (tests/controller/test_rig_example.py runs a pump rig with them)
+    proto["settings"]["single_agent_wells"] = False
     proto["settings"].update(AQUEOUS_STOCKS)
     return write_campaign(
         budget={"rounds": rounds},

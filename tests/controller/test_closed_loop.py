@@ -57,7 +57,10 @@ def test_closed_loop_records_everything(write_campaign, tmp_path):
         for r in s.exec(select(Round)):
             assert r.status == "analyzed" and r.z_prime["tumour_count"] is not None
             wells = s.exec(select(Well).where(Well.round_id == r.id)).all()
-            assert len(wells) == 6 * 2 + 4 + 4
+            # 6 experiments x 2 replicates, 4 + 4 controls, each drug of each combination
+            # alone (single-agent wells, default on with two doses)
+            assert len([w for w in wells if w.role != "single_agent"]) == 6 * 2 + 4 + 4
+            assert len([w for w in wells if w.role == "single_agent"]) == 2 * 6
             assert {st.status for st in s.exec(select(Step).where(Step.round_id == r.id))} == {
                 "done"
             }

@@ -77,6 +77,13 @@ def test_synergy_scores_with_their_reference_models(campaign):
     tables = _tables(page, "synergy")
     assert tables and all("Bliss" in t and "HSA" in t and "Loewe" in t for t in tables)
     assert re.search(r"<td>[0-9.]+ ± [0-9.]+ \(\d\)</td>", tables[0])  # observed ± replicate SD (n)
+    # the plates hold each drug alone at its combinations' doses: Bliss/HSA use them
+    assert "measured on the same plate at the same doses" in page
+    assert all("<td>measured</td>" in t for t in tables)
+    (fits,) = _tables(page, "fits")
+    assert fits.count("measured single-agent wells") == 4  # 2 drugs x 2 lines
+    # scattered doses are no dose matrix: ZIP says why it is absent, with its model stated
+    assert "zero interaction potency" in page and "ZIP: not computed" in page
     assert (tmp / "report" / "synergy_drug_a_drug_b.png").stat().st_size > 5000
 
 

@@ -11,8 +11,10 @@ from planners.space import SearchSpace
 def base_settings(**overrides: Any) -> dict[str, Any]:
     """A two-drug combination screen on a 96-well plate with aqueous stocks, dosed straight
     from the stocks (no intermediates): the volume arithmetic without solvent matching, which
-    ``tests/protocols/test_solvent.py`` covers."""
+    ``tests/protocols/test_solvent.py`` covers; single-agent wells off, which
+    ``tests/protocols/test_single_agent.py`` covers."""
     settings: dict[str, Any] = {
+        "single_agent_wells": False,
         "solvent": "water",
         "max_serial_dilutions": 0,
         "plate_type": "96",

@@ -58,7 +58,13 @@ def test_every_dosed_well_controls_included_ends_at_the_same_dmso_share() -> Non
     expected = proto.expected_contents(compiled)
     assert all(expected[w].matches(replayed[w]) for w in expected)
     roles = {a.role for a in compiled.layout.wells}
-    assert roles == {WellRole.SAMPLE, WellRole.NEGATIVE_CONTROL, WellRole.POSITIVE_CONTROL}
+    assert roles == {
+        WellRole.SAMPLE,
+        WellRole.NEGATIVE_CONTROL,
+        WellRole.POSITIVE_CONTROL,
+        WellRole.SINGLE_AGENT,  # each drug of the two combinations alone: 4 wells
+    }
+    assert len(compiled.layout.wells_with_role(WellRole.SINGLE_AGENT)) == 4
     moved = [st.volume_ul for st in compiled.steps if isinstance(st, Aspirate | Dispense)]
     assert min(moved) >= s.min_volume_ul - 1e-9
     assert compiled.layout.solvent == "dmso" and compiled.layout.solvent_percent == 0.5
@@ -192,7 +198,7 @@ def test_aqueous_plates_dose_from_the_stocks_and_top_up_with_plain_medium() -> N
 
 def test_time_zero_wells_are_imaged_before_any_liquid_moves_and_never_dosed() -> None:
     proto = get_protocol("dose_response", dmso_settings(time_zero_wells=4))
-    assert proto.capacity() == (60 - 16) // 3
+    assert proto.capacity() == (60 - 16) // (3 + 2)  # 3 replicates + 2 single agents
     compiled = proto.compile(EXPERIMENTS, "P1", seed=2)
     t0 = compiled.layout.wells_with_role(WellRole.TIME_ZERO)
     assert len(t0) == 4
