@@ -316,7 +316,7 @@ def _render_scene_field(
     )  # fmt: skip
     total = max(int(n_tumour) + int(n_normal), 1)
     n_t = int(round(st.n_counted * int(n_tumour) / total))
-    truth = {"n_tumour": n_t, "n_normal": st.n_counted - n_t, "artefact": None}
+    truth: dict[str, Any] = {"n_tumour": n_t, "n_normal": st.n_counted - n_t, "artefact": None}
     truth.update(st.summary(), labels=st.labels, other_labels=st.other_labels)
     return image[None], truth
 
