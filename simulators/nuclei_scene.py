@@ -28,7 +28,7 @@ each (a mitotic daughter has its own label).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -482,8 +482,3 @@ def _relabel(labels: np.ndarray) -> np.ndarray:
     lut = np.zeros(int(labels.max()) + 1, np.int32)
     lut[ids[ids > 0]] = np.arange(1, int((ids > 0).sum()) + 1, dtype=np.int32)
     return lut[labels]
-
-
-def with_effects(base: SceneOptions, **changes: float) -> SceneOptions:
-    """A copy of ``base`` with some fields changed (a convenience for benchmarks)."""
-    return replace(base, **changes)  # type: ignore[arg-type]
