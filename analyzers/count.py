@@ -51,6 +51,8 @@ class NucleusCount:
         pixel_size_um: µm per pixel, when known.
         n_large_objects: objects over 8 nucleus areas left out (debris, clumps, bubbles' rims).
         large_object_area_px: their total area.
+        n_pyknotic: small, very bright, round, solitary objects left out of ``count``
+            (pyknotic nuclei of dead cells; a like pair of them stays, as mitotic daughters).
     """
 
     count: int
@@ -62,6 +64,7 @@ class NucleusCount:
     n_large_objects: int
     large_object_area_px: int
     settings: dict[str, float] = field(default_factory=dict)
+    n_pyknotic: int = 0
 
     def summary(self) -> dict[str, Any]:
         """JSON-friendly counts and settings (no per-nucleus arrays)."""
@@ -72,6 +75,7 @@ class NucleusCount:
             "pixel_size_um": self.pixel_size_um,
             "n_large_objects": self.n_large_objects,
             "large_object_area_px": self.large_object_area_px,
+            "n_pyknotic": self.n_pyknotic,
             "settings": self.settings,
         }
 
@@ -150,6 +154,7 @@ def count_nuclei(
         n_large_objects=seg.n_large_objects,
         large_object_area_px=seg.large_object_area_px,
         settings={k: round(float(v), 3) for k, v in params.items()},
+        n_pyknotic=seg.n_pyknotic,
     )
 
 

@@ -127,6 +127,7 @@ class FieldSegmentation:
         background: ``(Y, X)`` float32 background estimate that was subtracted.
         largest_gap_px: radius of the largest nucleus-free disc (px); a bubble or a
             scratch leaves an empty region much larger than random spacing does.
+        n_pyknotic: pyknotic (apoptotic) nuclei left out of ``labels`` (seeded path only).
     """
 
     labels: np.ndarray
@@ -136,6 +137,7 @@ class FieldSegmentation:
     large_object_area_px: int
     background: np.ndarray
     largest_gap_px: float = 0.0
+    n_pyknotic: int = 0
 
 
 def segment_field(
@@ -215,6 +217,7 @@ def _seeded_field(
         seg.large_object_area_px,
         seg.background,
         gap,
+        seg.n_pyknotic,
     )
 
 

@@ -30,6 +30,7 @@ import numpy as np
 from instruments.exceptions import ImagingError
 from instruments.interfaces import Clock, Frame
 from simulators.biology import stable_hash
+from simulators.nuclei_scene import SceneOptions, render_scene
 from simulators.world import SimulatedLab, UnknownWellError
 
 CHANNELS: tuple[str, ...] = ("DAPI", "GFP")
@@ -220,6 +221,7 @@ def render_field(
     nucleus_diameter_um: float = 11.0,
     blur_sigma_px: float = 0.7,
     touching_fraction: float = 0.2,
+    scene: SceneOptions | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Render one field with ``n_tumour`` GFP-positive and ``n_normal`` GFP-negative nuclei.
 
@@ -237,6 +239,12 @@ def render_field(
             the nuclei's soft edges.
         touching_fraction: share of nuclei placed touching another (0.8-1.15 diameters
             apart); at 2.6 µm/px a segmenter merges many of these pairs.
+        scene: None (default: smooth ellipses, the output above) or realistic fields from
+            :func:`simulators.nuclei_scene.render_scene` (texture, colonies, mitoses,
+            apoptotic nuclei, debris; any pixel size). Then only DAPI is supported and the
+            truth adds ``labels`` (``(Y, X)`` int32 instance labels of the nuclei to count),
+            ``other_labels`` and the counts of :class:`~simulators.nuclei_scene.SceneTruth`;
+            ``n_tumour``/``n_normal`` split the counted nuclei in proportion.
 
     Returns:
         ``(image, truth)``: image ``(C, Y, X)`` uint16; truth a JSON-friendly dict with
@@ -251,6 +259,11 @@ def render_field(
         raise ImagingError(f"unknown channels {bad}; the simulated microscope has {list(CHANNELS)}")
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     shape = (int(image_size[0]), int(image_size[1]))
+    if scene is not None:
+        return _render_scene_field(
+            n_tumour, n_normal, channels, shape, pixel_size_um, exposure_ms, rng,
+            nucleus_diameter_um, blur_sigma_px, scene,
+        )  # fmt: skip
     diameter_px = nucleus_diameter_um / pixel_size_um
     nuc = _nuclei(int(n_tumour), int(n_normal), shape, diameter_px, rng, touching_fraction)
     dim = ring = None
@@ -286,6 +299,26 @@ def render_field(
         "artefact": artefact,
     }
     return image, truth
+
+
+def _render_scene_field(
+    n_tumour: int, n_normal: int, channels: Sequence[str], shape: tuple[int, int],
+    pixel_size_um: float, exposure_ms: float, rng: np.random.Generator,
+    nucleus_diameter_um: float, blur_sigma_px: float, scene: SceneOptions,
+) -> tuple[np.ndarray, dict[str, Any]]:  # fmt: skip
+    """:func:`render_field` with ``scene``: a realistic DAPI field and instance truth."""
+    if list(channels) != ["DAPI"]:
+        raise ImagingError(f"realistic scenes render DAPI only, got channels {list(channels)}")
+    image, st = render_scene(
+        int(n_tumour) + int(n_normal), image_size=shape, pixel_size_um=pixel_size_um,
+        nucleus_diameter_um=nucleus_diameter_um, options=scene, rng=rng,
+        exposure_ms=exposure_ms, blur_sigma_px=blur_sigma_px,
+    )  # fmt: skip
+    total = max(int(n_tumour) + int(n_normal), 1)
+    n_t = int(round(st.n_counted * int(n_tumour) / total))
+    truth: dict[str, Any] = {"n_tumour": n_t, "n_normal": st.n_counted - n_t, "artefact": None}
+    truth.update(st.summary(), labels=st.labels, other_labels=st.other_labels)
+    return image[None], truth
 
 
 class SimulatedMicroscope:
