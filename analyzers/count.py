@@ -85,6 +85,7 @@ def _diameter_px(
     pixel_size_um: float | None,
     nucleus_diameter_um: float | None,
     nucleus_diameter_px: float | None,
+    texture_aware: bool = False,
 ) -> tuple[float, Literal["given", "estimated"]]:
     if nucleus_diameter_px is not None:
         if nucleus_diameter_px <= 0:
@@ -99,7 +100,7 @@ def _diameter_px(
                 "or leave the diameter out to measure it from the image"
             )
         return nucleus_diameter_um / pixel_size_um, "given"
-    return estimate_diameter(image), "estimated"
+    return estimate_diameter(image, texture_aware=texture_aware), "estimated"
 
 
 def count_nuclei(
@@ -109,6 +110,7 @@ def count_nuclei(
     nucleus_diameter_um: float | None = None,
     nucleus_diameter_px: float | None = None,
     min_snr: float = 5.0,
+    texture_aware: bool = False,
 ) -> NucleusCount:
     """Segment and count the nuclei of one ``(Y, X)`` nuclear-stain image (DAPI, Hoechst).
 
@@ -121,6 +123,9 @@ def count_nuclei(
             diameter from the image.
         nucleus_diameter_px: the expected diameter directly in pixels (overrides µm).
         min_snr: the foreground is at least this many noise SDs above background.
+        texture_aware: the segmentation's steps for realistic-resolution fields (textured
+            nuclei, confluent fields, pyknotic nuclei left out; see :mod:`analyzers.seeded`).
+            Off by default: better on the realistic simulator, worse on the real hold-out.
 
     Returns:
         :class:`NucleusCount` with labels, count and per-nucleus features.
@@ -139,10 +144,12 @@ def count_nuclei(
         raise AnalysisError(f"pixel size must be > 0 µm, got {pixel_size_um}")
     if np.issubdtype(img.dtype, np.floating) and not np.isfinite(img).all():
         img = np.nan_to_num(img, nan=0.0, posinf=0.0, neginf=0.0)
-    d, source = _diameter_px(img, pixel_size_um, nucleus_diameter_um, nucleus_diameter_px)
+    d, source = _diameter_px(
+        img, pixel_size_um, nucleus_diameter_um, nucleus_diameter_px, texture_aware
+    )
     params = segmentation_params(d)
     params["min_snr"] = float(min_snr)
-    seg = segment_field(img, **params)  # type: ignore[arg-type]
+    seg = segment_field(img, **params, texture_aware=texture_aware)  # type: ignore[arg-type]
     features = nucleus_table(seg.labels, img - seg.background, pixel_size_um)
     return NucleusCount(
         count=int(seg.labels.max()),
@@ -153,7 +160,10 @@ def count_nuclei(
         pixel_size_um=pixel_size_um,
         n_large_objects=seg.n_large_objects,
         large_object_area_px=seg.large_object_area_px,
-        settings={k: round(float(v), 3) for k, v in params.items()},
+        settings={
+            **{k: round(float(v), 3) for k, v in params.items()},
+            "texture_aware": float(texture_aware),
+        },
         n_pyknotic=seg.n_pyknotic,
     )
 

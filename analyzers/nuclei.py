@@ -152,6 +152,7 @@ def segment_field(
     merge_area_px: int = 0,
     log_sigma_px: float = 0.0,
     seeded_diameter_px: float = 0.0,
+    texture_aware: bool = False,
 ) -> FieldSegmentation:
     """Segment nuclei in a ``(Y, X)`` nuclear-stain image; see the module docstring.
 
@@ -172,10 +173,18 @@ def segment_field(
         seeded_diameter_px: > 0 segments with :func:`analyzers.seeded.segment_seeded` at this
             nucleus diameter instead (``smooth_sigma_px``, ``min_peak_distance_px``,
             ``merge_area_px`` and ``log_sigma_px`` then do not apply).
+        texture_aware: with ``seeded_diameter_px``, the seeded watershed's texture-aware
+            steps (:mod:`analyzers.seeded`; off by default).
     """
     if seeded_diameter_px > 0:
         return _seeded_field(
-            dapi, seeded_diameter_px, min_snr, background_block_px, min_area_px, max_area_px
+            dapi,
+            seeded_diameter_px,
+            min_snr,
+            background_block_px,
+            min_area_px,
+            max_area_px,
+            texture_aware,
         )
     img = np.asarray(dapi, dtype=np.float32)
     background = estimate_background(img, block_px=background_block_px)
@@ -197,7 +206,13 @@ def segment_field(
 
 
 def _seeded_field(
-    dapi: np.ndarray, d: float, min_snr: float, block: int, min_area: int, max_area: int
+    dapi: np.ndarray,
+    d: float,
+    min_snr: float,
+    block: int,
+    min_area: int,
+    max_area: int,
+    texture_aware: bool = False,
 ) -> FieldSegmentation:
     seg = segment_seeded(
         dapi,
@@ -206,6 +221,7 @@ def _seeded_field(
         background_block_px=block,
         min_area_px=min_area,
         max_area_px=max_area,
+        texture_aware=texture_aware,
     )
     labels = seg.labels
     gap = float(ndi.distance_transform_edt(labels == 0).max()) if labels.any() else 0.0

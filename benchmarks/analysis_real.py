@@ -194,6 +194,7 @@ METHODS: dict[str, Method] = {
     "cellpilot, annotated size": lambda im, t, d: (
         count_nuclei(im, nucleus_diameter_px=median_diameter(t)).labels
     ),
+    "cellpilot, texture-aware": lambda im, t, d: count_nuclei(im, texture_aware=True).labels,
     "previous": lambda im, t, d: previous(im, d),
     "skimage baseline": lambda im, t, d: skimage_baseline(im, d),
 }

@@ -54,6 +54,12 @@ METHODS = {
         count_nuclei(im, pixel_size_um=px, nucleus_diameter_um=DIAMETER_UM).labels
     ),
     "cellpilot (size measured)": lambda im, px: count_nuclei(im).labels,
+    "texture-aware (size given)": lambda im, px: (
+        count_nuclei(
+            im, pixel_size_um=px, nucleus_diameter_um=DIAMETER_UM, texture_aware=True
+        ).labels
+    ),
+    "texture-aware (size measured)": lambda im, px: count_nuclei(im, texture_aware=True).labels,
     "skimage baseline": lambda im, px: skimage_baseline(im, DIAMETER_UM / px),
 }
 

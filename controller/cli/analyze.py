@@ -33,6 +33,14 @@ def analyze(
     channel: Annotated[
         str | None, typer.Option("--channel", help="nuclear channel: index or OME name")
     ] = None,
+    texture_aware: Annotated[
+        bool,
+        typer.Option(
+            "--texture-aware",
+            help="steps for textured nuclei and confluent fields at 20x/40x (merge of "
+            "texture-split pieces, pyknotic nuclei left out); see docs/analysis.md",
+        ),
+    ] = False,
 ) -> None:
     """Segment and count nuclei; write labels (TIFF), counts and per-nucleus features (CSV,
     JSON) and an overlay PNG per image into --out."""
@@ -50,7 +58,10 @@ def analyze(
                     "give --pixel-size-um"
                 )
             result = count_nuclei(
-                image.plane, pixel_size_um=size, nucleus_diameter_um=nucleus_diameter_um
+                image.plane,
+                pixel_size_um=size,
+                nucleus_diameter_um=nucleus_diameter_um,
+                texture_aware=texture_aware,
             )
         except AnalysisError as e:
             err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)

@@ -15,7 +15,7 @@ def test_texture_does_not_split_a_single_nucleus(seed: int) -> None:
     image, truth = render_scene(1, image_size=(96, 96), pixel_size_um=0.325,
                                 options=options, rng=seed)  # fmt: skip
     assert truth.n_counted == 1
-    result = count_nuclei(image, pixel_size_um=0.325, nucleus_diameter_um=11.0)
+    result = count_nuclei(image, pixel_size_um=0.325, nucleus_diameter_um=11.0, texture_aware=True)
     assert result.count == 1
 
 
@@ -36,7 +36,9 @@ def test_pyknotic_nuclei_are_not_counted() -> None:
                                debris_per_live=0.0, debris_min=0)  # fmt: skip
         image, truth = render_scene(30, image_size=(256, 256), pixel_size_um=0.65,
                                     options=options, rng=4)  # fmt: skip
-        result = count_nuclei(image, pixel_size_um=0.65, nucleus_diameter_um=11.0)
+        result = count_nuclei(
+            image, pixel_size_um=0.65, nucleus_diameter_um=11.0, texture_aware=True
+        )
         extra.append(result.count - truth.n_counted)
         if dead_per_live:
             assert truth.n_apoptotic >= 20
