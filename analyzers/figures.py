@@ -62,10 +62,13 @@ def plot_synergy(
     """Each measured combination at its doses, coloured by ``score`` (red: synergy).
 
     Raises:
-        ValueError: ``score`` is not one of :data:`analyzers.synergy.REFERENCE_MODELS`.
+        ValueError: ``score`` is not a per-combination score of
+            :class:`~analyzers.synergy.SynergyPoint` (``bliss``, ``hsa``, ``loewe``; ZIP scores a
+            whole dose matrix, :func:`analyzers.synergy.zip_scores`).
     """
-    if score not in REFERENCE_MODELS:
-        raise ValueError(f"unknown score {score!r}; known: {sorted(REFERENCE_MODELS)}")
+    known = [m for m in REFERENCE_MODELS if m in SynergyPoint.model_fields]
+    if score not in known:
+        raise ValueError(f"unknown score {score!r}; known: {sorted(known)}")
     kept = [p for p in points if getattr(p, score) is not None]
     a = np.array([p.dose_a_um for p in kept], dtype=float)
     b = np.array([p.dose_b_um for p in kept], dtype=float)
