@@ -35,7 +35,6 @@ twice, no objective.
 from __future__ import annotations
 
 import math
-
 import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -184,7 +183,7 @@ class BayesianPlanner:
         d = len(space.parameters)
         if with_prior_data:
             return max(MIN_CURRENT + 1, d + 1)
-        n = max(8, math.ceil(self.settings["initial_per_parameter"] * d))
+        n = max(8, math.ceil(float(self.settings["initial_per_parameter"]) * d))
         cap = self.settings["initial_max"]
         return n if cap is None else max(8, min(n, max(int(cap), d)))
 
