@@ -3,9 +3,14 @@
 Each proposal stores the model's posterior mean and SD per metric when it was made
 (``Proposal.predicted_mean`` / ``predicted_sd``). That SD is of the condition's expected
 value; a measurement also carries well noise, so the interval a measurement is judged against
-combines both: ``z = (measured − predicted) / sqrt(sd_model² + se²)`` with ``se`` the
-replicate SD / √n. A calibrated model has about 95 % of measurements inside ±1.96 and z's
-SD near 1; a mean z far from 0 is a biased model, |z| > 3 a surprise worth a look.
+combines them: ``z = (measured − predicted) / sqrt(sd_model² + se² + se_ref²)`` with ``se``
+the replicate SD / √n and ``se_ref`` the error the plate's vehicle reference puts into every
+viability on that plate (viability × the vehicle wells' CV / √their number, per line; both
+lines for selectivity). ``se_ref`` is shared by a whole plate, so without it a plate whose few
+vehicle wells read high or low shifts all its measurements together and looks like a wrong
+model. Both come from the plate's own wells, never from the predictions. A calibrated model
+has about 95 % of measurements inside ±1.96 and z's SD near 1; a mean z far from 0 is a
+biased model, |z| > 3 a surprise worth a look.
 """
 
 from __future__ import annotations
@@ -31,9 +36,16 @@ class Forecast:
     sd_model: float
     measured: float
     se: float
+    se_ref: float = 0.0
 
     @property
     def z(self) -> float:
+        scale = math.sqrt(self.sd_model**2 + self.se**2 + self.se_ref**2)
+        return (self.measured - self.predicted) / scale if scale > 0 else math.nan
+
+    @property
+    def z_wells(self) -> float:
+        """z without the plate reference's error (model and replicate error only)."""
         scale = math.hypot(self.sd_model, self.se)
         return (self.measured - self.predicted) / scale if scale > 0 else math.nan
 
@@ -42,8 +54,34 @@ class Forecast:
         return (self.measured - self.predicted) / self.sd_model if self.sd_model > 0 else math.nan
 
 
+#: viability metric -> the vehicle count metric it is normalised to
+_REFERENCE_OF = {"tumour_viability": "tumour_count", "normal_viability": "normal_count"}
+
+
+def reference_se(
+    outcomes: dict[str, float], vehicle: dict[str, tuple[float, int]], metric: str
+) -> float:
+    """SD the plate's vehicle reference adds to ``metric`` (0 where it does not apply)."""
+
+    def one(viability: str) -> float:
+        ref = vehicle.get(_REFERENCE_OF[viability])
+        if ref is None or viability not in outcomes:
+            return 0.0
+        cv, n = ref
+        return abs(outcomes[viability]) * cv / math.sqrt(n)
+
+    if metric in _REFERENCE_OF:
+        return one(metric)
+    if metric == "selectivity":
+        return math.hypot(one("tumour_viability"), one("normal_viability"))
+    return 0.0
+
+
 def forecasts(data: ReportData) -> list[Forecast]:
     """Every measured experiment (held and excluded plates too) whose proposal had a prediction."""
+    from controller.report.qc import vehicle_stats
+
+    vehicle: dict[int | None, dict[str, tuple[float, int]]] = {}
     out = []
     for e in data.experiments:
         p = data.proposals.get(e.proposal_id)
@@ -59,10 +97,12 @@ def forecasts(data: ReportData) -> list[Forecast]:
                 if rep is not None and e.n_valid_replicates
                 else 0.0
             )
+            rnd = data.round_of(e)
+            if rnd.id not in vehicle:
+                vehicle[rnd.id] = vehicle_stats(data, rnd)
+            se_ref = reference_se(e.outcomes, vehicle[rnd.id], metric)
             out.append(
-                Forecast(
-                    e, data.round_of(e).index + 1, metric, float(mean), sd, e.outcomes[metric], se
-                )
+                Forecast(e, rnd.index + 1, metric, float(mean), sd, e.outcomes[metric], se, se_ref)
             )
     return out
 
@@ -83,9 +123,11 @@ def calibration_section(data: ReportData, out: Path) -> list[str]:
     predicted_ids = {f.experiment.id for f in fc}
     parts.append(
         "<p>The prediction is the one stored when the experiment was proposed. Interval of a "
-        "measurement: model SD combined with the replicate standard error, "
-        "z = (measured − predicted) / √(sd<sub>model</sub>² + se²); calibrated: about 95 % inside "
-        "±1.96, SD of z near 1, mean z near 0. 'model only' judges against the model's SD alone. "
+        "measurement: model SD combined with the replicate standard error and the error of the "
+        "plate's vehicle reference (shared by every well of the plate), "
+        "z = (measured − predicted) / √(sd<sub>model</sub>² + se² + se<sub>ref</sub>²); "
+        "calibrated: about 95 % inside ±1.96, SD of z near 1, mean z near 0. 'wells only' leaves "
+        "the reference's error out, 'model only' judges against the model's SD alone. "
         f"{len(predicted_ids)} of {len(with_outcome)} measured experiments had a prediction.</p>"
     )
     metrics = sorted({f.metric for f in fc})
@@ -101,7 +143,7 @@ def calibration_section(data: ReportData, out: Path) -> list[str]:
                     [f.predicted for f in sel],
                     [f.measured for f in sel],
                     xerr=[1.96 * f.sd_model for f in sel],
-                    yerr=[f.se for f in sel],
+                    yerr=[math.hypot(f.se, f.se_ref) for f in sel],
                     fmt="o",
                     ms=3,
                     lw=0.6,
@@ -112,7 +154,7 @@ def calibration_section(data: ReportData, out: Path) -> list[str]:
         hi = max(max(f.predicted for f in pts), max(f.measured for f in pts))
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
         ax.set_xlabel(f"predicted {metric} (±1.96 model SD)")
-        ax.set_ylabel(f"measured {metric} (± SE)")
+        ax.set_ylabel(f"measured {metric} (± SE, replicates and reference)")
         ax.legend(fontsize=6)
     parts.append(save(fig, out, "predicted_vs_measured.png"))
     parts.append(_round_table(fc))
@@ -126,6 +168,7 @@ def _round_table(fc: list[Forecast]) -> str:
         "metric",
         "experiments",
         "inside 95 %",
+        "inside 95 % (wells only)",
         "inside 95 % (model only)",
         "mean z",
         "SD of z",
@@ -136,6 +179,7 @@ def _round_table(fc: list[Forecast]) -> str:
     for key in sorted({(f.round_no, f.metric) for f in fc}):
         sel = [f for f in fc if (f.round_no, f.metric) == key]
         z = np.array([f.z for f in sel])
+        zw = np.array([f.z_wells for f in sel])
         zm = np.array([f.z_model for f in sel])
         err = np.array([f.measured - f.predicted for f in sel])
         sds = [s for f in sel if (s := replicate_sd(f.experiment, f.metric)) is not None]
@@ -144,6 +188,7 @@ def _round_table(fc: list[Forecast]) -> str:
             html.escape(key[1]),
             str(len(sel)),
             f"{np.mean(np.abs(z) <= 1.96):.0%}",
+            f"{np.mean(np.abs(zw) <= 1.96):.0%}",
             f"{np.mean(np.abs(zm) <= 1.96):.0%}",
             f"{np.mean(z):+.2f}",
             f"{np.std(z, ddof=1):.2f}" if z.size > 1 else "",

@@ -28,8 +28,8 @@ DECISION_EVENTS = {
 }
 
 
-def vehicle_cv(data: ReportData, rnd: Round) -> dict[str, float]:
-    """count metric -> CV of the plate's unflagged vehicle wells."""
+def vehicle_stats(data: ReportData, rnd: Round) -> dict[str, tuple[float, int]]:
+    """count metric -> (CV, number) of the plate's unflagged vehicle wells."""
     flags = data.well_flags()
     ids = [
         w.id
@@ -41,8 +41,13 @@ def vehicle_cv(data: ReportData, rnd: Round) -> dict[str, float]:
         vals = data.well_values(m)
         x = np.array([vals[i] for i in ids if i in vals])
         if x.size >= 2 and x.mean() > 0:
-            out[m] = float(x.std(ddof=1) / x.mean())
+            out[m] = (float(x.std(ddof=1) / x.mean()), int(x.size))
     return out
+
+
+def vehicle_cv(data: ReportData, rnd: Round) -> dict[str, float]:
+    """count metric -> CV of the plate's unflagged vehicle wells."""
+    return {m: cv for m, (cv, _) in vehicle_stats(data, rnd).items()}
 
 
 def flagged_wells(data: ReportData, rnd: Round) -> list[dict[str, Any]]:

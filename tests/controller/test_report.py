@@ -91,11 +91,29 @@ def test_predicted_vs_measured_with_calibration_per_round(campaign):
     _, url, tmp, page = campaign
     assert "Predicted vs measured" in page
     (cal,) = _tables(page, "calibration")
-    assert "inside 95 %" in cal and "mean z" in cal
+    assert "inside 95 %" in cal and "inside 95 % (wells only)" in cal and "mean z" in cal
     # round 2 was proposed by the model: it is there, with each predicted metric
     assert re.search(r"<tr><td>2</td><td>selectivity</td><td>6</td><td>\d+%</td>", cal)
     assert "<tr><td>1</td>" not in cal  # the Sobol plate had no prediction to judge
     assert (tmp / "report" / "predicted_vs_measured.png").stat().st_size > 5000
+
+
+def test_the_plates_vehicle_reference_error_enters_each_measurements_interval():
+    import math
+
+    from controller.report.calibration import Forecast, reference_se
+
+    vehicle = {"tumour_count": (0.12, 6), "normal_count": (0.10, 4)}
+    out = {"tumour_viability": 0.5, "normal_viability": 0.8, "selectivity": 0.3}
+    tumour, normal = 0.5 * 0.12 / math.sqrt(6), 0.8 * 0.10 / 2
+    assert reference_se(out, vehicle, "tumour_viability") == pytest.approx(tumour)
+    assert reference_se(out, vehicle, "normal_viability") == pytest.approx(normal)
+    assert reference_se(out, vehicle, "selectivity") == pytest.approx(math.hypot(tumour, normal))
+    assert reference_se(out, vehicle, "tumour_gr") == 0.0
+    assert reference_se(out, {}, "selectivity") == 0.0
+    f = Forecast(None, 2, "selectivity", 0.30, 0.02, 0.38, 0.03, 0.04)  # type: ignore[arg-type]
+    assert f.z == pytest.approx(0.08 / math.sqrt(0.02**2 + 0.03**2 + 0.04**2))
+    assert f.z_wells == pytest.approx(0.08 / math.hypot(0.02, 0.03)) and f.z < f.z_wells
 
 
 def test_thumbnails_are_embedded_pngs_of_best_worst_and_controls(campaign):
