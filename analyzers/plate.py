@@ -127,7 +127,7 @@ def _measure_plate(
         for key in p:
             if getattr(s, key) is not None:
                 p[key] = getattr(s, key)
-        return {**p, "min_snr": s.min_snr}
+        return {**p, "min_snr": s.min_snr, "texture_aware": s.texture_aware}
 
     fixed = {"nuclear_channel": s.nuclear_channel, "marker_channel": s.marker_channel,
              "marker_split_snr": s.marker_split_snr}  # fmt: skip

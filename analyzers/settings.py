@@ -42,6 +42,12 @@ class AnalysisSettings(BaseModel):
         description="seeded watershed at this nucleus size (px); 0: the threshold pipeline; "
         "default: the nucleus size in px when it is 6 px or more",
     )
+    texture_aware: bool = Field(
+        default=False,
+        description="with the seeded watershed (nuclei of 6 px and more): merge texture-split "
+        "pieces, leave pyknotic nuclei out, noise estimate for confluent fields "
+        "(analyzers.seeded; off by default: worse on the real hold-out images)",
+    )
     marker_threshold: float | None = Field(
         default=None, description="fixed marker threshold (counts); None fits it per plate"
     )

@@ -44,3 +44,28 @@ def test_pyknotic_nuclei_are_not_counted() -> None:
             assert truth.n_apoptotic >= 20
             assert result.n_pyknotic >= 5 and result.summary()["n_pyknotic"] == result.n_pyknotic
     assert extra[1] - extra[0] <= 0.5 * 30
+
+
+def test_the_plate_analyzer_takes_texture_aware_from_its_settings() -> None:
+    """``analyzer.settings.texture_aware`` reaches each field's segmentation (what a campaign
+    file or ``cellpilot reanalyze --settings`` sets): textured 20x nuclei stay whole."""
+    import numpy as np
+
+    from analyzers.plate import _measure_plate
+    from analyzers.settings import AnalysisSettings
+    from instruments.interfaces import Frame
+
+    assert AnalysisSettings().texture_aware is False
+    settings = AnalysisSettings(texture_aware=True, nucleus_diameter_um=11.0)
+    options = SceneOptions(texture=1.5, nucleoli=3.0, mitotic_fraction=0.0,
+                           apoptotic_per_live=0.0, debris_min=0)  # fmt: skip
+    frames = {}
+    for seed in range(3):
+        dapi, truth = render_scene(1, image_size=(96, 96), pixel_size_um=0.325,
+                                   options=options, rng=seed)  # fmt: skip
+        assert truth.n_counted == 1
+        stack = np.stack([dapi, np.full_like(dapi, 100)])
+        well = f"B{seed + 2}"
+        frames[well] = [Frame(stack, ("DAPI", "GFP"), "P1", well, 0, 0.325, (0.0, 0.0), 0.0)]
+    measured = _measure_plate(frames, list(frames), settings)
+    assert [m[0].n_nuclei for m in measured.values()] == [1, 1, 1]
