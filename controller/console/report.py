@@ -37,8 +37,8 @@ class ReportCache:
     def __init__(self, ledger_url: str) -> None:
         self._url = ledger_url  # unmasked: the report opens its own connection
         self._root = Path(tempfile.mkdtemp(prefix="cellpilot-console-report-"))
-        self._built: dict[str, Any] = {}
-        self._locks: dict[str, threading.Lock] = {}
+        self._built: dict[str, Any] = {}  # campaign -> the state its folder was built from
+        self._slots: dict[str, tuple[threading.Lock, Path]] = {}  # campaign -> lock, folder
         self._guard = threading.Lock()
         weakref.finalize(self, shutil.rmtree, self._root, True)  # at exit too
 
@@ -48,14 +48,15 @@ class ReportCache:
         Raises:
             HTTPException: 404 when there is no such campaign.
         """
-        with self._guard:
-            lock = self._locks.setdefault(name, threading.Lock())
+        with self._guard:  # each campaign its own lock and folder, assigned once
+            lock, out = self._slots.setdefault(
+                name, (threading.Lock(), self._root / str(len(self._slots)))
+            )
         with lock:
             sig = views.live_signature(db, name)
             if sig == (None,):
                 raise HTTPException(404, f"no campaign named {name!r}")
-            built_from, out = self._built.get(name, (None, self._root / str(len(self._built))))
-            if built_from != sig:
+            if self._built.get(name) != sig:
                 from controller.report import write_report
 
                 fresh = out.with_name(out.name + ".new")
@@ -63,7 +64,7 @@ class ReportCache:
                 write_report(self._url, name, fresh)
                 shutil.rmtree(out, ignore_errors=True)
                 fresh.rename(out)
-                self._built[name] = (sig, out)
+                self._built[name] = sig
             return out
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from controller.ledger.models import Experiment
 from controller.report.data import ReportData, fmt, params_text, replicate_sd, save
+from controller.report.qc import vehicle_stats
 
 
 @dataclass
@@ -79,8 +80,6 @@ def reference_se(
 
 def forecasts(data: ReportData) -> list[Forecast]:
     """Every measured experiment (held and excluded plates too) whose proposal had a prediction."""
-    from controller.report.qc import vehicle_stats
-
     vehicle: dict[int | None, dict[str, tuple[float, int]]] = {}
     out = []
     for e in data.experiments:
