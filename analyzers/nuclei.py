@@ -25,7 +25,7 @@ from skimage.feature import peak_local_max
 from skimage.filters import threshold_otsu
 from skimage.segmentation import watershed
 
-from analyzers.seeded import segment_seeded
+from analyzers.seeded import fill_holes, segment_seeded
 
 __all__ = [
     "FieldSegmentation",
@@ -192,11 +192,11 @@ def segment_field(
     smooth = ndi.gaussian_filter(residual, smooth_sigma_px)
     sigma = noise_sigma(smooth)
     thr = _threshold(smooth, min_snr * sigma, None)
-    mask = ndi.binary_fill_holes(smooth > thr)
+    mask = fill_holes(smooth > thr)
     large = _large_components(mask, max_area_px)
     if large.any():  # a bright blob (debris) drags Otsu up: threshold again without it
         thr = _threshold(smooth, min_snr * sigma, ~ndi.binary_dilation(large, iterations=3))
-        mask = ndi.binary_fill_holes(smooth > thr)
+        mask = fill_holes(smooth > thr)
     labels = _split_touching(mask, min_peak_distance_px, residual, log_sigma_px)
     if merge_area_px > 0:
         labels = _merge_fragments(labels, merge_area_px)
@@ -278,9 +278,15 @@ def _split_touching(
         distance = ndi.gaussian_filter(edt, 0.5)
     if log_sigma_px > 0:  # the LoG spreads across object borders: look per object
         components, _ = ndi.label(mask)
-        peaks = peak_local_max(
-            distance, min_distance=min_peak_distance_px, labels=components, exclude_border=False
-        )
+        if min_peak_distance_px == 1:
+            peaks = _peaks_per_object_3x3(distance, components)
+        else:
+            peaks = peak_local_max(
+                distance,
+                min_distance=min_peak_distance_px,
+                labels=components,
+                exclude_border=False,
+            )
     else:  # distance peaks sit >= a radius inside their object: one global pass (5x faster)
         peaks = peak_local_max(distance, min_distance=min_peak_distance_px, exclude_border=False)
         peaks = peaks[mask[tuple(peaks.T)]]
@@ -293,6 +299,43 @@ def _split_touching(
         extra, _ = ndi.label(missing)
         labels = np.where(missing, extra + labels.max(), labels)
     return np.asarray(labels, dtype=np.int32)
+
+
+def _peaks_per_object_3x3(image: np.ndarray, components: np.ndarray) -> np.ndarray:
+    """``peak_local_max(image, min_distance=1, labels=components, exclude_border=False)`` in
+    one vectorised pass (skimage loops over objects: 9 s of a 5-plate dry-run's 22 s of
+    analysis). A pixel is a peak when no pixel of its own object within its 3x3 neighbourhood
+    is higher; an object whose every pixel is a peak (flat) keeps only the pixels an opening
+    removes, as skimage does. Coordinates are ordered like skimage's: by object, then by
+    decreasing value."""
+    h, w = image.shape
+    pad_img = np.pad(image, 1, constant_values=-np.inf)
+    pad_lab = np.pad(components, 1, constant_values=0)
+    neighbour_max = image.copy()
+    for dy, dx in ((0, 0), (0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1), (2, 2)):
+        val = pad_img[dy : dy + h, dx : dx + w]
+        np.maximum(
+            neighbour_max,
+            val,
+            out=neighbour_max,
+            where=pad_lab[dy : dy + h, dx : dx + w] == components,
+        )
+    inside = components > 0
+    n = int(components.max())
+    if n == 0:
+        return np.empty((0, 2), dtype=np.intp)
+    is_max = inside & (image == neighbour_max)
+    above = image > image.min()
+    # objects whose every pixel is a maximum ("trivial" in skimage)
+    all_max = np.bincount(components[inside & ~is_max], minlength=n + 1) == 0
+    trivial = all_max[components] & inside
+    if trivial.any():
+        # Opened together: distinct objects are never 4-adjacent, so each opens as alone.
+        is_max[trivial] = (trivial & ~ndi.binary_opening(trivial))[trivial]
+    peak = is_max & above
+    ys, xs = np.nonzero(peak)
+    order = np.lexsort((-image[ys, xs], components[ys, xs]))  # stable: ties stay in raster order
+    return np.stack([ys[order], xs[order]], axis=1)
 
 
 def _merge_fragments(labels: np.ndarray, merge_area_px: int) -> np.ndarray:

@@ -53,6 +53,19 @@ PYKNOTIC_BRIGHT = 1.3
 __all__ = ["SeededSegmentation", "background_level", "estimate_diameter", "segment_seeded"]
 
 
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``ndi.binary_fill_holes(mask)`` (2-D, default structure) in one labelling pass, ~3x
+    faster: background components (4-connected) that touch no image edge are holes."""
+    background, n = ndi.label(~mask)
+    if n == 0:
+        return mask.copy()
+    open_to_edge = np.zeros(n + 1, dtype=bool)
+    for side in (background[0], background[-1], background[:, 0], background[:, -1]):
+        open_to_edge[side] = True
+    open_to_edge[0] = True
+    return np.asarray(mask | ~open_to_edge[background])
+
+
 @dataclass(frozen=True)
 class SeededSegmentation:
     """Result of :func:`segment_seeded`.
@@ -131,7 +144,7 @@ def _seed_landscape(
     edt = ndi.distance_transform_edt(mask).astype(np.float32)
     landscape = ndi.gaussian_filter(edt, sigma)
     if seam_fraction > 0:
-        core = ndi.binary_fill_holes(mask & (smooth > seam_fraction * local_max))
+        core = fill_holes(mask & (smooth > seam_fraction * local_max))
         core_edt = ndi.distance_transform_edt(core).astype(np.float32)
         landscape += ndi.gaussian_filter(core_edt, sigma)
     return np.asarray(landscape, np.float32)
@@ -184,7 +197,7 @@ def segment_seeded(
     background = background + np.float32(level)
     floor = max(_log_otsu(smooth, sigma), min_snr * sigma)
     local_max = ndi.maximum_filter(smooth, size=max(3, int(d)))
-    mask = ndi.binary_fill_holes((smooth > floor) & (smooth > local_fraction * local_max))
+    mask = fill_holes((smooth > floor) & (smooth > local_fraction * local_max))
     mask = ndi.binary_opening(mask)  # one-pixel spurs and bridges
     area = np.pi * d * d / 4.0
     if not mask.any():
@@ -343,7 +356,7 @@ def estimate_diameter(
     smooth = ndi.gaussian_filter(img - estimate_background(img, block_px=64), 1.0)
     level, sigma = background_level(smooth, integer_input)
     smooth -= level
-    mask = ndi.binary_fill_holes(smooth > max(_log_otsu(smooth, sigma), min_snr * sigma))
+    mask = fill_holes(smooth > max(_log_otsu(smooth, sigma), min_snr * sigma))
     components, n = ndi.label(mask)
     if n == 0:
         return 10.0
