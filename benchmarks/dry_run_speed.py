@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     from controller.loop import analysis, engine, runner  # noqa: F401  (imports are timed)
     from controller.loop.runner import CampaignRunner
     from controller.spec import load_campaign
+    from planners import bayesian  # noqa: F401  (the runner loads it lazily: library import time)
 
     t_imported = time.perf_counter()
     if args.codec == "zlib6":

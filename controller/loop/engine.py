@@ -48,7 +48,7 @@ from controller.loop.clocks import Interrupted
 from controller.loop.events import EventBus, EventKind, append_event
 from controller.loop.workcell import RESOURCE_OF_STEP
 from instruments.exceptions import InstrumentError
-from instruments.interfaces import Clock, Frame, LiquidHandler, Microscope
+from instruments.interfaces import Clock, Frame, LiquidHandler, Microscope, PlateMover
 from protocols.steps import STEP_ADAPTER, Acquire, Aspirate, Dispense, Incubate, Mix, Withdraw
 
 VOLUME_TOL_UL = 0.05
@@ -166,8 +166,10 @@ class StepEngine:
         bus: EventBus,
         stop: threading.Event,
         should_stop=lambda: False,
+        plate_mover: PlateMover | None = None,
     ) -> None:
         self.db = db
+        self.mover = plate_mover  # None: plates are carried by hand, in no campaign time
         self.lh = liquid_handler
         self.microscope = microscope
         self.clock = clock
@@ -175,18 +177,31 @@ class StepEngine:
         self.stop = stop
         self.should_stop = should_stop  # an operator's pause/abort request, polled between steps
         self._tip_known = False  # an aspirate ran in this process since the last dispense
+        self._unpublished: list[tuple[str, dict[str, Any]]] = []  # marks not yet committed
 
     # -- journal -----------------------------------------------------------------------------
 
-    def _save(self, session: Session, step: Step, campaign_id: int) -> None:
+    def _save(self, session: Session, step: Step, campaign_id: int, commit: bool = True) -> None:
         session.add(step)
         camp = session.get(Campaign, campaign_id)
         camp.clock_s = self.clock.now()
         session.add(camp)
+        if commit:
+            self._flush(session)
+
+    def _flush(self, session: Session) -> None:
+        """Commit the journal and only then tell subscribers what it now holds."""
         session.commit()
+        events, self._unpublished = self._unpublished, []
+        for kind, payload in events:
+            self.bus.publish(kind, payload)
 
     def _mark(self, session: Session, ctx: RoundContext, step: Step, status: StepStatus,
-              result: dict[str, Any] | None = None) -> None:
+              result: dict[str, Any] | None = None, commit: bool = True) -> None:
+        """Journal a step's new status. ``commit=False`` (a step done) rides on the next
+        commit, the next step's ``started`` or the segment's end: one commit per step instead
+        of two, and a crash in between leaves the step ``started``, which recovery handles as
+        it does a crash just after the instrument call."""
         now = self.clock.now()
         step.status = status.value
         if status == StepStatus.STARTED:
@@ -201,10 +216,10 @@ class StepEngine:
             append_event(session, ctx.campaign_id, EventKind.STEP_FAILED,
                          {"round_id": ctx.round_id, "seq": step.seq, "kind": step.kind,
                           "wells": step.wells, **(result or {})}, clock_s=now)
-        self._save(session, step, ctx.campaign_id)
         kind = {StepStatus.STARTED: EventKind.STEP_STARTED, StepStatus.DONE: EventKind.STEP_DONE}.get(status)
         if kind:
-            self.bus.publish(kind, {"round_id": ctx.round_id, "seq": step.seq, "kind": step.kind})
+            self._unpublished.append((kind, {"round_id": ctx.round_id, "seq": step.seq, "kind": step.kind}))
+        self._save(session, step, ctx.campaign_id, commit)
 
     # -- main loop ---------------------------------------------------------------------------
 
@@ -224,50 +239,57 @@ class StepEngine:
         PauseRequested or StepFailed.
         """
         with Session(self.db, expire_on_commit=False) as session:
-            steps = list(session.exec(select(Step).where(Step.round_id == ctx.round_id).order_by(col(Step.seq))))
-            wells = {w.well: w for w in session.exec(select(Well).where(Well.round_id == ctx.round_id))}
-            resource: str | None = None
-            i = 0
-            while i < len(steps):
-                step = steps[i]
-                if step.status in (StepStatus.DONE.value, StepStatus.SKIPPED.value):
-                    i += 1
-                    continue
-                here = RESOURCE_OF_STEP.get(step.kind, "liquid_handler")
-                if resource is None:
-                    resource = here
-                if here != resource or (stop_at_incubation and step.kind == "incubate"):
-                    return step.kind
-                if self.stop.is_set() or self.should_stop():
-                    raise PauseRequested("pause requested")
-                if any(wells[w].status == WellStatus.QUARANTINED.value
-                       for w in self._target_wells(steps, i) if w in wells):
-                    self._mark(session, ctx, step, StepStatus.SKIPPED, {"resolution": "well quarantined"})
-                    i += 1
-                    continue
-                if step.status in (StepStatus.STARTED.value, StepStatus.FAILED.value):
-                    i = self._recover(session, ctx, steps, i, wells)
-                    continue
-                if step.kind == "dispense" and not self._tip_known:
-                    # Tip contents unknown after a restart: refill from the journaled aspirate.
-                    j = self._aspirate_index(steps, i)
-                    if j is not None and steps[j].status == StepStatus.DONE.value:
-                        self.lh.discard_tip()
-                        self._mark(session, ctx, steps[j], StepStatus.PENDING,
-                                   {"resolution": "re-aspirated after restart"})
-                        i = j
-                        continue
-                self._execute(session, ctx, step)
+            try:
+                return self._segment(session, ctx, stop_at_incubation)
+            finally:
+                self._flush(session)  # the last step's ``done``, also when pausing or failing
+
+    def _segment(self, session: Session, ctx: RoundContext, stop_at_incubation: bool) -> str | None:
+        steps = list(session.exec(select(Step).where(Step.round_id == ctx.round_id).order_by(col(Step.seq))))
+        wells = {w.well: w for w in session.exec(select(Well).where(Well.round_id == ctx.round_id))}
+        resource: str | None = None
+        i = 0
+        while i < len(steps):
+            step = steps[i]
+            if step.status in (StepStatus.DONE.value, StepStatus.SKIPPED.value):
                 i += 1
-            return None
+                continue
+            here = RESOURCE_OF_STEP.get(step.kind, "liquid_handler")
+            if resource is None:
+                resource = here
+            if here != resource or (stop_at_incubation and step.kind == "incubate"):
+                return step.kind
+            if self.stop.is_set() or self.should_stop():
+                raise PauseRequested("pause requested")
+            if any(wells[w].status == WellStatus.QUARANTINED.value
+                   for w in self._target_wells(steps, i) if w in wells):
+                self._mark(session, ctx, step, StepStatus.SKIPPED, {"resolution": "well quarantined"})
+                i += 1
+                continue
+            if step.status in (StepStatus.STARTED.value, StepStatus.FAILED.value):
+                i = self._recover(session, ctx, steps, i, wells)
+                continue
+            if step.kind == "dispense" and not self._tip_known:
+                # Tip contents unknown after a restart: refill from the journaled aspirate.
+                j = self._aspirate_index(steps, i)
+                if j is not None and steps[j].status == StepStatus.DONE.value:
+                    self.lh.discard_tip()
+                    self._mark(session, ctx, steps[j], StepStatus.PENDING,
+                               {"resolution": "re-aspirated after restart"})
+                    i = j
+                    continue
+            self._execute(session, ctx, step)
+            i += 1
+        return None
 
     def start_incubation(self, ctx: RoundContext) -> float:
         """Put the plate in the incubator: journal its pending incubation ``started`` with the
         time; returns when it is due out (campaign clock, s)."""
         with Session(self.db, expire_on_commit=False) as session:
             step = self._incubation(session, ctx)
+            moved = self._bring(session, ctx, step, "incubator")
             started = self.clock.now()
-            self._mark(session, ctx, step, StepStatus.STARTED, {"incubation_started_s": started})
+            self._mark(session, ctx, step, StepStatus.STARTED, {"incubation_started_s": started, **moved})
             failpoints.hit("step_started", "incubate")
             return started + float(step.payload["duration_s"])
 
@@ -315,9 +337,33 @@ class StepEngine:
             j -= 1
         return j if j >= 0 else None
 
+    def _bring(self, session: Session, ctx: RoundContext, step: Step, place: str) -> dict[str, Any]:
+        """Have the plate mover carry the plate to ``place`` for ``step`` (a one-plate place is
+        cleared into the hotel first); what moved, for the step's journal entry. A no-op when
+        the plate is there already (so a resumed step asks again safely) or there is no mover.
+        A mover's fault fails the step (the campaign pauses, the plate where the mover left it)."""
+        mover = self.mover
+        if mover is None or mover.location(ctx.plate_id) == place:
+            return {}
+        t0 = self.clock.now()
+        moved: dict[str, Any] = {}
+        try:
+            if place in ("liquid_handler", "microscope"):
+                other = mover.occupant(place)
+                if other is not None and other != ctx.plate_id:
+                    mover.move_plate(other, "hotel")
+                    moved["cleared"] = other
+            moved["moved_from"] = mover.location(ctx.plate_id)
+            mover.move_plate(ctx.plate_id, place)
+        except InstrumentError as err:
+            self._mark(session, ctx, step, StepStatus.FAILED, {
+                "error": str(err), "error_type": type(err).__name__, "moving_to": place})
+            raise StepFailed(step, err) from err
+        return {**moved, "moved_to": place, "transfer_s": round(self.clock.now() - t0, 3)}
+
     def _execute(self, session: Session, ctx: RoundContext, step: Step) -> None:
         spec = STEP_ADAPTER.validate_python(step.payload)
-        started: dict[str, Any] = {}
+        started: dict[str, Any] = self._bring(session, ctx, step, RESOURCE_OF_STEP.get(step.kind, "liquid_handler"))
         if isinstance(spec, Dispense | Withdraw):
             started["volume_before_ul"] = self.lh.well_volume_ul(spec.plate, spec.well)
         elif isinstance(spec, Incubate):
@@ -336,7 +382,7 @@ class StepEngine:
                        {"error": str(err), "error_type": type(err).__name__})
             raise StepFailed(step, err) from err
         failpoints.hit("step_executed", step.kind)
-        self._mark(session, ctx, step, StepStatus.DONE, result)
+        self._mark(session, ctx, step, StepStatus.DONE, result, commit=False)
 
     def _call(self, session: Session, ctx: RoundContext, step: Step, spec: Any) -> dict[str, Any]:
         if isinstance(spec, Aspirate):

@@ -18,6 +18,7 @@ from controller.ledger.models import (
 )
 from controller.loop.events import EventKind, append_event
 from controller.loop.exceptions import CampaignError
+from controller.loop.workcell import StepView, step_view
 from controller.spec import CampaignSpec
 from protocols import PlateProtocol
 from protocols.exceptions import ProtocolError
@@ -138,3 +139,28 @@ def compile_round(
     )
     s.commit()
     return len(compiled.steps)
+
+
+def plate_steps(s: Session, rounds: list[Round]) -> dict[int | None, tuple[StepView, ...]]:
+    """Each round's steps as the scheduler sees them (:class:`StepView`), in order.
+
+    Read as columns, not ORM rows: the runner asks on every tick, and building every step of
+    every plate in flight (with its JSON payload) was a tenth of a dry-run's controller time.
+    Only incubations carry what the scheduler needs from the payload and result.
+    """
+    out: dict[int | None, tuple[StepView, ...]] = {}
+    for rnd in rounds:
+        incubations = {
+            st.seq: step_view(st)
+            for st in s.exec(select(Step).where(Step.round_id == rnd.id, Step.kind == "incubate"))
+        }
+        rows = s.exec(
+            select(Step.seq, Step.kind, Step.status, Step.finished_clock_s)
+            .where(Step.round_id == rnd.id)
+            .order_by(col(Step.seq))
+        )
+        out[rnd.id] = tuple(
+            incubations.get(seq) or StepView(seq, kind, status, 0.0, None, finished)
+            for seq, kind, status, finished in rows
+        )
+    return out

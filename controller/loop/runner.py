@@ -31,7 +31,6 @@ from controller.ledger.models import (
     CampaignStatus,
     Round,
     RoundStatus,
-    Step,
     utcnow,
 )
 from controller.ledger.queries import campaign_schedule
@@ -62,9 +61,9 @@ from controller.loop.proposing import (
     propose_round,
     valid_experiments,
 )
-from controller.loop.rounds import compile_round, schedule_round
+from controller.loop.rounds import compile_round, plate_steps, schedule_round
 from controller.loop.timecourse import Timecourse, is_time_course
-from controller.loop.workcell import PlateView, next_action, step_view, workcell_limits
+from controller.loop.workcell import PlateView, next_action, workcell_limits
 from controller.rig.registry import InstrumentConfigError, Instruments, build_instruments
 from controller.spec import CampaignSpec
 from instruments.exceptions import InstrumentError
@@ -269,7 +268,8 @@ class CampaignRunner:
             finally:
                 unsubscribe()
         engine = StepEngine(self.db, self.instruments.liquid_handler, self.instruments.microscope,
-                            clock, self.bus, self.stop, should_stop=self._control_pending)
+                            clock, self.bus, self.stop, should_stop=self._control_pending,
+                            plate_mover=self.instruments.plate_mover)
         if is_time_course(self.protocol):
             self.tc = Timecourse(self.db, self.spec, self.protocol, self.planner, self.campaign_id, self.bus)
         try:
@@ -364,14 +364,10 @@ class CampaignRunner:
                 Round.campaign_id == self.campaign_id,
                 col(Round.status).not_in([RoundStatus.ANALYZED.value, RoundStatus.FAILED.value,
                                           RoundStatus.SKIPPED.value, RoundStatus.HELD.value]))))
-            views = []
-            for r in rounds:
-                steps = s.exec(select(Step).where(Step.round_id == r.id).order_by(col(Step.seq)))
-                asked = self._asked.get(r.id)
-                views.append(PlateView(
-                    r.id, r.index, r.status, tuple(step_view(st) for st in steps),
-                    waiting_for_person=asked is not None and time.monotonic() - asked < poll))
-        return views
+            steps = plate_steps(s, rounds)
+        return [PlateView(r.id, r.index, r.status, steps[r.id], waiting_for_person=(
+            (asked := self._asked.get(r.id)) is not None and time.monotonic() - asked < poll))
+            for r in rounds]
 
     # -- operators ---------------------------------------------------------------------------
 
