@@ -114,14 +114,14 @@ class AnalysisSettings(BaseModel):
         "over each experiment's replicates (outlier_metrics, outlier_mad_k, outlier_rel_floor)",
     )
     outlier_k: float = Field(
-        default=2.25,
+        default=2.75,
         gt=0,
         description="calibrated rule: cut-off in standard errors (chosen on simulated plates, "
-        "development seeds 0-9 of benchmarks/outliers.py, the most artefacts caught with "
-        "<= 1.5 % of clean wells flagged)",
+        "development seeds 0-9 of benchmarks/outliers.py in layouts with 6 and 10 vehicle "
+        "wells, the most artefacts caught with <= 1.5 % of clean wells flagged)",
     )
     control_outlier_k: float = Field(
-        default=2.25, gt=0, description="calibrated rule: the cut-off for control wells"
+        default=2.75, gt=0, description="calibrated rule: the cut-off for control wells"
     )
     outlier_count_metrics: tuple[str, ...] = Field(
         default=("total_tumour", "total_normal"),

@@ -1,8 +1,9 @@
 """Outlier calls and control robustness on simulated plates, against the earlier rules, in one run.
 
-Each plate is the demo campaign's (``examples/drug_combo.yaml``: 14 two-drug experiments in
-triplicate, 6 vehicle, 6 staurosporine and 4 time-zero wells, 3 fields per well) with random
-log-uniform doses, run through the real protocol, the simulated liquid handler, lab and
+Each plate is the demo campaign's (``examples/drug_combo.yaml``: two-drug experiments in
+triplicate, 6 staurosporine and 4 time-zero wells, 3 fields per well), in two layouts
+(``--vehicle-wells 6,10``: 6 vehicle wells and 14 experiments, or the demo's 10 and 13; every
+seed runs in each, and settings are chosen on both together) with random log-uniform doses, run through the real protocol, the simulated liquid handler, lab and
 microscope (with the biology's own random artefacts off), then given known artefacts:
 
 - ``empty``: a well seeded with no cells (one vehicle well and one sample well per plate; the
@@ -103,23 +104,31 @@ class SimPlate:
     miss_effect: dict[str, float] = field(default_factory=dict)  # well -> fold change
     clean_frames: dict[str, list[Frame]] = field(default_factory=dict)  # image artefacts, clean
     image_effect: dict[str, float] = field(default_factory=dict)  # well -> fold change in count
+    vehicle_wells: int = 0
 
 
-def example_settings() -> dict[str, Any]:
-    """The demo's protocol, without single-agent wells: 14 triplicate experiments per plate,
-    the replicate groups the outlier calls are about."""
+def example_settings(vehicle_wells: int | None = None) -> dict[str, Any]:
+    """The demo's protocol, without single-agent wells (the triplicate experiments are the
+    replicate groups the outlier calls are about), with ``vehicle_wells`` vehicle wells if
+    given: 6 vehicle wells leave room for 14 experiments, 10 (the demo's) for 13."""
     settings = yaml.safe_load((ROOT / "examples" / "drug_combo.yaml").read_text())["protocol"][
         "settings"
     ]
-    return {**settings, "single_agent_wells": False}
+    out = {**settings, "single_agent_wells": False}
+    if vehicle_wells is not None:
+        out["negative_controls"] = vehicle_wells
+    return out
 
 
 def simulate_plate(
-    seed: int, image_size: int = 256, plan: dict[str, int] | None = None
+    seed: int,
+    image_size: int = 256,
+    plan: dict[str, int] | None = None,
+    vehicle_wells: int | None = None,
 ) -> SimPlate:
     """Run one plate through protocol, simulated handler, lab and microscope, with artefacts."""
     plan = PLAN if plan is None else plan
-    proto = DoseResponse(example_settings())
+    proto = DoseResponse(example_settings(vehicle_wells))
     rng = np.random.default_rng(seed)
     experiments = [
         {"drug_a_um": float(10 ** rng.uniform(-2, 1)), "drug_b_um": float(10 ** rng.uniform(-2, 1))}
@@ -132,7 +141,7 @@ def simulate_plate(
     clock = SimulatedClock()
     handler = SimulatedLiquidHandler(lab, clock)
     scope = SimulatedMicroscope(lab, clock, image_size=(image_size, image_size), seed=seed)
-    sim = SimPlate(seed, {}, compiled.layout, {})
+    sim = SimPlate(seed, {}, compiled.layout, {}, vehicle_wells=proto.settings.negative_controls)
     misses = _choose_artefacts(proto, compiled, experiments, biology, plan, rng, sim)
     tip_to_waste = False
     for st in compiled.steps:
@@ -290,13 +299,14 @@ def _counted(sim: SimPlate, well: str) -> bool:
 
 
 def measure(
-    seed: int, image_size: int, cache: str | None = None
+    seed: int, image_size: int, cache: str | None = None, vehicle_wells: int | None = None
 ) -> tuple[SimPlate, PlateMeasurements, PlateMeasurements | None]:
     """Simulate and segment one plate (frames dropped afterwards); cached in ``cache`` if given."""
-    path = Path(cache) / f"plate_{seed}_{image_size}.pkl" if cache else None
+    name = f"plate_{seed}_{image_size}_v{vehicle_wells or 'demo'}.pkl"
+    path = Path(cache) / name if cache else None
     if path is not None and path.exists():
         return pickle.loads(path.read_bytes())
-    sim = simulate_plate(seed, image_size)
+    sim = simulate_plate(seed, image_size, vehicle_wells=vehicle_wells)
     measured = measure_plate(sim.frames, sim.layout)
     twin = replace_wells(measured, sim.clean_vehicle) if sim.clean_vehicle else None
     if sim.clean_frames:  # how much each bubble or speck changed its well's count
@@ -379,12 +389,20 @@ def _span(seeds: Sequence[int]) -> str:
     return f"{seeds[0]}-{seeds[-1]}" if seeds else "none"
 
 
-def _measure_all(seeds: Sequence[int], image_size: int, workers: int, cache: str | None) -> list:
+def _measure_all(
+    seeds: Sequence[int], image_size: int, workers: int, cache: str | None, layouts: Sequence[int]
+) -> list:
+    """Every seed's plate once per layout (number of vehicle wells)."""
+    jobs = [(s, v) for v in layouts for s in seeds]
     if workers <= 1:
-        return [measure(s, image_size, cache) for s in seeds]
+        return [measure(s, image_size, cache, v) for s, v in jobs]
     with ProcessPoolExecutor(workers) as pool:
-        n = len(seeds)
-        return list(pool.map(measure, seeds, [image_size] * n, [cache] * n))
+        n = len(jobs)
+        return list(
+            pool.map(
+                measure, [s for s, _ in jobs], [image_size] * n, [cache] * n, [v for _, v in jobs]
+            )
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -395,9 +413,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--target", type=float, default=0.015, help="dev false-flag bound")
     ap.add_argument("--cache", help="folder for segmented plates (outside git), reused by reruns")
+    ap.add_argument(
+        "--vehicle-wells",
+        default="6,10",
+        help="plate layouts: vehicle wells per plate, comma-separated; every seed runs each",
+    )
     args = ap.parse_args(argv)
+    layouts = [int(v) for v in args.vehicle_wells.split(",")]
     t0 = time.time()
-    dev = _measure_all(DEV_SEEDS[: args.dev_seeds], args.image_size, args.workers, args.cache)
+    dev = _measure_all(
+        DEV_SEEDS[: args.dev_seeds], args.image_size, args.workers, args.cache, layouts
+    )
     print(
         f"development seeds {_span(DEV_SEEDS[: args.dev_seeds])}: {len(dev)} plates simulated "
         f"and segmented in {time.time() - t0:.0f} s"
@@ -410,7 +436,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"chosen on development seeds: {chosen}")
     t1 = time.time()
     held = _measure_all(
-        HELD_OUT_SEEDS[: args.held_out_seeds], args.image_size, args.workers, args.cache
+        HELD_OUT_SEEDS[: args.held_out_seeds], args.image_size, args.workers, args.cache, layouts
     )
     print(
         f"held-out seeds {_span(HELD_OUT_SEEDS[: args.held_out_seeds])}: {len(held)} plates "
@@ -434,6 +460,15 @@ def main(argv: list[str] | None = None) -> None:
     print("viability change on the plate when one vehicle well is emptied (held-out):")
     for name, s in final.items():
         print(_shift_line(name, s["vehicle_shift"]))
+    if len(layouts) > 1:  # the reference's error shrinks with the number of vehicle wells
+        print("  ... by layout, the chosen and the earlier analyzer:")
+        for v in layouts:
+            these = [p for p in held if p[0].vehicle_wells == v]
+            for name, settings in (
+                (f"chosen, {v} vehicle wells", variants()[chosen]),
+                (f"earlier, {v} vehicle wells", EARLIER),
+            ):
+                print("  " + _shift_line(name, score(these, settings)["vehicle_shift"]))
     print("misses caught by effect on the well (held-out, chosen settings):")
     misses = final[f"calibrated ({chosen})"]["misses"]
     for lo, hi in ((1.25, 1.5), (1.5, 2.0), (2.0, 4.0), (4.0, float("inf"))):
