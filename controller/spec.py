@@ -198,6 +198,13 @@ class InstrumentSpec(_Spec):
 class InstrumentsSpec(_Spec):
     liquid_handler: InstrumentSpec = Field(default_factory=InstrumentSpec)
     microscope: InstrumentSpec = Field(default_factory=InstrumentSpec)
+    plate_mover: InstrumentSpec | None = Field(
+        default=None,
+        description="a robot arm with a plate hotel that carries plates between the handler, "
+        "the incubator and the microscope, each move taking its transfer time (driver "
+        "simulated: settings transfer_s, transfer_times_s, hotel_slots); none: plates are "
+        "carried by hand and moves take no campaign time",
+    )
 
 
 class SimulationSpec(_Spec):

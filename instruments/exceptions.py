@@ -15,5 +15,9 @@ class ImagingError(InstrumentError):
     """An acquisition failed (no such well, camera fault, focus failure)."""
 
 
+class PlateHandlingError(InstrumentError):
+    """A plate cannot be moved (destination full or unknown, plate not found, arm fault)."""
+
+
 class DeviceCommunicationError(InstrumentError):
     """Bytes could not be exchanged with a device after the allowed retries."""

@@ -103,3 +103,42 @@ class Microscope(Protocol):
     def identify(self) -> dict[str, Any]:
         """Identity and state for commissioning."""
         ...
+
+
+#: Where a plate can be in a workcell: the places a plate mover carries plates between.
+PLATE_LOCATIONS = ("hotel", "liquid_handler", "incubator", "microscope")
+
+
+@runtime_checkable
+class PlateMover(Protocol):
+    """A robot arm (with its plate hotel) that carries plates between the workcell's places.
+
+    Places are :data:`PLATE_LOCATIONS`: the hotel (plates waiting, and where a new plate
+    starts), the liquid handler's deck position and the microscope's stage (one plate each),
+    and the incubator (its slots). The mover knows where each plate is, so a move is asked
+    for by destination and a resumed run re-asks safely.
+    """
+
+    def location(self, plate: str) -> str:
+        """Where ``plate`` is now (``"hotel"`` for a plate never moved)."""
+        ...
+
+    def occupant(self, place: str) -> str | None:
+        """The plate on a one-plate place (deck position, stage), or None."""
+        ...
+
+    def move_plate(self, plate: str, destination: str) -> None:
+        """Carry ``plate`` from where it is to ``destination`` (blocks for the transfer).
+
+        Raises:
+            InstrumentError: the destination is full or unknown, or the arm failed.
+        """
+        ...
+
+    def transfer_s(self, source: str, destination: str) -> float:
+        """The expected duration of one move (s), for schedules and estimates."""
+        ...
+
+    def identify(self) -> dict[str, Any]:
+        """Identity and state for commissioning."""
+        ...

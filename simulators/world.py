@@ -163,6 +163,7 @@ class SimulatedLab:
         self._plates: dict[str, dict[str, Any]] = {}
         self._reservoirs: dict[str, dict[str, Any]] = {}
         self._tip = TipState()
+        self._locations: dict[str, str] = {}  # plate -> place, for a plate mover
         self.journal = journal
         self.snapshot_every = max(int(snapshot_every), 1)
         self.fsync = fsync
@@ -301,6 +302,21 @@ class SimulatedLab:
         """Drop whatever the tip holds."""
         self._mutate({"op": "discard_tip"})
 
+    # ----------------------------------------------------------------------- plate places
+
+    def plate_location(self, plate: str) -> str:
+        """Where ``plate`` is (``"hotel"`` until something moves it; see
+        :class:`simulators.plate_mover.SimulatedPlateMover`)."""
+        return str(self._locations.get(plate, "hotel"))
+
+    def plates_at(self, place: str) -> list[str]:
+        """The plates at ``place``, sorted."""
+        return sorted(p for p, loc in self._locations.items() if loc == place)
+
+    def set_plate_location(self, plate: str, place: str) -> None:
+        """Record that ``plate`` is now at ``place`` (durable before returning)."""
+        self._mutate({"op": "locate", "plate": plate, "place": place})
+
     # ------------------------------------------------------------------ applying mutations
 
     def _apply(self, op: dict[str, Any]) -> None:
@@ -322,6 +338,8 @@ class SimulatedLab:
             self._apply_dispense(op["plate"], op["well"], op["volume_ul"], op["now_s"])
         elif kind == "discard_tip":
             self._tip = TipState()
+        elif kind == "locate":
+            self._locations[op["plate"]] = op["place"]
         else:
             raise ValueError(f"unknown simulated-lab operation {kind!r}")
 
@@ -400,6 +418,7 @@ class SimulatedLab:
             "biology_seed": self.biology.seed,
             "plates": self._plates,
             "reservoirs": self._reservoirs,
+            "locations": self._locations,
             "tip": {
                 "volume_ul": self._tip.volume_ul,
                 "amounts_pmol": self._tip.amounts_pmol,
@@ -468,6 +487,7 @@ class SimulatedLab:
                 )
             self._plates = data["plates"]
             self._reservoirs = data["reservoirs"]
+            self._locations = dict(data.get("locations", {}))  # absent in older states
             tip = data["tip"]
             self._tip = TipState(
                 float(tip["volume_ul"]), dict(tip["amounts_pmol"]), dict(tip.get("solvents_ul", {}))

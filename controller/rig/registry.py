@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.spec import CampaignSpec
-from instruments.interfaces import Clock, LiquidHandler, Microscope
+from instruments.interfaces import Clock, LiquidHandler, Microscope, PlateMover
 from plugins import PluginRegistry
 
 
@@ -52,6 +52,7 @@ Factory = Callable[[dict[str, Any], BuildContext], Any]
 Validator = Callable[[dict[str, Any], CampaignSpec, bool], None]
 ChannelLister = Callable[[dict[str, Any], CampaignSpec], "set[str] | None"]
 ROLES = ("liquid_handler", "microscope")
+OPTIONAL_ROLES = ("plate_mover",)  # built only when the campaign file names one
 GROUP = "cellpilot.drivers"
 
 
@@ -60,7 +61,7 @@ class Driver:
     """One instrument driver as campaign files name it (``instruments.<role>.driver: <name>``).
 
     Attributes:
-        role: ``liquid_handler`` or ``microscope``.
+        role: ``liquid_handler``, ``microscope`` or ``plate_mover``.
         name: the driver's name in campaign files.
         factory: ``factory(settings, ctx)`` builds the instrument.
         dry_run: the driver runs its real code against an emulator in a dry-run (``ctx.dry_run``).
@@ -90,8 +91,10 @@ def driver(
     channels: ChannelLister | None = None,
 ) -> Callable[[Factory], Driver]:
     """Decorator: turn a factory into a :class:`Driver` (point an entry point at the result)."""
-    if role not in ROLES:
-        raise InstrumentConfigError(f"unknown instrument role {role!r}; roles: {list(ROLES)}")
+    if role not in ROLES + OPTIONAL_ROLES:
+        raise InstrumentConfigError(
+            f"unknown instrument role {role!r}; roles: {list(ROLES + OPTIONAL_ROLES)}"
+        )
 
     def deco(factory: Factory) -> Driver:
         return Driver(role, name, factory, dry_run, validate, channels)
@@ -130,6 +133,11 @@ def available_drivers(role: str) -> list[str]:
     return sorted(k.split(".", 1)[1] for k in DRIVERS.names() if k.split(".", 1)[0] == role)
 
 
+def roles(spec: CampaignSpec) -> tuple[str, ...]:
+    """The roles this campaign builds: the required ones and the optional ones it names."""
+    return ROLES + tuple(r for r in OPTIONAL_ROLES if getattr(spec.instruments, r) is not None)
+
+
 def _chosen(spec: CampaignSpec, role: str, dry_run: bool) -> tuple[str, dict[str, Any]]:
     ispec = getattr(spec.instruments, role)
     found = find_driver(role, ispec.driver)
@@ -140,7 +148,7 @@ def _chosen(spec: CampaignSpec, role: str, dry_run: bool) -> tuple[str, dict[str
 
 def check_instruments(spec: CampaignSpec, *, dry_run: bool) -> None:
     """Refuse unknown drivers and bad driver settings before a campaign starts."""
-    for role in ROLES:
+    for role in roles(spec):
         name, settings = _chosen(spec, role, dry_run)
         found = _require(role, name)
         if found.validate is not None:
@@ -168,9 +176,10 @@ class Instruments:
     liquid_handler: LiquidHandler
     microscope: Microscope
     extras: dict[str, Any] = field(default_factory=dict)
+    plate_mover: PlateMover | None = None  # None: plates are carried by hand (no transfer time)
 
     def close(self) -> None:
-        for inst in (self.liquid_handler, self.microscope):
+        for inst in (self.liquid_handler, self.microscope, self.plate_mover):
             close = getattr(inst, "close", None)
             if close is not None:
                 close()
@@ -189,7 +198,7 @@ def build_instruments(
     ctx = BuildContext(spec=spec, data_dir=Path(data_dir), clock=clock, dry_run=dry_run)
     built: dict[str, Any] = {}
     try:
-        for role in ROLES:
+        for role in roles(spec):
             built[role] = build_instrument(role, ctx)
     except BaseException:
         for inst in built.values():
@@ -197,7 +206,12 @@ def build_instruments(
             if close is not None:
                 close()
         raise
-    return Instruments(built["liquid_handler"], built["microscope"], extras=ctx.shared)
+    return Instruments(
+        built["liquid_handler"],
+        built["microscope"],
+        extras=ctx.shared,
+        plate_mover=built.get("plate_mover"),
+    )
 
 
 def check_devices(
@@ -212,7 +226,7 @@ def check_devices(
         spec=spec, data_dir=Path(data_dir), clock=clock, dry_run=dry_run, commissioning=True
     )
     report = []
-    for role in ROLES:
+    for role in roles(spec):
         name, _ = _chosen(spec, role, dry_run)
         row: dict[str, Any] = {"role": role, "driver": name, "ok": False}
         inst = None

@@ -1,4 +1,5 @@
-"""The ``simulated`` liquid handler and microscope, and the persistent virtual lab they act on.
+"""The ``simulated`` liquid handler, microscope and plate mover, and the persistent virtual lab
+they act on.
 
 In a dry-run every driver without an emulator is replaced by these; the virtual lab
 (``<data_dir>/sim_lab.json``) is shared by every instrument of the run, emulated drivers
@@ -13,7 +14,7 @@ from typing import Any
 
 from controller.rig.registry import BuildContext, InstrumentConfigError, driver
 from controller.spec import CampaignSpec
-from instruments.interfaces import LiquidHandler, Microscope
+from instruments.interfaces import LiquidHandler, Microscope, PlateMover
 
 
 def simulated_lab(ctx: BuildContext):
@@ -106,3 +107,39 @@ def microscope(settings: dict[str, Any], ctx: BuildContext) -> Microscope:
     size = ctx.spec.simulation.image_size_px
     opts = {"image_size": (size, size), "seed": ctx.spec.simulation.seed, **settings}
     return SimulatedMicroscope(simulated_lab(ctx), ctx.clock, **opts)
+
+
+def _validate_mover(settings: dict[str, Any], spec: CampaignSpec, dry_run: bool) -> None:
+    from instruments.interfaces import PLATE_LOCATIONS
+    from simulators.plate_mover import SimulatedPlateMover
+
+    _check_options("plate_mover", SimulatedPlateMover, settings, {"incubator_slots"})
+    where = "instruments.plate_mover.settings"
+    times = settings.get("transfer_times_s", {})
+    if not isinstance(times, dict):
+        raise InstrumentConfigError(f"{where}.transfer_times_s: a mapping 'a->b': seconds")
+    for pair, seconds in times.items():
+        a, sep, b = str(pair).partition("->")
+        if not sep or a not in PLATE_LOCATIONS or b not in PLATE_LOCATIONS or a == b:
+            raise InstrumentConfigError(
+                f"{where}.transfer_times_s: {pair!r} is not 'source->destination' of two "
+                f"different places among {list(PLATE_LOCATIONS)}"
+            )
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not (math.isfinite(seconds) and seconds >= 0)
+        ):
+            raise InstrumentConfigError(f"{where}.transfer_times_s.{pair}: {seconds!r} seconds")
+    hotel = settings.get("hotel_slots")
+    if hotel is not None and (isinstance(hotel, bool) or not isinstance(hotel, int) or hotel < 1):
+        raise InstrumentConfigError(f"{where}.hotel_slots: {hotel!r} is not a positive integer")
+
+
+@driver("plate_mover", "simulated", validate=_validate_mover)
+def plate_mover(settings: dict[str, Any], ctx: BuildContext) -> PlateMover:
+    from simulators.plate_mover import SimulatedPlateMover
+
+    w = ctx.spec.workcell
+    slots = w.incubator_slots or w.max_plates_in_flight
+    return SimulatedPlateMover(simulated_lab(ctx), ctx.clock, incubator_slots=slots, **settings)

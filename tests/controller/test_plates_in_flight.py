@@ -8,6 +8,7 @@ import signal
 from sqlmodel import Session, select
 
 from controller.ledger.models import Campaign, Event, Experiment, Round, Step
+from simulators.world import SimulatedLab
 from tests.controller.conftest import run_cli
 from tests.controller.test_crash_resume import _check_wells_exact, _ledger
 
@@ -96,3 +97,83 @@ def test_sigkill_with_several_plates_in_flight_loses_nothing(write_campaign, tmp
         assert sum(e.status == "measured" for e in s.exec(select(Experiment))) == 18
         assert {st.status for st in s.exec(select(Step))} <= {"done", "skipped"}
     _check_wells_exact(spec, db, tmp_path / "data")
+
+
+WITH_MOVER = {
+    "liquid_handler": {"driver": "simulated"},
+    "microscope": {"driver": "simulated"},
+    "plate_mover": {"driver": "simulated", "settings": {"transfer_s": 60}},
+}
+
+
+def _moves(db) -> list[dict]:
+    with Session(db) as s:
+        return [
+            {"seq": st.seq, "kind": st.kind, "round": st.round_id, **st.result}
+            for st in s.exec(select(Step).order_by(Step.round_id, Step.seq))
+            if st.result and "moved_to" in st.result
+        ]
+
+
+def test_a_plate_mover_carries_each_plate_and_its_transfers_take_campaign_time(
+    write_campaign, tmp_path
+):
+    path = write_campaign(
+        budget={"rounds": 3},
+        workcell=WORKCELL,
+        instruments=WITH_MOVER,
+    )
+    out = run_cli("run", str(path), "--dry-run", "--quiet")
+    assert out.returncode == 0, out.stderr
+    spec, db = _ledger(path)
+    moves = _moves(db)
+    by_round: dict[int, list[str]] = {}
+    for m in moves:
+        by_round.setdefault(m["round"], []).append(m["moved_to"])
+        assert m["transfer_s"] >= 60  # each move (and a stage cleared first) took its time
+    # every plate: hotel -> handler (first dispense) -> incubator -> microscope (first read)
+    assert sorted(by_round) == sorted({m["round"] for m in moves}) and len(by_round) == 3
+    for places in by_round.values():
+        assert places == ["liquid_handler", "incubator", "microscope"]
+    # the stage holds one plate: each later read cleared the earlier plate into the hotel
+    cleared = [m["cleared"] for m in moves if "cleared" in m]
+    assert len(cleared) >= 2
+    # an incubation starts after the plate's transfer into the incubator
+    with Session(db) as s:
+        for st in s.exec(select(Step).where(Step.kind == "incubate")):
+            assert st.result["moved_to"] == "incubator"
+            assert st.result["incubation_started_s"] >= st.result["transfer_s"]
+    lab = SimulatedLab(tmp_path / "data" / "sim_lab.json", read_only=True)  # snapshot + journal
+    assert len(lab.plates_at("microscope")) == 1 and not lab.plates_at("incubator")
+    assert len(lab.plates_at("hotel")) == 2  # the earlier plates, cleared off the stage
+    _check_wells_exact(spec, db, tmp_path / "data")
+
+
+def test_sigkill_during_transfers_resumes_with_every_plate_where_it_is(write_campaign, tmp_path):
+    path = write_campaign(
+        budget={"rounds": 2},
+        workcell=WORKCELL,
+        instruments=WITH_MOVER,
+    )
+    kills = 0
+    for point in ("step_started/dispense:1", "step_started/incubate:1", "step_started/acquire:1"):
+        proc = run_cli("run", str(path), "--dry-run", "--quiet", env={"CELLPILOT_FAILPOINT": point})
+        kills += proc.returncode == -signal.SIGKILL
+        assert proc.returncode in (0, -signal.SIGKILL), proc.stderr
+    assert kills == 3, "the failpoints did not fire"
+    final = run_cli("run", str(path), "--dry-run", "--quiet")
+    assert final.returncode == 0, final.stderr
+    spec, db = _ledger(path)
+    with Session(db) as s:
+        assert s.exec(select(Campaign)).one().status == "completed"
+        assert {st.status for st in s.exec(select(Step))} <= {"done", "skipped"}
+    for places in _group(_moves(db)).values():
+        assert places == ["liquid_handler", "incubator", "microscope"]  # no move twice
+    _check_wells_exact(spec, db, tmp_path / "data")
+
+
+def _group(moves: list[dict]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for m in moves:
+        out.setdefault(m["round"], []).append(m["moved_to"])
+    return out
