@@ -21,7 +21,8 @@ from controller.loop.events import EventKind, bus
 
 
 class ProgressView:
-    """Shows each round's steps as a progress bar and a line per analysed plate."""
+    """Shows each plate's steps as a progress bar (one per plate in flight, removed when the
+    plate is analysed) and a line per analysed plate."""
 
     def __init__(self, console: Console, spec, enabled: bool = True) -> None:
         self.console = console
@@ -35,7 +36,8 @@ class ProgressView:
             console=console,
             disable=not enabled,
         )
-        self.task: TaskID | None = None
+        self.tasks: dict[int, TaskID] = {}  # round id -> its plate's bar
+        self.round_of_plate: dict[str, int] = {}
         self._unsub: Callable[[], None] | None = None
 
     def __enter__(self) -> ProgressView:
@@ -56,22 +58,26 @@ class ProgressView:
                 f"round {p['round']}: {p['n']} experiments proposed for plate {p['plate']}"
             )
         elif kind == EventKind.ROUND_COMPILED:
-            if self.task is not None:
-                self.progress.remove_task(self.task)
-            self.task = self.progress.add_task(f"plate {p['plate']}", total=p["steps"])
-        elif kind == EventKind.STEP_DONE and self.task is not None:
-            self.progress.advance(self.task)
+            rid = p.get("round_id", -1)
+            self.round_of_plate[p["plate"]] = rid
+            self.tasks[rid] = self.progress.add_task(f"plate {p['plate']}", total=p["steps"])
+        elif kind == EventKind.STEP_DONE and p.get("round_id") in self.tasks:
+            self.progress.advance(self.tasks[p["round_id"]])
         elif kind == EventKind.DECISION_APPLIED:
             self.console.print(
                 f"  plate {p['plate']} decision {p['decision'] + 1} ({p['policy_id']}): "
                 f"{_actions_text(p['actions_applied'])}"
             )
-            if self.task is not None:  # the plate's journal grew by the action's steps
-                total = self.progress.tasks[self.task].total or 0
-                self.progress.update(self.task, total=total + p["steps"])
+            task = self.tasks.get(self.round_of_plate.get(p["plate"], -2))
+            if task is not None:  # the plate's journal grew by the action's steps
+                total = self.progress.tasks[task].total or 0
+                self.progress.update(task, total=total + p["steps"])
         elif kind == EventKind.WELL_QUARANTINED:
             self.console.print(f"[yellow]well {p['well']} quarantined:[/] {p['reason']}")
         elif kind == EventKind.ROUND_ANALYZED:
+            done = self.tasks.pop(self.round_of_plate.get(p.get("plate", ""), -2), None)
+            if done is not None:
+                self.progress.remove_task(done)
             z = p.get("z_prime") or {}
             zs = ", ".join(f"{k} {v:.2f}" for k, v in z.items() if v is not None)
             ok = "[green]ok[/]" if p.get("plate_ok") else "[red]suspect[/]"

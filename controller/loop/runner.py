@@ -475,7 +475,7 @@ class CampaignRunner:
             n_steps = compile_round(s, self.spec, self.protocol, self.campaign_id, rnd,
                                     time_point=0 if self.tc else None)
         self.bus.publish(EventKind.ROUND_COMPILED, {"round": rnd.index + 1, "steps": n_steps,
-                                                    "plate": rnd.plate_id})
+                                                    "plate": rnd.plate_id, "round_id": rnd.id})
 
     # -- endings -----------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ def small_campaign_data(**overrides) -> dict:
     data = copy.deepcopy(data)
     data["name"] = "small"
     data.pop("workcell", None)  # one plate at a time unless a test asks for plates in flight
+    data["instruments"].pop("plate_mover", None)  # plates carried by hand unless a test asks
     # One 160 px field per well holds too few nuclei for a meaningful Z' or control CV: the QC
     # gate would hold most plates. Its thresholds are relaxed here; tests/controller/test_qc_gate.py
     # exercises the gate with the analyzer's defaults.
