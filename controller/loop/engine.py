@@ -183,14 +183,15 @@ class StepEngine:
 
     def _save(self, session: Session, step: Step, campaign_id: int, commit: bool = True) -> None:
         session.add(step)
+        if commit:
+            self._flush(session, campaign_id)
+
+    def _flush(self, session: Session, campaign_id: int) -> None:
+        """Commit the journal with the campaign's clock, and only then tell subscribers what
+        it now holds."""
         camp = session.get(Campaign, campaign_id)
         camp.clock_s = self.clock.now()
         session.add(camp)
-        if commit:
-            self._flush(session)
-
-    def _flush(self, session: Session) -> None:
-        """Commit the journal and only then tell subscribers what it now holds."""
         session.commit()
         events, self._unpublished = self._unpublished, []
         for kind, payload in events:
@@ -242,7 +243,7 @@ class StepEngine:
             try:
                 return self._segment(session, ctx, stop_at_incubation)
             finally:
-                self._flush(session)  # the last step's ``done``, also when pausing or failing
+                self._flush(session, ctx.campaign_id)  # the last step's ``done``, also when pausing
 
     def _segment(self, session: Session, ctx: RoundContext, stop_at_incubation: bool) -> str | None:
         steps = list(session.exec(select(Step).where(Step.round_id == ctx.round_id).order_by(col(Step.seq))))

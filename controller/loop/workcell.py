@@ -306,6 +306,12 @@ def plate_segments(plate: str, steps: Sequence[Any]) -> list[Segment]:
             run = []
         run.append(step)
     close()
+    for step in steps:  # a plate mover's transfers end where the step they served begins
+        res = step.result or {}
+        arrived = res.get("incubation_started_s", step.started_clock_s)
+        if res.get("transfer_s") and arrived is not None:
+            t = float(arrived)
+            out.append(Segment(plate, "plate_mover", t - float(res["transfer_s"]), t))
     return out
 
 

@@ -7,8 +7,18 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-COLOURS = {"liquid_handler": "#1b9e77", "incubator": "#d9d9d9", "microscope": "#7570b3"}
-LABELS = {"liquid_handler": "liquid handler", "incubator": "incubator", "microscope": "microscope"}
+COLOURS = {
+    "liquid_handler": "#1b9e77",
+    "incubator": "#d9d9d9",
+    "microscope": "#7570b3",
+    "plate_mover": "#e6ab02",
+}
+LABELS = {
+    "liquid_handler": "liquid handler",
+    "incubator": "incubator",
+    "microscope": "microscope",
+    "plate_mover": "arm (transfer)",
+}
 
 
 def timeline_figure(timeline: Sequence[dict[str, Any]], now_h: float | None = None) -> Figure:

@@ -8,6 +8,7 @@ import signal
 from sqlmodel import Session, select
 
 from controller.ledger.models import Campaign, Event, Experiment, Round, Step
+from controller.ledger.queries import campaign_timeline
 from simulators.world import SimulatedLab
 from tests.controller.conftest import run_cli
 from tests.controller.test_crash_resume import _check_wells_exact, _ledger
@@ -143,6 +144,10 @@ def test_a_plate_mover_carries_each_plate_and_its_transfers_take_campaign_time(
         for st in s.exec(select(Step).where(Step.kind == "incubate")):
             assert st.result["moved_to"] == "incubator"
             assert st.result["incubation_started_s"] >= st.result["transfer_s"]
+    with Session(db) as s:  # the arm is a row of its own on the workcell timeline
+        timeline = campaign_timeline(s, s.exec(select(Campaign)).one())
+    arm = [seg for seg in timeline if seg["resource"] == "plate_mover"]
+    assert len(arm) == len(moves) and all(seg["end_h"] > seg["start_h"] for seg in arm)
     lab = SimulatedLab(tmp_path / "data" / "sim_lab.json", read_only=True)  # snapshot + journal
     assert len(lab.plates_at("microscope")) == 1 and not lab.plates_at("incubator")
     assert len(lab.plates_at("hotel")) == 2  # the earlier plates, cleared off the stage
