@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS := 1
 export MKL_NUM_THREADS := 1
 
-.PHONY: demo demo-rl train-policy test install bench lint docs clean browser-deps
+.PHONY: demo demo-all-in-flight demo-rl train-policy test install bench lint docs clean browser-deps
 
 install: $(STAMP)
 
@@ -24,6 +24,15 @@ demo: $(STAMP)
 	rm -rf runs/demo
 	$(VENV)/bin/cellpilot run examples/drug_combo.yaml --dry-run --ledger $(DEMO_LEDGER) --data-dir runs/demo/data
 	$(VENV)/bin/cellpilot report --ledger $(DEMO_LEDGER) --out runs/demo/report
+
+# The demo with all six plates in flight at once: ~2 simulated days instead of ~4, but every
+# plate is proposed before any result is in (no plate designed from a model).
+demo-all-in-flight: $(STAMP)
+	rm -rf runs/demo-all && mkdir -p runs/demo-all
+	sed -e 's/^name: drug_combo$$/name: drug_combo_all_in_flight/' \
+	    -e 's/max_plates_in_flight: 3$$/max_plates_in_flight: 6/' examples/drug_combo.yaml > runs/demo-all/campaign.yaml
+	$(VENV)/bin/cellpilot run runs/demo-all/campaign.yaml --dry-run --ledger sqlite:///runs/demo-all/ledger.db --data-dir runs/demo-all/data
+	$(VENV)/bin/cellpilot report --ledger sqlite:///runs/demo-all/ledger.db --out runs/demo-all/report
 
 POLICY := policies/adaptive_dosing.zip
 

@@ -24,6 +24,7 @@ case: each assay with and without outcome constraints, three 10-level categorica
 continuous parameters, two objectives, and transfer with 40 prior observations.
 
 Quick run:  OMP_NUM_THREADS=1 python benchmarks/planner_efficiency.py --seeds 2 --budget 24
+Latency only:  OMP_NUM_THREADS=1 python benchmarks/planner_efficiency.py --seeds 0 --latency-obs 60
 """
 
 from __future__ import annotations
@@ -377,7 +378,7 @@ def main(argv: list[str] | None = None) -> None:
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; seeds={args.seeds}, "
         f"budget={args.budget}, batch={args.batch}, planners={args.planners}"
     )
-    for name in args.assays:
+    for name in args.assays if args.seeds > 0 else ():  # --seeds 0: the latency check only
         benchmark_assay(ASSAYS[name], args)
     if args.transfer:
         benchmark_transfer(args)
