@@ -134,6 +134,14 @@ def _validate_mover(settings: dict[str, Any], spec: CampaignSpec, dry_run: bool)
     hotel = settings.get("hotel_slots")
     if hotel is not None and (isinstance(hotel, bool) or not isinstance(hotel, int) or hotel < 1):
         raise InstrumentConfigError(f"{where}.hotel_slots: {hotel!r} is not a positive integer")
+    plates = spec.budget.rounds
+    if hotel is not None and plates is not None and hotel < plates:
+        # every plate ends in the hotel (the controller never discards one): a smaller hotel
+        # would fill mid-campaign, after pipetting, and pause it
+        raise InstrumentConfigError(
+            f"{where}.hotel_slots: {hotel} cannot hold the campaign's {plates} plates "
+            "(budget.rounds); every plate ends in the hotel"
+        )
 
 
 @driver("plate_mover", "simulated", validate=_validate_mover)

@@ -76,3 +76,21 @@ def test_locations_survive_a_new_process(tmp_path):
 def test_bad_pair_names_are_refused():
     with pytest.raises(ValueError, match="source->destination"):
         SimulatedPlateMover(SimulatedLab(), SimulatedClock(), transfer_times_s={"hotel": 3})
+
+
+def test_bad_settings_in_a_campaign_file_are_refused_naming_the_field():
+    from controller.rig.registry import InstrumentConfigError, check_instruments
+    from controller.spec import CampaignSpec
+    from tests.controller.conftest import small_campaign_data
+
+    for settings, message in (
+        ({"transfer_s": -5}, "transfer_s: -5 is negative"),
+        ({"transfer_times_s": {"hotel->fridge": 3}}, "not 'source->destination'"),
+        ({"hotel_slots": 0}, "hotel_slots: 0 is not a positive integer"),
+        ({"hotel_slots": 2}, "cannot hold the campaign's 3 plates"),
+        ({"incubator_slots": 9}, "unknown settings"),
+    ):
+        data = small_campaign_data(budget={"rounds": 3})
+        data["instruments"]["plate_mover"] = {"driver": "simulated", "settings": settings}
+        with pytest.raises(InstrumentConfigError, match=message.replace("(", r"\(")):
+            check_instruments(CampaignSpec.model_validate(data), dry_run=True)
