@@ -26,7 +26,9 @@ def timeline_figure(timeline: Sequence[dict[str, Any]], now_h: float | None = No
     plates = list(dict.fromkeys(seg["plate"] for seg in timeline))
     fig = Figure(figsize=(8, 0.5 + 0.35 * max(len(plates), 1)))
     ax = fig.add_subplot()
-    for seg in timeline:
+    # transfers first, drawn back from their end: the instrument bars they lead into stay visible
+    ordered = sorted(timeline, key=lambda seg: seg["resource"] != "plate_mover")
+    for seg in ordered:
         y = plates.index(seg["plate"])
         end = (
             seg["end_h"]
@@ -36,10 +38,11 @@ def timeline_figure(timeline: Sequence[dict[str, Any]], now_h: float | None = No
         width = max(
             end - seg["start_h"], 0.15
         )  # pipetting and imaging take minutes: keep them visible
+        left = end - width if seg["resource"] == "plate_mover" else seg["start_h"]
         ax.barh(
             y,
             width,
-            left=seg["start_h"],
+            left=left,
             height=0.6,
             color=COLOURS.get(seg["resource"], "#999"),
             edgecolor="none",
