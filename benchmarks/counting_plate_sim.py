@@ -17,15 +17,19 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analyzers import AnalysisSettings  # noqa: E402
-from analyzers.features import measure_field  # noqa: E402
+from analyzers.features import fit_marker_threshold, measure_field  # noqa: E402
 from analyzers.nuclei import segmentation_params  # noqa: E402
 from instruments.interfaces import Frame  # noqa: E402
 from simulators import microscope  # noqa: E402
 
 PER_LINE = (5, 15, 40, 80, 120, 170, 220)  # nuclei of each line per field
+# (tumour, normal) per field, as on a plate: vehicle wells are dense, treated wells sparser
+MIXES = ((110, 55), (60, 60), (30, 60), (10, 20), (3, 8))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -59,6 +63,39 @@ def main(argv: list[str] | None = None) -> None:
             f"bias {2 * dense} vs {2 * PER_LINE[0]} nuclei/field: "
             f"{(ratios[dense] - ratios[PER_LINE[0]]) * 100:+.1f} %"
         )
+    by_class(args.seeds, args.pixel_size_um, params)
+
+
+def by_class(seeds: int, pixel_size_um: float, params: dict) -> None:
+    """Each line's count (GFP-positive tumour, negative normal), one marker threshold fitted
+    over all the fields as on a plate: a line's viability is its count in a treated well over
+    its count in the (denser) vehicle wells, so a density-dependent bias of one line moves
+    that line's viabilities."""
+    measured = []
+    for nt, nn in MIXES:
+        fields, true_t, true_n = [], 0, 0
+        for seed in range(seeds):
+            img, truth = microscope.render_field(
+                nt, nn, rng=2000 + seed, pixel_size_um=pixel_size_um
+            )
+            frame = Frame(
+                image=img, channels=("DAPI", "GFP"), plate="P", well="B02", field=0,
+                pixel_size_um=pixel_size_um, position_um=(0.0, 0.0), timestamp_s=0.0,
+            )  # fmt: skip
+            fields.append(measure_field(frame, **params))
+            true_t, true_n = true_t + truth["n_tumour"], true_n + truth["n_normal"]
+        measured.append(((nt, nn), fields, true_t, true_n))
+    everything = [f for _, fs, _, _ in measured for f in fs]
+    thr = fit_marker_threshold(
+        np.concatenate([f.marker_mean for f in everything]),
+        [f.marker_noise_sigma for f in everything],
+    ).value
+    print(f"\nby line (seeds 2000+, one marker threshold {thr:.0f} over all fields)")
+    print(f"{'tumour + normal per field':>26} | {'tumour found/true':>17} | normal found/true")
+    for (nt, nn), fields, true_t, true_n in measured:
+        found_t = sum(int((f.marker_mean > thr).sum()) for f in fields)
+        found_n = sum(f.n_nuclei for f in fields) - found_t
+        print(f"{f'{nt} + {nn}':>26} | {found_t / true_t:>17.3f} | {found_n / true_n:.3f}")
 
 
 if __name__ == "__main__":
