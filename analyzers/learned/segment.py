@@ -112,11 +112,7 @@ def predict_maps(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Foreground probability and edge distance (canonical radii), both ``image.shape``."""
     canon = to_canonical(normalise(image), diameter_px)
-    torch.set_grad_enabled(False)
-    try:
-        logit, dist = _run(model, canon)
-    finally:
-        torch.set_grad_enabled(True)
+    logit, dist = _run(model, canon)
     prob = 1.0 / (1.0 + np.exp(-logit))
     shape = image.shape
     return (

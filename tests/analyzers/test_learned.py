@@ -106,3 +106,13 @@ def test_the_plate_analyzer_takes_the_method_from_its_settings() -> None:
     learned = count_nuclei(image, pixel_size_um=0.65, nucleus_diameter_um=11.0, method="learned")
     assert counts["learned"] == learned.count
     assert counts["learned"] == pytest.approx(int(truth.max()), rel=0.1)
+
+
+def test_large_field_runs_in_tiles() -> None:
+    """A 1024² field at 20 px nuclei is past the one-shot size: tiles must not cut nuclei."""
+    size = (1024, 1024)
+    image, truth = render_scene(coverage_count(0.2, size, 20.0), image_size=size,
+                                pixel_size_um=0.55, rng=41)  # fmt: skip
+    labels = segment_learned(image, 20.0)
+    tp, fp, fn, _ = match_objects(truth.labels, labels)
+    assert 2 * tp / (2 * tp + fp + fn) >= F1_MIN
