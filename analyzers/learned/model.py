@@ -54,4 +54,5 @@ class NucleusUNet(nn.Module):
         x = self.bottom(x)
         for up, merge, skip in zip(self.up, self.merge, reversed(skips), strict=True):
             x = merge(torch.cat([up(x), skip], 1))
-        return self.head(x)
+        out: torch.Tensor = self.head(x)
+        return out

@@ -53,16 +53,15 @@ def normalise(image: np.ndarray) -> np.ndarray:
     """Float32 image with its 1st percentile at 0 and 99.8th at 1 (robust to hot pixels)."""
     img = np.asarray(image, np.float32)
     lo, hi = np.percentile(img, (1.0, 99.8))
-    return (img - lo) / np.float32(max(hi - lo, 1e-6))
+    return np.asarray((img - lo) / np.float32(max(hi - lo, 1e-6)), np.float32)
 
 
 def to_canonical(image: np.ndarray, diameter_px: float) -> np.ndarray:
     """Resize ``(Y, X)`` so a ``diameter_px`` nucleus becomes ``CANONICAL_DIAMETER_PX``."""
     scale = CANONICAL_DIAMETER_PX / diameter_px
     shape = (max(8, round(image.shape[0] * scale)), max(8, round(image.shape[1] * scale)))
-    return resize(image, shape, order=1, anti_aliasing=scale < 1, preserve_range=True).astype(
-        np.float32
-    )
+    resized = resize(image, shape, order=1, anti_aliasing=scale < 1, preserve_range=True)
+    return np.asarray(resized, np.float32)
 
 
 @lru_cache(maxsize=4)
@@ -92,18 +91,18 @@ def _run(model: NucleusUNet, canon: np.ndarray) -> np.ndarray:
         ph, pw = -h % 8, -w % 8
         x = np.pad(canon, ((0, ph), (0, pw)), mode="reflect")
         with torch.no_grad():
-            out = model(torch.from_numpy(x)[None, None])[0].numpy()
-        return out[:, :h, :w]
+            maps = np.asarray(model(torch.from_numpy(x)[None, None])[0].numpy())
+        return maps[:, :h, :w]
     out = np.zeros((2, h, w), np.float32)
     step = TILE_PX - 2 * TILE_MARGIN_PX
     padded = np.pad(canon, TILE_MARGIN_PX, mode="reflect")
-    for y in range(0, h, step):
-        for x in range(0, w, step):
-            th, tw = min(step, h - y), min(step, w - x)
-            tile = padded[y : y + th + 2 * TILE_MARGIN_PX, x : x + tw + 2 * TILE_MARGIN_PX]
+    m = TILE_MARGIN_PX
+    for top in range(0, h, step):
+        for left in range(0, w, step):
+            th, tw = min(step, h - top), min(step, w - left)
+            tile = padded[top : top + th + 2 * m, left : left + tw + 2 * m]
             res = _run(model, np.ascontiguousarray(tile))
-            m = TILE_MARGIN_PX
-            out[:, y : y + th, x : x + tw] = res[:, m : m + th, m : m + tw]
+            out[:, top : top + th, left : left + tw] = res[:, m : m + th, m : m + tw]
     return out
 
 
@@ -217,4 +216,4 @@ def drop_faint(
     keep = np.concatenate([[False], mean - level >= min_snr * sigma])
     lut = np.zeros(n + 1, np.int32)
     lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-    return lut[labels]
+    return np.asarray(lut[labels], np.int32)
