@@ -4,7 +4,8 @@ The nucleus size in pixels comes from ``nucleus_diameter_um / pixel_size_um`` wh
 known, from ``nucleus_diameter_px`` when given, or else is measured from the image
 (:func:`analyzers.seeded.estimate_diameter`). Segmentation is
 :func:`analyzers.seeded.segment_seeded` at that size (nuclei of ~6 px and more; below that
-the field pipeline of :mod:`analyzers.nuclei` for binned simulator images is used).
+the field pipeline of :mod:`analyzers.nuclei` for binned simulator images is used), or with
+``method="learned"`` the small U-Net of :mod:`analyzers.learned.segment` at that size.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class NucleusCount:
         large_object_area_px: their total area.
         n_pyknotic: small, very bright, round, solitary objects left out of ``count``
             (pyknotic nuclei of dead cells; a like pair of them stays, as mitotic daughters).
+        method: the segmentation method, ``"seeded"`` or ``"learned"``.
     """
 
     count: int
@@ -65,11 +67,13 @@ class NucleusCount:
     large_object_area_px: int
     settings: dict[str, float] = field(default_factory=dict)
     n_pyknotic: int = 0
+    method: str = "seeded"
 
     def summary(self) -> dict[str, Any]:
         """JSON-friendly counts and settings (no per-nucleus arrays)."""
         return {
             "count": self.count,
+            "method": self.method,
             "diameter_px": round(self.diameter_px, 2),
             "diameter_source": self.diameter_source,
             "pixel_size_um": self.pixel_size_um,
@@ -111,6 +115,7 @@ def count_nuclei(
     nucleus_diameter_px: float | None = None,
     min_snr: float = 5.0,
     texture_aware: bool = False,
+    method: Literal["seeded", "learned"] = "seeded",
 ) -> NucleusCount:
     """Segment and count the nuclei of one ``(Y, X)`` nuclear-stain image (DAPI, Hoechst).
 
@@ -126,12 +131,17 @@ def count_nuclei(
         texture_aware: the segmentation's steps for realistic-resolution fields (textured
             nuclei, confluent fields, pyknotic nuclei left out; see :mod:`analyzers.seeded`).
             Off by default: better on the realistic simulator, worse on the real hold-out.
+        method: ``"seeded"`` (default) the seeded watershed; ``"learned"`` the small U-Net
+            shipped in ``analyzers/weights/`` (nuclei of 6 px and more; ``texture_aware``
+            then does not apply). See ``docs/analysis.md`` for how they compare.
 
     Returns:
         :class:`NucleusCount` with labels, count and per-nucleus features.
 
     Raises:
-        AnalysisError: the image is not 2-D, is empty or not numeric, or a size is invalid.
+        AnalysisError: the image is not 2-D, is empty or not numeric, a size is invalid or
+            the method unknown.
+        MissingWeights: ``method="learned"`` and the weights file is missing.
     """
     img = np.asarray(image)
     if img.ndim != 2:
@@ -149,7 +159,7 @@ def count_nuclei(
     )
     params = segmentation_params(d)
     params["min_snr"] = float(min_snr)
-    seg = segment_field(img, **params, texture_aware=texture_aware)  # type: ignore[arg-type]
+    seg = segment_field(img, **params, texture_aware=texture_aware, method=method)  # type: ignore[arg-type]
     features = nucleus_table(seg.labels, img - seg.background, pixel_size_um)
     return NucleusCount(
         count=int(seg.labels.max()),
@@ -165,6 +175,7 @@ def count_nuclei(
             "texture_aware": float(texture_aware),
         },
         n_pyknotic=seg.n_pyknotic,
+        method=method,
     )
 
 

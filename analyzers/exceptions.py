@@ -58,3 +58,18 @@ class UnknownAnalyzer(AnalysisError, KeyError):
 
 class DuplicateAnalyzer(AnalysisError, ValueError):
     """An analyzer name is registered twice."""
+
+
+class MissingWeights(AnalysisError):
+    """The learned segmenter's weights file is not where it should be.
+
+    Attributes:
+        path: the file looked for.
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"no weights file for the learned segmenter at {path}; rebuild it with "
+            f"'python -m analyzers.learned.train --out {path}' or use method 'seeded'"
+        )
+        self.path = path

@@ -244,6 +244,7 @@ COUNT_COLUMNS = (
     "image",
     "channel",
     "count",
+    "method",
     "diameter_px",
     "diameter_source",
     "pixel_size_um",

@@ -25,10 +25,14 @@ from skimage.feature import peak_local_max
 from skimage.filters import threshold_otsu
 from skimage.segmentation import watershed
 
+from analyzers.exceptions import AnalysisError
 from analyzers.seeded import fill_holes, segment_seeded
+
+SEGMENTATION_METHODS = ("seeded", "learned")
 
 __all__ = [
     "FieldSegmentation",
+    "SEGMENTATION_METHODS",
     "segmentation_params",
     "estimate_background",
     "noise_sigma",
@@ -153,6 +157,7 @@ def segment_field(
     log_sigma_px: float = 0.0,
     seeded_diameter_px: float = 0.0,
     texture_aware: bool = False,
+    method: str = "seeded",
 ) -> FieldSegmentation:
     """Segment nuclei in a ``(Y, X)`` nuclear-stain image; see the module docstring.
 
@@ -175,7 +180,20 @@ def segment_field(
             ``merge_area_px`` and ``log_sigma_px`` then do not apply).
         texture_aware: with ``seeded_diameter_px``, the seeded watershed's texture-aware
             steps (:mod:`analyzers.seeded`; off by default).
+        method: ``"seeded"`` (default) or ``"learned"``: with ``seeded_diameter_px``, the
+            small U-Net of :mod:`analyzers.learned.segment` at that nucleus size instead of
+            the seeded watershed (``texture_aware`` then does not apply).
+
+    Raises:
+        AnalysisError: an unknown ``method``.
+        MissingWeights: ``method="learned"`` and the weights file is missing.
     """
+    if method not in SEGMENTATION_METHODS:
+        raise AnalysisError(
+            f"unknown segmentation method {method!r}; known: {list(SEGMENTATION_METHODS)}"
+        )
+    if seeded_diameter_px > 0 and method == "learned":
+        return _learned_field(dapi, seeded_diameter_px, background_block_px, max_area_px, min_snr)
     if seeded_diameter_px > 0:
         return _seeded_field(
             dapi,
@@ -235,6 +253,22 @@ def _seeded_field(
         gap,
         seg.n_pyknotic,
     )
+
+
+def _learned_field(
+    dapi: np.ndarray, d: float, block: int, max_area: int, min_snr: float
+) -> FieldSegmentation:
+    # imported here: torch loads only when someone asks for the learned method
+    from analyzers.learned.segment import segment_learned
+
+    img = np.asarray(dapi, dtype=np.float32)
+    background = estimate_background(img, block_px=block)
+    labels = segment_learned(img, d, min_snr=min_snr)
+    labels, n_large, large_area = _filter_sizes(labels, 1, max_area)
+    sigma = noise_sigma(ndi.gaussian_filter(img - background, float(np.clip(0.1 * d, 0.5, 3))))
+    gap = float(ndi.distance_transform_edt(labels == 0).max()) if labels.any() else 0.0
+    # no intensity threshold: the network's foreground probability decides
+    return FieldSegmentation(labels, float("nan"), sigma, n_large, large_area, background, gap)
 
 
 def _threshold(smooth: np.ndarray, floor: float, where: np.ndarray | None) -> float:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -122,12 +123,17 @@ class PlateAnalysis(BaseModel):
 def _measure_plate(
     frames_by_well: Mapping[str, Sequence[Frame]], wells: Sequence[str], s: AnalysisSettings
 ) -> dict[str, list[FieldMeasurement]]:
-    def params(frame: Frame) -> dict[str, float]:
+    def params(frame: Frame) -> dict[str, Any]:
         p = segmentation_params(s.nucleus_diameter_um / frame.pixel_size_um)
         for key in p:
             if getattr(s, key) is not None:
                 p[key] = getattr(s, key)
-        return {**p, "min_snr": s.min_snr, "texture_aware": s.texture_aware}
+        return {
+            **p,
+            "min_snr": s.min_snr,
+            "texture_aware": s.texture_aware,
+            "method": s.segmentation_method,
+        }
 
     fixed = {"nuclear_channel": s.nuclear_channel, "marker_channel": s.marker_channel,
              "marker_split_snr": s.marker_split_snr}  # fmt: skip

@@ -48,6 +48,11 @@ class AnalysisSettings(BaseModel):
         "pieces, leave pyknotic nuclei out, noise estimate for confluent fields "
         "(analyzers.seeded; off by default: worse on the real hold-out images)",
     )
+    segmentation_method: Literal["seeded", "learned"] = Field(
+        default="seeded",
+        description="nuclei of 6 px and more: 'seeded' watershed (analyzers.seeded) or "
+        "'learned' small U-Net (analyzers.learned; weights shipped in analyzers/weights)",
+    )
     marker_threshold: float | None = Field(
         default=None, description="fixed marker threshold (counts); None fits it per plate"
     )

@@ -19,6 +19,11 @@ Methods, run on the same images in one process:
   diameter is measured from the image; no pixel size is known for these images);
 - ``cellpilot, annotated size``: the same with the image's median annotated nucleus diameter
   (how much a well-chosen size adds);
+- ``learned``: :func:`analyzers.count_nuclei` with ``method="learned"`` (the small U-Net of
+  :mod:`analyzers.learned`, trained on simulated fields and mnfinder ``training-data``;
+  ``learned, annotated size`` with the annotated diameter). Its development figure is
+  optimistic: the **validation** rows (mnfinder ``validation-data`` + DSB2018, which chose
+  its checkpoint and settings but were never trained on) are its fair development figure;
 - ``previous``: the threshold pipeline of :mod:`analyzers.nuclei` (Otsu + distance
   watershed + fragment merging) at the measured size, issue 11's starting point;
 - ``skimage baseline``: Gaussian σ=1, Otsu, holes filled, distance transform,
@@ -42,19 +47,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-import zipfile  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-import tifffile  # noqa: E402
-from PIL import Image  # noqa: E402
 from scipy import ndimage as ndi  # noqa: E402
-from scipy.optimize import linear_sum_assignment  # noqa: E402
 from skimage.feature import peak_local_max  # noqa: E402
 from skimage.filters import threshold_otsu  # noqa: E402
 from skimage.segmentation import watershed  # noqa: E402
@@ -63,101 +63,31 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from analyzers import count_nuclei  # noqa: E402
+from analyzers.learned.real_data import (  # noqa: E402
+    CACHE,
+    fetch,
+    load_dsb2018,
+    load_split,
+    match_objects,
+)
 from analyzers.nuclei import segment_field, segmentation_params  # noqa: E402
 from analyzers.seeded import estimate_diameter  # noqa: E402
 
-CACHE = Path(os.environ.get("CELLPILOT_CACHE", Path.home() / ".cache" / "cellpilot"))
-WHEELS = {"mnfinder": "mnfinder==1.2.3", "stardist": "stardist==0.9.2"}
-
 Sample = tuple[str, np.ndarray, np.ndarray]  # name, image, truth labels 1..N
-
-
-def fetch(cache: Path = CACHE) -> Path:
-    """Download the two wheels (no dependencies) and unpack their image data; return the root."""
-    wheels = cache / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
-    for name, spec in WHEELS.items():
-        if not list(wheels.glob(f"{name}-*.whl")):
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "download",
-                    "-q",
-                    "--no-deps",
-                    spec,
-                    "-d",
-                    str(wheels),
-                ],
-                check=True,
-            )
-        dest = cache / name
-        if not (dest / ".unpacked").exists():
-            wheel = next(iter(wheels.glob(f"{name}-*.whl")))
-            with zipfile.ZipFile(wheel) as z:
-                members = [m for m in z.namelist() if "-data/" in m or "data/images/" in m]
-                z.extractall(dest, members)
-            (dest / ".unpacked").touch()
-    return cache
-
-
-def _mask_labels(path: Path) -> np.ndarray:
-    """Instance labels from an mnfinder mask PNG: blue channel ids, split into components."""
-    ids = np.asarray(Image.open(path))[..., 2]
-    labels = np.zeros(ids.shape, np.int32)
-    n = 0
-    for i in np.unique(ids[ids > 0]):
-        comp, k = ndi.label(ids == i)
-        labels[comp > 0] = comp[comp > 0] + n
-        n += k
-    return labels
+match = match_objects
 
 
 def load_sets(cache: Path = CACHE) -> tuple[list[Sample], list[Sample], list[str]]:
     """(development, hold-out, hold-out names dropped as duplicates of development images)."""
-    root = cache / "mnfinder" / "mnfinder"
-
-    def split(*names: str) -> list[Sample]:
-        out = []
-        for name in names:
-            for img_path in sorted((root / name).glob("*/images/*.tif")):
-                mask = img_path.parent.parent / "nucleus_masks" / (img_path.stem + ".png")
-                if mask.exists():
-                    rel = str(img_path.relative_to(root))
-                    out.append((rel, tifffile.imread(img_path), _mask_labels(mask)))
-        return out
-
-    dev = split("training-data", "validation-data")
-    sd = cache / "stardist" / "stardist" / "data" / "images"
-    truth = tifffile.imread(sd / "mask2d.tif")
-    dense = np.unique(truth, return_inverse=True)[1].reshape(truth.shape).astype(np.int32)
-    dev.append(("stardist/img2d.tif (DSB2018)", tifffile.imread(sd / "img2d.tif"), dense))
+    dev = load_split("training-data", cache) + load_split("validation-data", cache)
+    dev.append(load_dsb2018(cache))
     held, dropped = [], []
-    for s in split("test-data"):
+    for s in load_split("test-data", cache):
         if any(s[1].shape == d[1].shape and np.array_equal(s[1], d[1]) for d in dev):
             dropped.append(s[0])
         else:
             held.append(s)
     return dev, held, dropped
-
-
-def match(
-    truth: np.ndarray, pred: np.ndarray, iou_min: float = 0.5
-) -> tuple[int, int, int, list[float]]:
-    """(true positives, false positives, false negatives, IoUs of matched pairs)."""
-    nt, npred = int(truth.max()), int(pred.max())
-    if nt == 0 or npred == 0:
-        return 0, npred, nt, []
-    joint = truth.ravel().astype(np.int64) * (npred + 1) + pred.ravel()
-    table = np.bincount(joint, minlength=(nt + 1) * (npred + 1)).reshape(nt + 1, npred + 1)
-    inter = table[1:, 1:].astype(np.float64)
-    union = table.sum(1)[1:, None] + table.sum(0)[None, 1:] - inter
-    iou = inter / np.maximum(union, 1.0)
-    rows, cols = linear_sum_assignment(-np.where(iou >= iou_min, iou, 0.0))
-    ok = iou[rows, cols] >= iou_min
-    tp = int(ok.sum())
-    return tp, npred - tp, nt - tp, [float(x) for x in iou[rows, cols][ok]]
 
 
 def skimage_baseline(image: np.ndarray, d: float) -> np.ndarray:
@@ -195,6 +125,10 @@ METHODS: dict[str, Method] = {
         count_nuclei(im, nucleus_diameter_px=median_diameter(t)).labels
     ),
     "cellpilot, texture-aware": lambda im, t, d: count_nuclei(im, texture_aware=True).labels,
+    "learned": lambda im, t, d: count_nuclei(im, method="learned").labels,
+    "learned, annotated size": lambda im, t, d: (
+        count_nuclei(im, method="learned", nucleus_diameter_px=median_diameter(t)).labels
+    ),
     "previous": lambda im, t, d: previous(im, d),
     "skimage baseline": lambda im, t, d: skimage_baseline(im, d),
 }
@@ -264,13 +198,16 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cache", type=Path, default=CACHE)
-    ap.add_argument("--sets", nargs="+", default=["development", "hold-out"])
+    ap.add_argument("--sets", nargs="+", default=["development", "validation", "hold-out"])
     ap.add_argument("--methods", nargs="+", default=list(METHODS))
     ap.add_argument("--json", type=Path, help="write every number here")
     ap.add_argument("--per-image", action="store_true", help="print every image's row")
     args = ap.parse_args(argv)
     dev, held, dropped = load_sets(fetch(args.cache))
-    sets = {"development": dev, "hold-out": held}
+    # the learned method trained on mnfinder training-data: its honest development figure is
+    # the validation part (mnfinder validation-data + DSB2018), which it never trained on
+    val = [x for x in dev if not x[0].startswith("training-data")]
+    sets = {"development": dev, "validation": val, "hold-out": held}
     if dropped:
         print(f"hold-out: dropped {len(dropped)} image(s) identical to development ones: {dropped}")
     results: dict[str, dict[str, dict[str, Any]]] = {}

@@ -60,6 +60,10 @@ METHODS = {
         ).labels
     ),
     "texture-aware (size measured)": lambda im, px: count_nuclei(im, texture_aware=True).labels,
+    "learned (size given)": lambda im, px: (
+        count_nuclei(im, pixel_size_um=px, nucleus_diameter_um=DIAMETER_UM, method="learned").labels
+    ),
+    "learned (size measured)": lambda im, px: count_nuclei(im, method="learned").labels,
     "skimage baseline": lambda im, px: skimage_baseline(im, DIAMETER_UM / px),
 }
 

@@ -41,12 +41,25 @@ def analyze(
             "texture-split pieces, pyknotic nuclei left out); see docs/analysis.md",
         ),
     ] = False,
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            help="segmentation: 'seeded' watershed (default) or 'learned' small U-Net "
+            "(weights shipped in analyzers/weights); see docs/analysis.md",
+        ),
+    ] = "seeded",
 ) -> None:
     """Segment and count nuclei; write labels (TIFF), counts and per-nucleus features (CSV,
     JSON) and an overlay PNG per image into --out."""
     from analyzers import AnalysisError, count_nuclei
     from analyzers.images import read_image, write_counts, write_results
 
+    if method not in ("seeded", "learned"):
+        err_console.print(
+            f"[bold red]error:[/] --method must be 'seeded' or 'learned', not {method!r}"
+        )
+        raise typer.Exit(2)
     summaries, bad = [], 0
     for path in images:
         try:
@@ -62,6 +75,7 @@ def analyze(
                 pixel_size_um=size,
                 nucleus_diameter_um=nucleus_diameter_um,
                 texture_aware=texture_aware,
+                method=method,  # type: ignore[arg-type]
             )
         except AnalysisError as e:
             err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)

@@ -132,3 +132,17 @@ def test_good_and_bad_files_together(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert (tmp_path / "o" / "good_labels.tif").exists()
     assert len([ln for ln in result.stderr.splitlines() if ln.strip()]) == 1
+
+
+def test_learned_method(tmp_path: Path) -> None:
+    img, n = render_nuclei(20, 12, 3, seed=2)
+    path = tmp_path / "field.tif"
+    tifffile.imwrite(path, img)
+    out = tmp_path / "out"
+    args = ["analyze", str(path), "--nucleus-diameter-um", "10", "--pixel-size-um", "0.5"]
+    result = runner.invoke(app, [*args, "--method", "learned", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert abs(int(tifffile.imread(out / "field_labels.tif").max()) - n) <= 2
+    assert json.loads((out / "counts.json").read_text())[0]["method"] == "learned"
+    result = runner.invoke(app, [*args, "--method", "unet", "--out", str(out)])
+    assert result.exit_code == 2 and "--method" in result.output

@@ -1,0 +1,1 @@
+"""A learned nucleus segmenter (small U-Net in torch); see :mod:`analyzers.learned.segment`."""
