@@ -58,10 +58,20 @@ def _get_pool(workers: int) -> ProcessPoolExecutor:
             _pool.shutdown(cancel_futures=True)
         # spawn, not fork: the caller may hold torch's threads and open database connections
         _pool = ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_one_thread_each,
         )
         _pool_workers = workers
     return _pool
+
+
+def _one_thread_each() -> None:
+    """A worker's numerical libraries (torch for the learned segmenter) use one thread: the
+    pool already spreads fields over the CPUs, and a thread pool per worker would
+    oversubscribe them. Set before torch is imported (it is, lazily, by the first field)."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
 
 
 @atexit.register

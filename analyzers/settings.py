@@ -51,7 +51,10 @@ class AnalysisSettings(BaseModel):
     segmentation_method: Literal["seeded", "learned"] = Field(
         default="seeded",
         description="nuclei of 6 px and more: 'seeded' watershed (analyzers.seeded) or "
-        "'learned' small U-Net (analyzers.learned; weights shipped in analyzers/weights)",
+        "'learned' small U-Net (analyzers.learned; weights shipped in analyzers/weights; the "
+        "default of count_nuclei and `cellpilot analyze`, better on real images, but the "
+        "plate QC rules (bubbles, field counts) were calibrated on the seeded segmentation "
+        "and are not yet on it); smaller nuclei always use the threshold pipeline",
     )
     marker_threshold: float | None = Field(
         default=None, description="fixed marker threshold (counts); None fits it per plate"

@@ -1,4 +1,6 @@
-"""count_nuclei on realistic simulated fields (simulators/nuclei_scene.py)."""
+"""count_nuclei's seeded watershed (``method="seeded"``) and its texture-aware steps on
+realistic simulated fields (simulators/nuclei_scene.py); the learned default has its own
+tests (test_learned.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ def test_texture_does_not_split_a_single_nucleus(seed: int) -> None:
     image, truth = render_scene(1, image_size=(96, 96), pixel_size_um=0.325,
                                 options=options, rng=seed)  # fmt: skip
     assert truth.n_counted == 1
-    result = count_nuclei(image, pixel_size_um=0.325, nucleus_diameter_um=11.0, texture_aware=True)
+    result = count_nuclei(
+        image, pixel_size_um=0.325, nucleus_diameter_um=11.0, texture_aware=True, method="seeded"
+    )
     assert result.count == 1
 
 
@@ -23,7 +27,7 @@ def test_dense_field_at_10x_counted_within_tolerance() -> None:
     d = 11.0 / 0.65
     n = coverage_count(0.4, (256, 256), d)
     image, truth = render_scene(n, image_size=(256, 256), pixel_size_um=0.65, rng=7)
-    result = count_nuclei(image, pixel_size_um=0.65, nucleus_diameter_um=11.0)
+    result = count_nuclei(image, pixel_size_um=0.65, nucleus_diameter_um=11.0, method="seeded")
     assert truth.n_counted > 80
     assert result.count == pytest.approx(truth.n_counted, rel=0.08)
 
@@ -37,8 +41,9 @@ def test_pyknotic_nuclei_are_not_counted() -> None:
         image, truth = render_scene(30, image_size=(256, 256), pixel_size_um=0.65,
                                     options=options, rng=4)  # fmt: skip
         result = count_nuclei(
-            image, pixel_size_um=0.65, nucleus_diameter_um=11.0, texture_aware=True
-        )
+            image, pixel_size_um=0.65, nucleus_diameter_um=11.0, texture_aware=True,
+            method="seeded",
+        )  # fmt: skip
         extra.append(result.count - truth.n_counted)
         if dead_per_live:
             assert truth.n_apoptotic >= 20
@@ -56,7 +61,9 @@ def test_the_plate_analyzer_takes_texture_aware_from_its_settings() -> None:
     from instruments.interfaces import Frame
 
     assert AnalysisSettings().texture_aware is False
-    settings = AnalysisSettings(texture_aware=True, nucleus_diameter_um=11.0)
+    settings = AnalysisSettings(
+        texture_aware=True, nucleus_diameter_um=11.0, segmentation_method="seeded"
+    )
     options = SceneOptions(texture=1.5, nucleoli=3.0, mitotic_fraction=0.0,
                            apoptotic_per_live=0.0, debris_min=0)  # fmt: skip
     frames = {}
