@@ -189,7 +189,8 @@ class StepEngine:
     def _flush(self, session: Session, campaign_id: int) -> None:
         """Commit the journal with the campaign's clock, and only then tell subscribers what
         it now holds."""
-        camp = session.get(Campaign, campaign_id)
+        with session.no_autoflush:  # one flush, at the commit, for the steps and the clock
+            camp = session.get(Campaign, campaign_id)
         camp.clock_s = self.clock.now()
         session.add(camp)
         session.commit()
