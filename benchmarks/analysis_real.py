@@ -15,9 +15,10 @@ installed, never committed):
 
 Methods, run on the same images in one process:
 
-- ``cellpilot``: :func:`analyzers.count_nuclei` with nothing but the image (the nucleus
-  diameter is measured from the image; no pixel size is known for these images);
-- ``cellpilot, annotated size``: the same with the image's median annotated nucleus diameter
+- ``seeded`` (called ``cellpilot`` in Runs 1–2, when it was the default):
+  :func:`analyzers.count_nuclei` with ``method="seeded"`` and nothing but the image (the
+  nucleus diameter is measured from the image; no pixel size is known for these images);
+- ``seeded, annotated size``: the same with the image's median annotated nucleus diameter
   (how much a well-chosen size adds);
 - ``learned``: :func:`analyzers.count_nuclei` with ``method="learned"`` (the small U-Net of
   :mod:`analyzers.learned`, trained on simulated fields and mnfinder ``training-data``;
@@ -120,11 +121,13 @@ def median_diameter(truth: np.ndarray) -> float:
 
 Method = Callable[[np.ndarray, np.ndarray, float], np.ndarray]  # image, truth, measured d
 METHODS: dict[str, Method] = {
-    "cellpilot": lambda im, t, d: count_nuclei(im).labels,
-    "cellpilot, annotated size": lambda im, t, d: (
-        count_nuclei(im, nucleus_diameter_px=median_diameter(t)).labels
+    "seeded": lambda im, t, d: count_nuclei(im, method="seeded").labels,
+    "seeded, annotated size": lambda im, t, d: (
+        count_nuclei(im, method="seeded", nucleus_diameter_px=median_diameter(t)).labels
     ),
-    "cellpilot, texture-aware": lambda im, t, d: count_nuclei(im, texture_aware=True).labels,
+    "seeded, texture-aware": lambda im, t, d: (
+        count_nuclei(im, method="seeded", texture_aware=True).labels
+    ),
     "learned": lambda im, t, d: count_nuclei(im, method="learned").labels,
     "learned, annotated size": lambda im, t, d: (
         count_nuclei(im, method="learned", nucleus_diameter_px=median_diameter(t)).labels

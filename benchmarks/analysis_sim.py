@@ -50,16 +50,22 @@ DIAMETER_UM = 11.0
 MIN_NUCLEI = 100  # sparse densities get more fields: a field of 10 nuclei moves 10 % a nucleus
 
 METHODS = {
-    "cellpilot (size given)": lambda im, px: (
-        count_nuclei(im, pixel_size_um=px, nucleus_diameter_um=DIAMETER_UM).labels
+    "seeded (size given)": lambda im, px: (
+        count_nuclei(im, pixel_size_um=px, nucleus_diameter_um=DIAMETER_UM, method="seeded").labels
     ),
-    "cellpilot (size measured)": lambda im, px: count_nuclei(im).labels,
+    "seeded (size measured)": lambda im, px: count_nuclei(im, method="seeded").labels,
     "texture-aware (size given)": lambda im, px: (
         count_nuclei(
-            im, pixel_size_um=px, nucleus_diameter_um=DIAMETER_UM, texture_aware=True
+            im,
+            pixel_size_um=px,
+            nucleus_diameter_um=DIAMETER_UM,
+            texture_aware=True,
+            method="seeded",
         ).labels
+    ),  # fmt: skip
+    "texture-aware (size measured)": lambda im, px: (
+        count_nuclei(im, texture_aware=True, method="seeded").labels
     ),
-    "texture-aware (size measured)": lambda im, px: count_nuclei(im, texture_aware=True).labels,
     "learned (size given)": lambda im, px: (
         count_nuclei(im, pixel_size_um=px, nucleus_diameter_um=DIAMETER_UM, method="learned").labels
     ),

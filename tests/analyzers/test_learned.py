@@ -125,3 +125,22 @@ def test_confluent_field_keeps_its_nuclei() -> None:
     labels = segment_learned(image, 11.0 / 1.3)
     tp, fp, fn, _ = match_objects(truth, labels)
     assert 2 * tp / (2 * tp + fp + fn) >= F1_MIN
+
+
+def test_a_clump_taken_for_a_nucleus_does_not_empty_a_confluent_field() -> None:
+    """A 40 % field at 0.65 µm/px (benchmarks/analysis_sim.py, development seed 1316) where the
+    quick size estimate took a clump for a nucleus (7x too large: nothing was counted)."""
+    import sys
+
+    from analyzers.seeded import estimate_diameter
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import analysis_sim
+
+    rng = np.random.default_rng(1316)
+    options = analysis_sim.field_options(0.4, rng)
+    n = coverage_count(0.4, (384, 384), 11.0 / 0.65)
+    image, truth = render_scene(n, image_size=(384, 384), pixel_size_um=0.65,
+                                options=options, rng=rng)  # fmt: skip
+    assert estimate_diameter(image) > 3 * estimate_diameter(image, texture_aware=True)
+    assert count_nuclei(image).count == pytest.approx(truth.n_counted, rel=0.25)
