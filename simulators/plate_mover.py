@@ -12,6 +12,7 @@ so a killed dry-run resumes with every plate where it "physically" is.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from instruments.exceptions import PlateHandlingError
@@ -19,6 +20,31 @@ from instruments.interfaces import PLATE_LOCATIONS, Clock
 from simulators.world import SimulatedLab
 
 ONE_PLATE_PLACES = ("liquid_handler", "microscope")
+
+
+def parse_transfer_times(times: dict[str, Any]) -> dict[frozenset[str], float]:
+    """``{"a->b": seconds}`` as ``{frozenset({a, b}): seconds}`` (either direction).
+
+    Raises:
+        ValueError: a key is not two different places joined by ``->``, or a time is not a
+            finite number of seconds >= 0 (the message names the key).
+    """
+    out: dict[frozenset[str], float] = {}
+    for pair, seconds in times.items():
+        a, sep, b = str(pair).partition("->")
+        if not sep or a not in PLATE_LOCATIONS or b not in PLATE_LOCATIONS or a == b:
+            raise ValueError(
+                f"transfer_times_s: {pair!r} is not 'source->destination' of two different "
+                f"places among {list(PLATE_LOCATIONS)}"
+            )
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not (math.isfinite(seconds) and seconds >= 0)
+        ):
+            raise ValueError(f"transfer_times_s.{pair}: {seconds!r} is not a number of seconds")
+        out[frozenset((a, b))] = float(seconds)
+    return out
 
 
 class SimulatedPlateMover:
@@ -50,15 +76,7 @@ class SimulatedPlateMover:
         self.lab = lab
         self.clock = clock
         self.default_transfer_s = float(transfer_s)
-        self.pair_s: dict[frozenset[str], float] = {}
-        for pair, seconds in (transfer_times_s or {}).items():
-            a, sep, b = pair.partition("->")
-            if not sep or a not in PLATE_LOCATIONS or b not in PLATE_LOCATIONS or a == b:
-                raise ValueError(
-                    f"transfer_times_s: {pair!r} is not 'source->destination' of two different "
-                    f"places among {list(PLATE_LOCATIONS)}"
-                )
-            self.pair_s[frozenset((a, b))] = float(seconds)
+        self.pair_s = parse_transfer_times(transfer_times_s or {})
         self.capacity: dict[str, int | None] = {
             "hotel": hotel_slots,
             "liquid_handler": 1,

@@ -110,27 +110,17 @@ def microscope(settings: dict[str, Any], ctx: BuildContext) -> Microscope:
 
 
 def _validate_mover(settings: dict[str, Any], spec: CampaignSpec, dry_run: bool) -> None:
-    from instruments.interfaces import PLATE_LOCATIONS
-    from simulators.plate_mover import SimulatedPlateMover
+    from simulators.plate_mover import SimulatedPlateMover, parse_transfer_times
 
     _check_options("plate_mover", SimulatedPlateMover, settings, {"incubator_slots"})
     where = "instruments.plate_mover.settings"
     times = settings.get("transfer_times_s", {})
     if not isinstance(times, dict):
         raise InstrumentConfigError(f"{where}.transfer_times_s: a mapping 'a->b': seconds")
-    for pair, seconds in times.items():
-        a, sep, b = str(pair).partition("->")
-        if not sep or a not in PLATE_LOCATIONS or b not in PLATE_LOCATIONS or a == b:
-            raise InstrumentConfigError(
-                f"{where}.transfer_times_s: {pair!r} is not 'source->destination' of two "
-                f"different places among {list(PLATE_LOCATIONS)}"
-            )
-        if (
-            isinstance(seconds, bool)
-            or not isinstance(seconds, (int, float))
-            or not (math.isfinite(seconds) and seconds >= 0)
-        ):
-            raise InstrumentConfigError(f"{where}.transfer_times_s.{pair}: {seconds!r} seconds")
+    try:
+        parse_transfer_times(times)
+    except ValueError as e:
+        raise InstrumentConfigError(f"instruments.plate_mover.settings.{e}") from None
     hotel = settings.get("hotel_slots")
     if hotel is not None and (isinstance(hotel, bool) or not isinstance(hotel, int) or hotel < 1):
         raise InstrumentConfigError(f"{where}.hotel_slots: {hotel!r} is not a positive integer")
