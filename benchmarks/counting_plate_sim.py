@@ -9,6 +9,12 @@ follow density, since a count bias that grows with density (dense vehicle wells 
 treated wells) biases every viability.
 
     OMP_NUM_THREADS=1 python benchmarks/counting_plate_sim.py --seeds 10
+    python benchmarks/counting_plate_sim.py --ledger sqlite:///runs/demo/ledger.db  # a dry-run
+
+With ``--ledger``, a finished dry-run of a ``drug_combo``-shaped campaign instead: every
+measured experiment's viabilities against the simulated biology's truth
+(:func:`simulators.assays.get_assay`), i.e. what the counting bias does to what the planner
+sees.
 """
 
 from __future__ import annotations
@@ -36,7 +42,12 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=10, help="fields per density")
     ap.add_argument("--pixel-size-um", type=float, default=2.6)
+    ap.add_argument("--ledger", help="a dry-run's ledger URL: measured vs true viabilities")
+    ap.add_argument("--assay", default="drug_combo", help="the assay the campaign simulates")
     args = ap.parse_args(argv)
+    if args.ledger:
+        ledger_vs_truth(args.ledger, args.assay)
+        return
     params = segmentation_params(AnalysisSettings().nucleus_diameter_um / args.pixel_size_um)
     print(f"{args.pixel_size_um} µm/px, {args.seeds} fields per density (seeds 1000+)")
     print(f"{'nuclei/field':>12} | {'true':>6} | {'found':>6} | {'found/true':>10} | worst field")
@@ -96,6 +107,29 @@ def by_class(seeds: int, pixel_size_um: float, params: dict) -> None:
         found_t = sum(int((f.marker_mean > thr).sum()) for f in fields)
         found_n = sum(f.n_nuclei for f in fields) - found_t
         print(f"{f'{nt} + {nn}':>26} | {found_t / true_t:>17.3f} | {found_n / true_n:.3f}")
+
+
+def ledger_vs_truth(url: str, assay_name: str) -> None:
+    """Measured minus true viability of every measured experiment in the ledger."""
+    from sqlmodel import Session, select
+
+    from controller.ledger.db import open_ledger_engine
+    from controller.ledger.models import Experiment
+    from simulators.assays import get_assay
+
+    assay = get_assay(assay_name)
+    with Session(open_ledger_engine(url)) as session:
+        rows = session.exec(select(Experiment)).all()
+    rows = [e for e in rows if "normal_viability" in (e.outcomes or {})]
+    if not rows:
+        sys.exit(f"no measured experiments in {url}")
+    print(f"{len(rows)} measured experiments in {url}; truth: simulators.assays {assay_name!r}")
+    print(f"{'metric':>18} | mean measured - true | SE | worst")
+    for metric in ("normal_viability", "tumour_viability", "selectivity"):
+        diff = np.array([e.outcomes[metric] - assay.expected(e.params)[metric] for e in rows])
+        se = diff.std(ddof=1) / np.sqrt(diff.size) if diff.size > 1 else float("nan")
+        worst = diff[np.argmax(np.abs(diff))]
+        print(f"{metric:>18} | {diff.mean():+20.3f} | {se:.3f} | {worst:+.3f}")
 
 
 if __name__ == "__main__":

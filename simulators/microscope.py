@@ -26,6 +26,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from instruments.exceptions import ImagingError
 from instruments.interfaces import Clock, Frame
@@ -41,6 +42,9 @@ _PEAK_E = {"DAPI": {"tumour": 1400.0, "normal": 1400.0}, "GFP": {"tumour": 1100.
 _BACKGROUND_E = {"DAPI": 60.0, "GFP": 90.0}
 _DEBRIS_E = {"DAPI": 4000.0, "GFP": 2500.0}
 _OFFSET_ADU = 100.0
+# closest centre distance of nuclei not placed as a touching pair, in diameters (the
+# realistic scene simulator uses the same rule: simulators.nuclei_scene.SceneOptions.min_gap)
+MIN_GAP = 0.85
 _READ_NOISE_E = 3.0
 
 
@@ -82,11 +86,40 @@ def _place_nuclei(
     diameter_px: float,
     rng: np.random.Generator,
     touching_fraction: float = 0.2,
+    min_gap: float = MIN_GAP,
 ) -> np.ndarray:
     """Nucleus centres ``(n, 2)`` as ``(y, x)``; a ``touching_fraction`` of them sit next to
-    another, 0.8-1.15 diameters apart (touching or slightly overlapping pairs)."""
+    another, 0.8-1.15 diameters apart (touching or slightly overlapping pairs).
+
+    The others follow a hard-core process (Matérn II thinning of uniform candidates, then a
+    random subset): no two closer than ``min_gap`` diameters. Nuclei of a monolayer abut but
+    do not lie on top of each other; uniform placement put some centres a pixel apart, one
+    nucleus hiding another, which no segmentation can count and which made counts fall with
+    density (``benchmarks/counting_plate_sim.py``). Beyond what the process can hold (far
+    past confluence), the remaining centres fall at random.
+    """
     h, w = shape
-    pos = rng.random((n, 2)) * np.array([h, w], dtype=float)
+    size = np.array([h, w], dtype=float)
+    if n > 1 and min_gap > 0:
+        r = min_gap * diameter_px
+        m = int(1.3 * n) + 8
+        for _ in range(6):
+            cand = rng.random((m, 2)) * size
+            rank = rng.permutation(m)
+            close = cKDTree(cand).query_pairs(r, output_type="ndarray")
+            # Matérn II: of two close candidates the later-ranked one goes
+            later = np.where(rank[close[:, 0]] > rank[close[:, 1]], close[:, 0], close[:, 1])
+            keep = np.ones(m, dtype=bool)
+            keep[later] = False
+            cand = cand[keep]
+            if len(cand) >= n:
+                break
+            m = int(1.6 * m)
+        pos = cand[rng.permutation(len(cand))[:n]]
+        if len(pos) < n:
+            pos = np.vstack([pos, rng.random((n - len(pos), 2)) * size])
+    else:
+        pos = rng.random((n, 2)) * size
     if n > 1:
         paired = np.flatnonzero(rng.random(n) < touching_fraction)
         paired = paired[paired > 0]
@@ -238,7 +271,8 @@ def render_field(
         blur_sigma_px: blur of the optics (pixels, a Gaussian's sigma); sets the width of
             the nuclei's soft edges.
         touching_fraction: share of nuclei placed touching another (0.8-1.15 diameters
-            apart); at 2.6 µm/px a segmenter merges many of these pairs.
+            apart); at 2.6 µm/px a segmenter merges many of these pairs. The other
+            nuclei keep at least ``MIN_GAP`` diameters apart (a monolayer).
         scene: None (default: smooth ellipses, the output above) or realistic fields from
             :func:`simulators.nuclei_scene.render_scene` (texture, colonies, mitoses,
             apoptotic nuclei, debris; any pixel size). Then only DAPI is supported and the

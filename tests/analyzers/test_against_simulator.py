@@ -31,9 +31,9 @@ def _frame(
 
 @pytest.mark.parametrize(
     ("n_tumour", "n_normal", "tolerance"),
-    # measured over 10 seeds x 7 densities (10-300 nuclei per field): cells 0.96-1.01 of
-    # truth, tumour 0.98-1.04, normal 0.91-0.99 (the simulator puts ~20 % of its ~4 px nuclei
-    # 0.8-1.15 diameters from a partner; some fused pairs stay one object)
+    # benchmarks/counting_plate_sim.py, 30 seeds: cells 0.98-1.01 of truth up to 440 nuclei
+    # per field, tumour 1.02-1.07, normal 0.97-1.00 (the simulator puts ~20 % of its ~4 px
+    # nuclei 0.8-1.15 diameters from a partner; some fused pairs stay one object)
     [(25, 25, 0.05), (75, 75, 0.05), (150, 150, 0.07), (40, 160, 0.07), (160, 40, 0.06)],
 )
 def test_counts_and_classes_match_simulator_truth(n_tumour, n_normal, tolerance) -> None:
@@ -54,6 +54,11 @@ def test_counts_and_classes_match_simulator_truth(n_tumour, n_normal, tolerance)
     assert normal == pytest.approx(1.0, abs=0.12)
 
 
+def _visible(n_tumour: int, n_normal: int, seed: int) -> int:
+    truth = _frame(n_tumour, n_normal, seed, artefact="bubble").metadata[TRUTH_KEY]
+    return truth["n_tumour"] + truth["n_normal"]
+
+
 def _plate() -> tuple[dict[str, list[Frame]], PlateLayout]:
     spec = {  # well: (role, experiment, tumour per field, normal per field)
         **{w: ("negative_control", None, 80, 80) for w in ("B02", "C02", "D02", "E02")},
@@ -67,8 +72,11 @@ def _plate() -> tuple[dict[str, list[Frame]], PlateLayout]:
         if exp is not None:
             rep, reps[exp] = reps[exp], reps[exp] + 1
         wells.append(WellAssignment(well=w, role=WellRole(role), experiment=exp, replicate=rep))
-        art = "bubble" if w == "C04" else None
-        frames[w] = [_frame(nt, nn, 100 * i + f, w, art if f == 2 else None, f) for f in range(3)]
+        frames[w] = [_frame(nt, nn, 100 * i + f, w, None, f) for f in range(3)]
+    # C04's third field: a bubble hiding at least a third of it (the bubble's size is random;
+    # a small one that hides a fifth may pass as counting noise, see benchmarks/outliers.py)
+    seed = next(s for s in range(200, 300) if _visible(40, 76, s) <= 2 / 3 * 116)
+    frames["C04"][2] = _frame(40, 76, seed, "C04", "bubble", 2)
     return frames, PlateLayout(plate_id="P1", plate_type="96", wells=wells)
 
 

@@ -11,7 +11,7 @@ from instruments.interfaces import Microscope
 from simulators.biology import VirtualBiology
 from simulators.clock import SimulatedClock
 from simulators.liquid_handler import SimulatedLiquidHandler
-from simulators.microscope import TRUTH_KEY, SimulatedMicroscope, render_field
+from simulators.microscope import MIN_GAP, TRUTH_KEY, SimulatedMicroscope, render_field
 from simulators.world import SimulatedLab
 
 
@@ -35,6 +35,26 @@ def test_nucleus_count_in_image_scales_with_simulated_count():
     many = _count_blobs(render_field(80, 80, rng=1, channels=("DAPI",))[0][0])
     assert 25 <= few <= 45
     assert 2.5 < many / few < 4.5
+
+
+def test_nuclei_of_a_monolayer_do_not_lie_on_top_of_each_other():
+    d = 11.0 / 2.6
+    _, truth = render_field(150, 150, rng=3, touching_fraction=0.0)
+    yx = np.array(truth["centroids_yx"])
+    dist = np.hypot(*(yx[:, None, :] - yx[None, :, :]).transpose(2, 0, 1))
+    np.fill_diagonal(dist, np.inf)
+    assert dist.min() >= MIN_GAP * d - 0.01  # rounding of the truth's centroids
+    # touching pairs still exist when asked for: 0.8-1.15 diameters from a partner
+    _, truth = render_field(150, 150, rng=3)
+    yx = np.array(truth["centroids_yx"])
+    dist = np.hypot(*(yx[:, None, :] - yx[None, :, :]).transpose(2, 0, 1))
+    np.fill_diagonal(dist, np.inf)
+    assert (dist.min(axis=1) < MIN_GAP * d).sum() >= 0.1 * len(yx)
+
+
+def test_placement_far_past_confluence_still_places_every_nucleus():
+    _, truth = render_field(2000, 2000, rng=4, image_size=(128, 128))
+    assert truth["n_tumour"] + truth["n_normal"] == 4000 == len(truth["centroids_yx"])
 
 
 def test_tumour_nuclei_are_bright_in_gfp_only():
