@@ -28,7 +28,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analyzers import AnalysisSettings  # noqa: E402
-from analyzers.features import fit_marker_threshold, measure_field  # noqa: E402
+from analyzers.features import (  # noqa: E402
+    FieldMeasurement,
+    fit_marker_threshold,
+    measure_field,
+)
 from analyzers.nuclei import segmentation_params  # noqa: E402
 from instruments.interfaces import Frame  # noqa: E402
 from simulators import microscope  # noqa: E402
@@ -36,6 +40,18 @@ from simulators import microscope  # noqa: E402
 PER_LINE = (5, 15, 40, 80, 120, 170, 220)  # nuclei of each line per field
 # (tumour, normal) per field, as on a plate: vehicle wells are dense, treated wells sparser
 MIXES = ((110, 55), (60, 60), (30, 60), (10, 20), (3, 8))
+
+
+def _measure(
+    n_tumour: int, n_normal: int, seed: int, pixel_size_um: float, params: dict
+) -> tuple[FieldMeasurement, dict]:
+    """One simulated field, measured at the campaign's settings, and its truth."""
+    img, truth = microscope.render_field(n_tumour, n_normal, rng=seed, pixel_size_um=pixel_size_um)
+    frame = Frame(
+        image=img, channels=("DAPI", "GFP"), plate="P", well="B02", field=0,
+        pixel_size_um=pixel_size_um, position_um=(0.0, 0.0), timestamp_s=0.0,
+    )  # fmt: skip
+    return measure_field(frame, **params), truth
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,14 +72,8 @@ def main(argv: list[str] | None = None) -> None:
         found = true = 0
         worst = 1.0
         for seed in range(args.seeds):
-            img, truth = microscope.render_field(
-                n, n, rng=1000 + seed, pixel_size_um=args.pixel_size_um
-            )
-            frame = Frame(
-                image=img, channels=("DAPI", "GFP"), plate="P", well="B02", field=0,
-                pixel_size_um=args.pixel_size_um, position_um=(0.0, 0.0), timestamp_s=0.0,
-            )  # fmt: skip
-            got = measure_field(frame, **params).n_nuclei
+            field, truth = _measure(n, n, 1000 + seed, args.pixel_size_um, params)
+            got = field.n_nuclei
             t = truth["n_tumour"] + truth["n_normal"]
             found, true = found + got, true + t
             worst = max(worst, got / t, key=lambda r: abs(r - 1.0))
@@ -86,14 +96,8 @@ def by_class(seeds: int, pixel_size_um: float, params: dict) -> None:
     for nt, nn in MIXES:
         fields, true_t, true_n = [], 0, 0
         for seed in range(seeds):
-            img, truth = microscope.render_field(
-                nt, nn, rng=2000 + seed, pixel_size_um=pixel_size_um
-            )
-            frame = Frame(
-                image=img, channels=("DAPI", "GFP"), plate="P", well="B02", field=0,
-                pixel_size_um=pixel_size_um, position_um=(0.0, 0.0), timestamp_s=0.0,
-            )  # fmt: skip
-            fields.append(measure_field(frame, **params))
+            field, truth = _measure(nt, nn, 2000 + seed, pixel_size_um, params)
+            fields.append(field)
             true_t, true_n = true_t + truth["n_tumour"], true_n + truth["n_normal"]
         measured.append(((nt, nn), fields, true_t, true_n))
     everything = [f for _, fs, _, _ in measured for f in fs]
@@ -124,9 +128,10 @@ def ledger_vs_truth(url: str, assay_name: str) -> None:
     if not rows:
         sys.exit(f"no measured experiments in {url}")
     print(f"{len(rows)} measured experiments in {url}; truth: simulators.assays {assay_name!r}")
+    truths = [assay.expected(e.params) for e in rows]
     print(f"{'metric':>18} | mean measured - true | SE | worst")
     for metric in ("normal_viability", "tumour_viability", "selectivity"):
-        diff = np.array([e.outcomes[metric] - assay.expected(e.params)[metric] for e in rows])
+        diff = np.array([e.outcomes[metric] - t[metric] for e, t in zip(rows, truths, strict=True)])
         se = diff.std(ddof=1) / np.sqrt(diff.size) if diff.size > 1 else float("nan")
         worst = diff[np.argmax(np.abs(diff))]
         print(f"{metric:>18} | {diff.mean():+20.3f} | {se:.3f} | {worst:+.3f}")

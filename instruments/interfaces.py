@@ -107,6 +107,8 @@ class Microscope(Protocol):
 
 #: Where a plate can be in a workcell: the places a plate mover carries plates between.
 PLATE_LOCATIONS = ("hotel", "liquid_handler", "incubator", "microscope")
+#: The places that hold one plate at a time (the handler's deck position, the stage).
+ONE_PLATE_PLACES = ("liquid_handler", "microscope")
 
 
 @runtime_checkable

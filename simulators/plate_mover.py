@@ -16,10 +16,8 @@ import math
 from typing import Any
 
 from instruments.exceptions import PlateHandlingError
-from instruments.interfaces import PLATE_LOCATIONS, Clock
+from instruments.interfaces import ONE_PLATE_PLACES, PLATE_LOCATIONS, Clock
 from simulators.world import SimulatedLab
-
-ONE_PLATE_PLACES = ("liquid_handler", "microscope")
 
 
 def parse_transfer_times(times: dict[str, Any]) -> dict[frozenset[str], float]:

@@ -48,7 +48,14 @@ from controller.loop.clocks import Interrupted
 from controller.loop.events import EventBus, EventKind, append_event
 from controller.loop.workcell import RESOURCE_OF_STEP
 from instruments.exceptions import InstrumentError
-from instruments.interfaces import Clock, Frame, LiquidHandler, Microscope, PlateMover
+from instruments.interfaces import (
+    ONE_PLATE_PLACES,
+    Clock,
+    Frame,
+    LiquidHandler,
+    Microscope,
+    PlateMover,
+)
 from protocols.steps import STEP_ADAPTER, Acquire, Aspirate, Dispense, Incubate, Mix, Withdraw
 
 VOLUME_TOL_UL = 0.05
@@ -350,7 +357,7 @@ class StepEngine:
         t0 = self.clock.now()
         moved: dict[str, Any] = {}
         try:
-            if place in ("liquid_handler", "microscope"):
+            if place in ONE_PLATE_PLACES:
                 other = mover.occupant(place)
                 if other is not None and other != ctx.plate_id:
                     mover.move_plate(other, "hotel")
